@@ -1,0 +1,99 @@
+use serde::{Deserialize, Serialize};
+
+/// Stable error codes. Clients switch on these; the message is for humans and may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not authenticated, bad credentials, or an expired / revoked token.
+    Unauthorized,
+    /// The room exists but the caller is not a member of it.
+    NotMember,
+    /// The caller is a member but lacks the right (e.g. renaming a room it does not own).
+    Forbidden,
+    /// No such user, room, message, call or call participant.
+    NotFound,
+    /// The request clashes with current state (username taken, already in the call elsewhere).
+    Conflict,
+    /// Malformed frame, unknown type, or a field out of range.
+    Invalid,
+    /// The frame or a field in it is bigger than the protocol allows.
+    TooLarge,
+    /// Too many requests; slow down.
+    RateLimited,
+    /// The room's call already has the maximum number of participants.
+    CallFull,
+    /// The frame's protocol version is not one the server speaks.
+    UnsupportedVersion,
+    /// The server failed; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::NotMember,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::Invalid,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::CallFull,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::CallFull => "call_full",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `data` of an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_stable_names() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            let back: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, code);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+use serde::{Deserialize, Serialize};
+
+use crate::model::*;
+
+/// Everything a client can ask. Serialized as `"type"` + `"data"` in a [`crate::RequestFrame`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Request {
+    // --- session (allowed before authentication) ---
+    Register {
+        username: String,
+        display_name: String,
+        password: String,
+    },
+    Login {
+        username: String,
+        password: String,
+    },
+    Authenticate {
+        token: String,
+    },
+    // --- session (authenticated) ---
+    Logout,
+    ChangePassword {
+        old_password: String,
+        new_password: String,
+    },
+    Ping,
+    // --- rooms ---
+    CreateRoom {
+        name: String,
+        #[serde(default)]
+        public: bool,
+    },
+    RenameRoom {
+        room_id: RoomId,
+        name: String,
+    },
+    DeleteRoom {
+        room_id: RoomId,
+    },
+    ListRooms,
+    FindRooms {
+        query: String,
+    },
+    JoinRoom {
+        room_id: RoomId,
+    },
+    LeaveRoom {
+        room_id: RoomId,
+    },
+    AddMember {
+        room_id: RoomId,
+        username: String,
+    },
+    ListMembers {
+        room_id: RoomId,
+    },
+    OpenDirect {
+        username: String,
+    },
+    // --- messages ---
+    SendMessage {
+        room_id: RoomId,
+        client_id: String,
+        text: String,
+    },
+    EditMessage {
+        room_id: RoomId,
+        seq: Seq,
+        text: String,
+    },
+    DeleteMessage {
+        room_id: RoomId,
+        seq: Seq,
+    },
+    History {
+        room_id: RoomId,
+        #[serde(default)]
+        before_seq: Option<Seq>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    Sync {
+        room_id: RoomId,
+        since_seq: Seq,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    MarkRead {
+        room_id: RoomId,
+        seq: Seq,
+    },
+    Typing {
+        room_id: RoomId,
+        typing: bool,
+    },
+    // --- calls ---
+    GetIceServers,
+    CallJoin {
+        room_id: RoomId,
+    },
+    CallLeave {
+        room_id: RoomId,
+    },
+    CallDecline {
+        room_id: RoomId,
+    },
+    CallBusy {
+        room_id: RoomId,
+    },
+    CallOffer {
+        room_id: RoomId,
+        to: UserId,
+        sdp: String,
+    },
+    CallAnswer {
+        room_id: RoomId,
+        to: UserId,
+        sdp: String,
+    },
+    CallIce {
+        room_id: RoomId,
+        to: UserId,
+        candidate: IceCandidate,
+    },
+}
+
+impl Request {
+    /// Every request `type`, so a decoder can tell "unknown type" from "bad data".
+    pub const TYPES: &'static [&'static str] = &[
+        "register",
+        "login",
+        "authenticate",
+        "logout",
+        "change_password",
+        "ping",
+        "create_room",
+        "rename_room",
+        "delete_room",
+        "list_rooms",
+        "find_rooms",
+        "join_room",
+        "leave_room",
+        "add_member",
+        "list_members",
+        "open_direct",
+        "send_message",
+        "edit_message",
+        "delete_message",
+        "history",
+        "sync",
+        "mark_read",
+        "typing",
+        "get_ice_servers",
+        "call_join",
+        "call_leave",
+        "call_decline",
+        "call_busy",
+        "call_offer",
+        "call_answer",
+        "call_ice",
+    ];
+
+    /// The `type` name this request is sent as.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Request::Register { .. } => "register",
+            Request::Login { .. } => "login",
+            Request::Authenticate { .. } => "authenticate",
+            Request::Logout => "logout",
+            Request::ChangePassword { .. } => "change_password",
+            Request::Ping => "ping",
+            Request::CreateRoom { .. } => "create_room",
+            Request::RenameRoom { .. } => "rename_room",
+            Request::DeleteRoom { .. } => "delete_room",
+            Request::ListRooms => "list_rooms",
+            Request::FindRooms { .. } => "find_rooms",
+            Request::JoinRoom { .. } => "join_room",
+            Request::LeaveRoom { .. } => "leave_room",
+            Request::AddMember { .. } => "add_member",
+            Request::ListMembers { .. } => "list_members",
+            Request::OpenDirect { .. } => "open_direct",
+            Request::SendMessage { .. } => "send_message",
+            Request::EditMessage { .. } => "edit_message",
+            Request::DeleteMessage { .. } => "delete_message",
+            Request::History { .. } => "history",
+            Request::Sync { .. } => "sync",
+            Request::MarkRead { .. } => "mark_read",
+            Request::Typing { .. } => "typing",
+            Request::GetIceServers => "get_ice_servers",
+            Request::CallJoin { .. } => "call_join",
+            Request::CallLeave { .. } => "call_leave",
+            Request::CallDecline { .. } => "call_decline",
+            Request::CallBusy { .. } => "call_busy",
+            Request::CallOffer { .. } => "call_offer",
+            Request::CallAnswer { .. } => "call_answer",
+            Request::CallIce { .. } => "call_ice",
+        }
+    }
+
+    /// Requests a socket may send before it has authenticated.
+    pub fn allowed_before_auth(&self) -> bool {
+        matches!(
+            self,
+            Request::Register { .. }
+                | Request::Login { .. }
+                | Request::Authenticate { .. }
+                | Request::Ping
+        )
+    }
+}
