@@ -1,2 +1,11 @@
 //! Parlor's signaling server as a library: the binary in `main.rs` only parses the command line.
+pub mod config;
+pub mod credentials;
+pub mod error;
 pub mod hub;
+pub mod metrics;
+pub mod service;
+pub mod store;
+pub mod validate;
+pub mod connection;
+pub mod server;

@@ -1,1 +1,59 @@
-fn main() {}
+//! `parlor-server`: parses settings, binds, prints `listening on ADDR:PORT`, serves until
+//! SIGINT or SIGTERM.
+use clap::Parser;
+use parlor_signaling::config::Args;
+use parlor_signaling::server::Server;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "parlor_signaling=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match Args::parse().resolve() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("parlor-server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let scheme = if settings.tls.is_some() { "wss" } else { "ws" };
+    let database = settings.database.clone();
+    let server = match Server::bind(settings).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("parlor-server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr();
+    // Scripts and tests wait for this exact line; it carries the real port when 0 was asked for.
+    println!("listening on {addr}");
+    tracing::info!("serving {scheme}://{addr}/ws with database {}", database.display());
+    server.run(shutdown_signal()).await;
+    std::process::ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,93 @@
+//! Counters for `GET /metrics`, rendered in the Prometheus text format.
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use parlor_protocol::ErrorCode;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub connections: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub frames_received: AtomicU64,
+    pub messages_stored: AtomicU64,
+    pub events_sent: AtomicU64,
+    pub slow_consumers_closed: AtomicU64,
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Metrics {
+    pub fn error(&self, code: ErrorCode) {
+        let index = ErrorCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .expect("ALL lists every code");
+        self.errors[index].fetch_add(1, Relaxed);
+    }
+
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        let index = ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0);
+        self.errors[index].load(Relaxed)
+    }
+
+    pub fn render(&self, active_calls: usize) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        metric(
+            "parlor_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            self.connections.load(Relaxed).to_string(),
+        );
+        metric(
+            "parlor_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            self.connections_total.load(Relaxed).to_string(),
+        );
+        metric(
+            "parlor_frames_received_total",
+            "counter",
+            "Frames received from clients.",
+            self.frames_received.load(Relaxed).to_string(),
+        );
+        metric(
+            "parlor_messages_total",
+            "counter",
+            "Chat messages stored.",
+            self.messages_stored.load(Relaxed).to_string(),
+        );
+        metric(
+            "parlor_events_sent_total",
+            "counter",
+            "Events queued to sockets.",
+            self.events_sent.load(Relaxed).to_string(),
+        );
+        metric(
+            "parlor_slow_consumers_closed_total",
+            "counter",
+            "Sockets closed because they did not read their events.",
+            self.slow_consumers_closed.load(Relaxed).to_string(),
+        );
+        metric(
+            "parlor_active_calls",
+            "gauge",
+            "Rooms with a call in progress.",
+            active_calls.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP parlor_errors_total Error replies sent, by code.\n# TYPE parlor_errors_total counter"
+        );
+        for (code, count) in ErrorCode::ALL.iter().zip(&self.errors) {
+            let _ = writeln!(
+                out,
+                "parlor_errors_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                count.load(Relaxed)
+            );
+        }
+        out
+    }
+}

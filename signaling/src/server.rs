@@ -1,0 +1,248 @@
+//! The listening socket: HTTP routes (`/ws`, `/healthz`, `/metrics`), optional TLS, the call
+//! timer and graceful shutdown.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::connection::{self, CLOSE_SHUTDOWN};
+use crate::service::Service;
+use crate::store::Store;
+
+/// Frames above this are refused by the WebSocket layer itself (the connection is closed with
+/// 1009). Frames between [`parlor_protocol::MAX_FRAME_BYTES`] and this get a `too_large` error and
+/// the socket stays usable.
+const TRANSPORT_MAX_MESSAGE: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] crate::store::OpenError),
+    #[error("loading rooms: {0}")]
+    Load(#[from] crate::error::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+#[derive(Clone)]
+struct AppState {
+    service: Arc<Service>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// A server that is bound and ready; [`Server::run`] serves until the shutdown future resolves.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: AppState,
+}
+
+impl Server {
+    pub async fn bind(settings: Settings) -> Result<Server, StartError> {
+        let tls = match &settings.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        let store = Store::open(&settings.database).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| StartError::Bind(settings.listen, e))?;
+        let service = Arc::new(Service::new(settings, store).await?);
+        Ok(Server {
+            listener,
+            tls,
+            state: AppState {
+                service,
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn service(&self) -> Arc<Service> {
+        self.state.service.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then closes every socket with 1001, waits (bounded) for
+    /// them, and checkpoints and closes the database.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            tls,
+            state,
+        } = self;
+        let router = Router::new()
+            .route("/ws", get(websocket))
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .with_state(state.clone());
+        let timer = tokio::spawn(call_timer(state.service.clone(), state.shutdown.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let router = router.clone();
+            let tls = tls.clone();
+            let shutdown = state.shutdown.clone();
+            state.tracker.spawn(async move {
+                let result = match tls {
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(stream) => serve_http(stream, router, shutdown).await,
+                        Err(e) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                    },
+                    None => serve_http(tcp, router, shutdown).await,
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "HTTP connection ended: {e}");
+                }
+            });
+        }
+        tracing::info!("shutting down");
+        drop(listener);
+        drop(router);
+        state.shutdown.cancel();
+        state.service.kick_all(CLOSE_SHUTDOWN);
+        state.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), state.tracker.wait()).await;
+        let _ = timer.await;
+        match Arc::try_unwrap(state.service) {
+            Ok(service) => service.store.close().await,
+            Err(_) => tracing::warn!("sockets still open at shutdown; database closed without checkpoint"),
+        }
+    }
+}
+
+/// Serves HTTP/1.1 (with WebSocket upgrades) on one stream; on shutdown, finishes the request in
+/// flight and closes. Upgraded sockets are closed by their own tasks.
+async fn serve_http<I>(
+    io: I,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(router));
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+/// Hangs up call participants whose grace period ran out.
+async fn call_timer(service: Arc<Service>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => service.tick(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    if state.shutdown.is_cancelled() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let AppState {
+        service,
+        shutdown,
+        tracker,
+    } = state;
+    upgrade
+        .max_message_size(TRANSPORT_MAX_MESSAGE)
+        .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        .on_upgrade(move |socket| {
+            let task = tracker.track_future(connection::serve(service, socket, shutdown));
+            async move { task.await }
+        })
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let database_ok = state.service.store.healthy().await;
+    let status = if database_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if database_ok { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": parlor_protocol::PROTOCOL_VERSION,
+        "database": if database_ok { "ok" } else { "error" },
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.service.metrics.render(state.service.active_calls());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!("{}: no certificate", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

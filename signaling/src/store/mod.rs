@@ -1,0 +1,124 @@
+//! Persistence on SQLite through sqlx. Every statement is a constant with bound parameters.
+//!
+//! Writes go through one dedicated connection behind an async mutex: SQLite serializes writers
+//! anyway, and holding the lock across "commit, then fan out" keeps every room's events in
+//! sequence order on every socket. Reads use a separate pool of read-only connections (WAL lets
+//! them run beside the writer).
+
+mod messages;
+mod rooms;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use messages::*;
+pub use rooms::*;
+pub use users::*;
+
+pub struct Store {
+    read: SqlitePool,
+    write: Mutex<SqliteConnection>,
+}
+
+pub type Writer<'a> = MutexGuard<'a, SqliteConnection>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot migrate database {path}: {source}")]
+    Migrate {
+        path: String,
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Store, OpenError> {
+        let shown = path.display().to_string();
+        let open_err = |source| OpenError::Open {
+            path: shown.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(open_err)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a power cut may lose the last commits but never corrupts.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let mut write = options.connect().await.map_err(open_err)?;
+        sqlx::migrate!("../migrations/server")
+            .run(&mut write)
+            .await
+            .map_err(|source| OpenError::Migrate {
+                path: shown.clone(),
+                source,
+            })?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(open_err)?;
+        Ok(Store {
+            read,
+            write: Mutex::new(write),
+        })
+    }
+
+    pub fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    pub async fn writer(&self) -> Writer<'_> {
+        self.write.lock().await
+    }
+
+    /// True when a trivial query succeeds on both the reader pool and the writer.
+    pub async fn healthy(&self) -> bool {
+        let read_ok = sqlx::query("SELECT 1").execute(&self.read).await.is_ok();
+        // Do not queue behind a long write for a health probe.
+        let write_ok = match self.write.try_lock() {
+            Ok(mut w) => w.ping().await.is_ok(),
+            Err(_) => true,
+        };
+        read_ok && write_ok
+    }
+
+    /// Checkpoints the WAL into the main file and closes every connection.
+    pub async fn close(self) {
+        self.read.close().await;
+        let mut write = self.write.into_inner();
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut write)
+            .await
+        {
+            tracing::warn!("WAL checkpoint at shutdown failed: {e}");
+        }
+        if let Err(e) = write.close().await {
+            tracing::warn!("closing the database failed: {e}");
+        }
+    }
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
