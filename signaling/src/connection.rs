@@ -41,7 +41,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
         .connections_total
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let writer_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(
         sink,
@@ -53,7 +53,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
     ));
 
     let mut state = ConnState { id, identity: None };
-    let close = read_loop(&service, &mut state, stream, &outbox, &writer_done, &shutdown).await;
+    let close = read_loop(&service, &mut state, &mut stream, &outbox, &writer_done, &shutdown).await;
 
     // Forget the socket first, so no further events are queued for it, then let the writer
     // flush what is queued and send the close frame.
@@ -63,6 +63,16 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
     }
     drop(outbox);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // Closing handshake: let the peer answer our close frame before the TCP connection goes, so
+    // that it reads the close code instead of a reset.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     service.metrics.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -70,7 +80,7 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
 async fn read_loop(
     service: &Service,
     state: &mut ConnState,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
     outbox: &mpsc::Sender<Outbound>,
     writer_done: &CancellationToken,
     shutdown: &CancellationToken,

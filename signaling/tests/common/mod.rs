@@ -288,6 +288,20 @@ impl Client {
         }
     }
 
+    /// The next frame, or the close code once the server closes.
+    pub async fn next_frame_or_close(&mut self) -> Result<ServerFrame, Option<u16>> {
+        loop {
+            match self.socket.next().await {
+                None | Some(Err(_)) => return Err(None),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(decode_server_frame(text.as_str()).expect("valid frame"))
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// The next event, waiting up to [`PATIENCE`].
     pub async fn event(&mut self) -> Event {
         if let Some(event) = self.pending.pop_front() {

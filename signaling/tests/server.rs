@@ -1,0 +1,96 @@
+//! The process itself: start-up line, TLS, graceful shutdown.
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use parlor_protocol::Request;
+
+#[tokio::test]
+async fn prints_its_real_address_and_serves_health_on_it() {
+    let server = TestServer::start(&[]).await;
+    let (host, port) = server.addr.rsplit_once(':').unwrap();
+    assert_eq!(host, "127.0.0.1");
+    assert_ne!(port, "0", "the real port, not the requested 0");
+    assert_eq!(server.get("/healthz").await.0, 200);
+    assert_eq!(server.get("/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_going_away_and_flushes_the_database() {
+    let mut server = TestServer::start(&[]).await;
+    let mut ann = Client::register(&server, "ann").await;
+    let room = create_room(&mut ann, "r", true).await;
+    send(&mut ann, room, "1", "flushed").await;
+    let db = server.db.clone();
+    let (stop, closed) = tokio::join!(server.stop(), ann.closed());
+    let () = stop;
+    assert_eq!(closed.0, Some(1001));
+    // The WAL was checkpointed into the main file and removed.
+    let wal = db.with_extension("db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=ro", db.display())).await.unwrap();
+    let text: String = sqlx::query_scalar("SELECT text FROM timeline").fetch_one(&pool).await.unwrap();
+    assert_eq!(text, "flushed");
+}
+
+#[tokio::test]
+async fn serves_wss_with_a_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let server = TestServer::start(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ])
+    .await;
+    let port = server.addr.rsplit_once(':').unwrap().1;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let url = format!("wss://localhost:{port}/ws");
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url.as_str(),
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))),
+    )
+    .await
+    .expect("TLS WebSocket");
+    let mut client = Client::from_socket(socket);
+    client.request(Request::Ping).await.unwrap();
+
+    // Plain ws:// on the TLS port does not work.
+    assert!(tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws")).await.is_err());
+}
+
+#[tokio::test]
+async fn refuses_to_start_with_bad_settings() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor-server"))
+        .args(["--listen", "127.0.0.1:0", "--max-call-participants", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max-call-participants"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor-server"))
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(dir.path().join("x.db"))
+        .args(["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+}
