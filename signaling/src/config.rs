@@ -8,7 +8,11 @@ use clap::Parser;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Clone, Parser, Deserialize)]
-#[command(name = "parlor-server", version, about = "Parlor's self-hosted signaling server")]
+#[command(
+    name = "parlor-server",
+    version,
+    about = "Parlor's self-hosted signaling server"
+)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Args {
     /// TOML file with any of these settings (keys as the long flag names, e.g. `listen`).

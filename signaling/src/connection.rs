@@ -35,7 +35,10 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
         kick: kick.clone(),
         kick_reason: kick_reason.clone(),
     });
-    service.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    service
+        .metrics
+        .connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     service
         .metrics
         .connections_total
@@ -53,7 +56,15 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
     ));
 
     let mut state = ConnState { id, identity: None };
-    let close = read_loop(&service, &mut state, &mut stream, &outbox, &writer_done, &shutdown).await;
+    let close = read_loop(
+        &service,
+        &mut state,
+        &mut stream,
+        &outbox,
+        &writer_done,
+        &shutdown,
+    )
+    .await;
 
     // Forget the socket first, so no further events are queued for it, then let the writer
     // flush what is queued and send the close frame.
@@ -73,7 +84,10 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
         }
     })
     .await;
-    service.metrics.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    service
+        .metrics
+        .connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Reads and handles frames until the socket ends; returns the close frame to send, if any.
@@ -111,7 +125,11 @@ async fn read_loop(
                 // A frame over the transport limit leaves the stream unusable: say why and go.
                 let too_big = e.to_string().to_ascii_lowercase().contains("too long")
                     || e.to_string().to_ascii_lowercase().contains("capacity");
-                return Some(if too_big { CLOSE_TOO_BIG } else { CLOSE_PROTOCOL });
+                return Some(if too_big {
+                    CLOSE_TOO_BIG
+                } else {
+                    CLOSE_PROTOCOL
+                });
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                 idle_deadline = Instant::now() + settings.idle_timeout;
@@ -119,15 +137,24 @@ async fn read_loop(
             }
             Some(Ok(Message::Binary(_))) => {
                 idle_deadline = Instant::now() + settings.idle_timeout;
-                service.metrics.frames_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let error = ErrorBody::new(ErrorCode::Invalid, "binary frames are not part of the protocol; send JSON text frames");
+                service
+                    .metrics
+                    .frames_received
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let error = ErrorBody::new(
+                    ErrorCode::Invalid,
+                    "binary frames are not part of the protocol; send JSON text frames",
+                );
                 send_error(service, outbox, None, &error).await;
                 continue;
             }
             Some(Ok(Message::Text(text))) => text,
         };
         idle_deadline = Instant::now() + settings.idle_timeout;
-        service.metrics.frames_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        service
+            .metrics
+            .frames_received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         if !bucket.try_take(std::time::Instant::now()) {
             refused_in_a_row += 1;
@@ -148,7 +175,10 @@ async fn read_loop(
         if text.len() > MAX_FRAME_BYTES {
             let error = ErrorBody::new(
                 ErrorCode::TooLarge,
-                format!("frames are limited to {MAX_FRAME_BYTES} bytes; this one has {}", text.len()),
+                format!(
+                    "frames are limited to {MAX_FRAME_BYTES} bytes; this one has {}",
+                    text.len()
+                ),
             );
             send_error(service, outbox, None, &error).await;
             continue;
@@ -175,7 +205,10 @@ async fn read_loop(
                 }
             }
             Err(e) => {
-                if matches!(e, crate::error::Error::Database(_) | crate::error::Error::Internal(_)) {
+                if matches!(
+                    e,
+                    crate::error::Error::Database(_) | crate::error::Error::Internal(_)
+                ) {
                     tracing::error!(conn = state.id, "request failed: {e}");
                 }
                 send_error(service, outbox, frame.id, &e.to_body()).await;
@@ -191,7 +224,9 @@ async fn send_error(
     error: &ErrorBody,
 ) {
     service.metrics.error(error.code);
-    let _ = outbox.send(Outbound::Text(encode_error(id, error).into())).await;
+    let _ = outbox
+        .send(Outbound::Text(encode_error(id, error).into()))
+        .await;
 }
 
 async fn write_loop(

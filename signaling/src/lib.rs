@@ -1,11 +1,12 @@
 //! Parlor's signaling server as a library: the binary in `main.rs` only parses the command line.
 pub mod config;
+pub mod connection;
 pub mod credentials;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod validate;
-pub mod connection;
-pub mod server;

@@ -20,6 +20,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Some(files) = parlor_signaling::limits::raise_open_files_limit() {
+        tracing::debug!("open files limit: {files}");
+    }
     let scheme = if settings.tls.is_some() { "wss" } else { "ws" };
     let database = settings.database.clone();
     let server = match Server::bind(settings).await {
@@ -32,7 +35,10 @@ async fn main() -> std::process::ExitCode {
     let addr = server.local_addr();
     // Scripts and tests wait for this exact line; it carries the real port when 0 was asked for.
     println!("listening on {addr}");
-    tracing::info!("serving {scheme}://{addr}/ws with database {}", database.display());
+    tracing::info!(
+        "serving {scheme}://{addr}/ws with database {}",
+        database.display()
+    );
     server.run(shutdown_signal()).await;
     std::process::ExitCode::SUCCESS
 }

@@ -78,7 +78,9 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn service(&self) -> Arc<Service> {
@@ -143,7 +145,9 @@ impl Server {
         let _ = timer.await;
         match Arc::try_unwrap(state.service) {
             Ok(service) => service.store.close().await,
-            Err(_) => tracing::warn!("sockets still open at shutdown; database closed without checkpoint"),
+            Err(_) => {
+                tracing::warn!("sockets still open at shutdown; database closed without checkpoint")
+            }
         }
     }
 }
@@ -159,7 +163,8 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(router));
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(router));
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => result,
@@ -195,8 +200,7 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
         .max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
         .on_upgrade(move |socket| {
-            let task = tracker.track_future(connection::serve(service, socket, shutdown));
-            async move { task.await }
+            tracker.track_future(connection::serve(service, socket, shutdown))
         })
 }
 
@@ -219,7 +223,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.service.metrics.render(state.service.active_calls());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -233,7 +240,10 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcce
         .collect::<Result<_, _>>()
         .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(StartError::Tls(format!("{}: no certificate", cert.display())));
+        return Err(StartError::Tls(format!(
+            "{}: no certificate",
+            cert.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;

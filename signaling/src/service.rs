@@ -75,7 +75,8 @@ impl Switchboard {
                 } => {
                     if let Some(handle) = self.conns.get(&conn) {
                         // Queued behind the session_revoked event so that it is delivered first.
-                        let close = Outbound::Close(CLOSE_SESSION_REVOKED.0, CLOSE_SESSION_REVOKED.1);
+                        let close =
+                            Outbound::Close(CLOSE_SESSION_REVOKED.0, CLOSE_SESSION_REVOKED.1);
                         if handle.outbox.try_send(close).is_err() {
                             kick(handle, CLOSE_SESSION_REVOKED);
                         }
@@ -217,7 +218,10 @@ impl Service {
                 username,
                 display_name,
                 password,
-            } => self.register_user(conn, &username, &display_name, password).await?,
+            } => {
+                self.register_user(conn, &username, &display_name, password)
+                    .await?
+            }
             Request::Login { username, password } => self.login(conn, &username, password).await?,
             Request::Authenticate { token } => self.authenticate(conn, &token).await?,
             Request::Logout => {
@@ -230,11 +234,18 @@ impl Service {
             Request::ChangePassword {
                 old_password,
                 new_password,
-            } => self.change_password(conn, old_password, new_password).await?,
+            } => {
+                self.change_password(conn, old_password, new_password)
+                    .await?
+            }
             Request::CreateRoom { name, public } => {
                 let me = Self::identity(conn)?.user.clone();
                 let name = validate::room_name(&name)?;
-                let kind = if public { RoomKind::Public } else { RoomKind::Private };
+                let kind = if public {
+                    RoomKind::Public
+                } else {
+                    RoomKind::Private
+                };
                 let mut w = self.store.writer().await;
                 let room = store::create_room(&mut w, me.id, &name, kind, now_millis()).await?;
                 self.with_hub(|hub| hub.member_joined(room.id, &me, Some(conn.id)));
@@ -389,8 +400,11 @@ impl Service {
                 self.check_member(room_id, me)?;
                 validate::message_text(&text)?;
                 let mut w = self.store.writer().await;
-                let entry = store::edit_message(&mut w, room_id, seq, me, &text, now_millis()).await?;
-                let event = Event::Timeline { entry: entry.clone() };
+                let entry =
+                    store::edit_message(&mut w, room_id, seq, me, &text, now_millis()).await?;
+                let event = Event::Timeline {
+                    entry: entry.clone(),
+                };
                 self.with_hub(|hub| hub.broadcast(room_id, event, Some(conn.id)));
                 Reply::TimelineEntry { entry }
             }
@@ -402,7 +416,9 @@ impl Service {
                 let mut w = self.store.writer().await;
                 let entry =
                     store::delete_message(&mut w, room_id, seq, me, is_owner, now_millis()).await?;
-                let event = Event::Timeline { entry: entry.clone() };
+                let event = Event::Timeline {
+                    entry: entry.clone(),
+                };
                 self.with_hub(|hub| hub.broadcast(room_id, event, Some(conn.id)));
                 Reply::TimelineEntry { entry }
             }
@@ -492,7 +508,10 @@ impl Service {
                 candidate,
             } => {
                 if candidate.candidate.len() > 1024 {
-                    return Err(Error::refused(ErrorCode::TooLarge, "ICE candidate too long"));
+                    return Err(Error::refused(
+                        ErrorCode::TooLarge,
+                        "ICE candidate too long",
+                    ));
                 }
                 self.with_hub(|hub| hub.call_relay(conn.id, room_id, to, Relay::Ice(candidate)))?;
                 Reply::Ok
@@ -556,7 +575,8 @@ impl Service {
         let now = now_millis();
         let expiry = now + self.settings.session_ttl.as_millis() as i64;
         let mut w = self.store.writer().await;
-        let found = store::use_session(&mut w, &credentials::token_hash(token), now, expiry).await?;
+        let found =
+            store::use_session(&mut w, &credentials::token_hash(token), now, expiry).await?;
         let Some((session, user, expires_at)) = found else {
             return Err(Error::refused(
                 ErrorCode::Unauthorized,
@@ -585,7 +605,10 @@ impl Service {
         let stored = store::password_hash(self.store.reader(), me.user.id).await?;
         let ok = blocking(move || credentials::verify_password(&old_password, &stored)).await?;
         if !ok {
-            return Err(Error::refused(ErrorCode::Unauthorized, "the current password is wrong"));
+            return Err(Error::refused(
+                ErrorCode::Unauthorized,
+                "the current password is wrong",
+            ));
         }
         let hash = blocking(move || credentials::hash_password(&new_password)).await??;
         let mut w = self.store.writer().await;

@@ -36,7 +36,10 @@ pub fn password(password: &str) -> Result<()> {
     }
     // Bounds the work an attacker can make argon2 do per request.
     if password.len() > 1024 {
-        return Err(Error::refused(ErrorCode::TooLarge, "a password has at most 1024 bytes"));
+        return Err(Error::refused(
+            ErrorCode::TooLarge,
+            "a password has at most 1024 bytes",
+        ));
     }
     Ok(())
 }
@@ -57,7 +60,9 @@ pub fn client_id(id: &str) -> Result<()> {
     if (1..=64).contains(&id.len()) && !id.chars().any(char::is_control) {
         Ok(())
     } else {
-        Err(Error::invalid("a client id has 1 to 64 bytes and no control characters"))
+        Err(Error::invalid(
+            "a client id has 1 to 64 bytes and no control characters",
+        ))
     }
 }
 
@@ -76,7 +81,10 @@ pub fn message_text(text: &str) -> Result<()> {
 
 pub fn search_query(query: &str) -> Result<()> {
     if query.len() > 100 {
-        return Err(Error::refused(ErrorCode::TooLarge, "a search has at most 100 bytes"));
+        return Err(Error::refused(
+            ErrorCode::TooLarge,
+            "a search has at most 100 bytes",
+        ));
     }
     Ok(())
 }

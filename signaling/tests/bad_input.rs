@@ -27,11 +27,36 @@ async fn malformed_frames_get_invalid_and_the_socket_stays_usable() {
     let cases: &[(&str, Option<u64>, ErrorCode, &str)] = &[
         ("{not json", None, ErrorCode::Invalid, "malformed JSON"),
         ("[1,2,3]", None, ErrorCode::Invalid, "JSON object"),
-        (r#"{"v":1,"id":4,"type":"launch_rockets"}"#, Some(4), ErrorCode::Invalid, "unknown message type"),
-        (r#"{"v":1,"id":5,"type":"send_message","data":{"room_id":"one"}}"#, Some(5), ErrorCode::Invalid, "send_message"),
-        (r#"{"v":1,"id":6}"#, Some(6), ErrorCode::Invalid, "missing `type`"),
-        (r#"{"v":9,"id":7,"type":"ping"}"#, Some(7), ErrorCode::UnsupportedVersion, "not supported"),
-        (r#"{"id":8,"type":"ping"}"#, Some(8), ErrorCode::Invalid, "version"),
+        (
+            r#"{"v":1,"id":4,"type":"launch_rockets"}"#,
+            Some(4),
+            ErrorCode::Invalid,
+            "unknown message type",
+        ),
+        (
+            r#"{"v":1,"id":5,"type":"send_message","data":{"room_id":"one"}}"#,
+            Some(5),
+            ErrorCode::Invalid,
+            "send_message",
+        ),
+        (
+            r#"{"v":1,"id":6}"#,
+            Some(6),
+            ErrorCode::Invalid,
+            "missing `type`",
+        ),
+        (
+            r#"{"v":9,"id":7,"type":"ping"}"#,
+            Some(7),
+            ErrorCode::UnsupportedVersion,
+            "not supported",
+        ),
+        (
+            r#"{"id":8,"type":"ping"}"#,
+            Some(8),
+            ErrorCode::Invalid,
+            "version",
+        ),
         ("", None, ErrorCode::Invalid, "malformed JSON"),
         ("\u{0}\u{1}", None, ErrorCode::Invalid, "malformed JSON"),
     ];
@@ -39,10 +64,17 @@ async fn malformed_frames_get_invalid_and_the_socket_stays_usable() {
         let (got_id, error) = error_for(&mut ann, text).await;
         assert_eq!(got_id, *id, "{text}");
         assert_eq!(error.code, *code, "{text}");
-        assert!(error.message.contains(fragment), "{text}: {}", error.message);
+        assert!(
+            error.message.contains(fragment),
+            "{text}: {}",
+            error.message
+        );
     }
-    ann.send_message(Message::Binary(vec![1, 2, 3].into())).await;
-    let ServerFrame::Error { error, .. } = ann.next_frame().await else { panic!() };
+    ann.send_message(Message::Binary(vec![1, 2, 3].into()))
+        .await;
+    let ServerFrame::Error { error, .. } = ann.next_frame().await else {
+        panic!()
+    };
     assert_eq!(error.code, ErrorCode::Invalid);
     assert!(error.message.contains("binary"));
     // Still usable.
@@ -77,17 +109,29 @@ async fn oversized_frames_get_too_large_and_huge_ones_close_the_socket() {
 
 #[tokio::test]
 async fn flooding_gets_rate_limited_then_closed() {
-    let server = TestServer::start(&["--rate-per-sec", "5", "--rate-burst", "10", "--rate-abuse-limit", "20"]).await;
+    let server = TestServer::start(&[
+        "--rate-per-sec",
+        "5",
+        "--rate-burst",
+        "10",
+        "--rate-abuse-limit",
+        "20",
+    ])
+    .await;
     let mut ann = Client::register(&server, "ann").await;
     let mut bob = Client::register(&server, "bob").await;
     // 40 pings at once: 10 pass (one token already spent on register... at most 10), then refusals.
     for id in 100..140u64 {
-        ann.send_text(format!(r#"{{"v":1,"id":{id},"type":"ping"}}"#)).await;
+        ann.send_text(format!(r#"{{"v":1,"id":{id},"type":"ping"}}"#))
+            .await;
     }
     let mut pongs = 0;
     let mut limited = 0;
     let code = loop {
-        match tokio::time::timeout(PATIENCE, ann.next_frame_or_close()).await.expect("in time") {
+        match tokio::time::timeout(PATIENCE, ann.next_frame_or_close())
+            .await
+            .expect("in time")
+        {
             Ok(ServerFrame::Reply { .. }) => pongs += 1,
             Ok(ServerFrame::Error { id, error }) => {
                 assert_eq!(error.code, ErrorCode::RateLimited);
@@ -101,7 +145,12 @@ async fn flooding_gets_rate_limited_then_closed() {
     assert!((9..=10).contains(&pongs), "pongs {pongs}");
     assert_eq!(limited, 19, "the 20th refusal in a row closes instead");
     assert_eq!(code, Some(4008));
-    assert!(server.metric("parlor_errors_total{code=\"rate_limited\"}").await >= 19.0);
+    assert!(
+        server
+            .metric("parlor_errors_total{code=\"rate_limited\"}")
+            .await
+            >= 19.0
+    );
     // A well-behaved client is unaffected.
     bob.request(parlor_protocol::Request::Ping).await.unwrap();
 }
@@ -111,7 +160,8 @@ async fn a_brief_burst_is_refused_but_not_punished() {
     let server = TestServer::start(&["--rate-per-sec", "20", "--rate-burst", "5"]).await;
     let mut ann = Client::register(&server, "ann").await;
     for id in 1..=10u64 {
-        ann.send_text(format!(r#"{{"v":1,"id":{id},"type":"ping"}}"#)).await;
+        ann.send_text(format!(r#"{{"v":1,"id":{id},"type":"ping"}}"#))
+            .await;
     }
     let mut limited = 0;
     for _ in 0..10 {
@@ -127,7 +177,8 @@ async fn a_brief_burst_is_refused_but_not_punished() {
 
 #[tokio::test]
 async fn a_silent_socket_is_closed_after_the_idle_timeout() {
-    let server = TestServer::start(&["--ping-interval-ms", "150", "--idle-timeout-ms", "600"]).await;
+    let server =
+        TestServer::start(&["--ping-interval-ms", "150", "--idle-timeout-ms", "600"]).await;
     let mut ann = Client::register(&server, "ann").await;
     let mut bob = Client::register(&server, "bob").await;
     // Ann neither reads nor writes, so she answers no ping; Bob keeps talking for ~1 s.
@@ -148,7 +199,9 @@ async fn garbage_from_one_client_never_disturbs_another() {
     let mut ann = Client::register(&server, "ann").await;
     let mut bob = Client::register(&server, "bob").await;
     let room = create_room(&mut ann, "r", true).await;
-    bob.request(parlor_protocol::Request::JoinRoom { room_id: room }).await.unwrap();
+    bob.request(parlor_protocol::Request::JoinRoom { room_id: room })
+        .await
+        .unwrap();
     // A deterministic stream of mangled frames built from real ones.
     let seeds = [
         format!(r#"{{"v":1,"id":1,"type":"send_message","data":{{"room_id":{room},"client_id":"x","text":"t"}}}}"#),
@@ -174,12 +227,14 @@ async fn garbage_from_one_client_never_disturbs_another() {
     // Everything the server answered was a well-formed frame (next_frame checks), in order, and
     // the connection survived to answer a final marker request.
     assert_eq!(sent, 200);
-    bob.send_text(r#"{"v":1,"id":999999,"type":"ping"}"#.to_owned()).await;
+    bob.send_text(r#"{"v":1,"id":999999,"type":"ping"}"#.to_owned())
+        .await;
     loop {
         if let ServerFrame::Reply { id: 999999, .. } = bob.next_frame().await {
             break;
         }
     }
     send(&mut ann, room, "after", "still here").await;
-    bob.event_matching("message", |e| matches!(e, Event::Timeline { .. })).await;
+    bob.event_matching("message", |e| matches!(e, Event::Timeline { .. }))
+        .await;
 }

@@ -14,13 +14,20 @@ async fn room_of(server: &TestServer, names: &[&str]) -> (Vec<Client>, i64) {
     }
     let room = create_room(&mut clients[0], "call room", true).await;
     for client in clients.iter_mut().skip(1) {
-        client.request(Request::JoinRoom { room_id: room }).await.unwrap();
+        client
+            .request(Request::JoinRoom { room_id: room })
+            .await
+            .unwrap();
     }
     (clients, room)
 }
 
 async fn join(client: &mut Client, room: i64) -> parlor_protocol::CallInfo {
-    match client.request(Request::CallJoin { room_id: room }).await.unwrap() {
+    match client
+        .request(Request::CallJoin { room_id: room })
+        .await
+        .unwrap()
+    {
         Reply::CallJoined { call } => call,
         other => panic!("unexpected {other:?}"),
     }
@@ -40,8 +47,12 @@ async fn three_clients_join_relay_and_leave() {
     let call = join(&mut c[0], room).await;
     assert_eq!(participants(&call), vec![ids[0]]);
     for i in [1, 2] {
-        let ring = c[i].event_matching("call_started", |e| matches!(e, Event::CallStarted { .. })).await;
-        assert!(matches!(ring, Event::CallStarted { by, ref call } if by == ids[0] && call.room_id == room));
+        let ring = c[i]
+            .event_matching("call_started", |e| matches!(e, Event::CallStarted { .. }))
+            .await;
+        assert!(
+            matches!(ring, Event::CallStarted { by, ref call } if by == ids[0] && call.room_id == room)
+        );
     }
     assert_eq!(server.metric("parlor_active_calls").await, 1.0);
 
@@ -49,54 +60,125 @@ async fn three_clients_join_relay_and_leave() {
     let call = join(&mut c[1], room).await;
     assert_eq!(participants(&call), vec![ids[0], ids[1]]);
     for i in [0, 2] {
-        c[i].event_matching("participant_joined", |e| {
-            matches!(e, Event::CallParticipantJoined { user_id, .. } if *user_id == ids[1])
-        })
+        c[i].event_matching(
+            "participant_joined",
+            |e| matches!(e, Event::CallParticipantJoined { user_id, .. } if *user_id == ids[1]),
+        )
         .await;
     }
     let call = join(&mut c[2], room).await;
     assert_eq!(participants(&call).len(), 3);
 
     // Offer, answer and candidates reach only the named participant.
-    c[0].request(Request::CallOffer { room_id: room, to: ids[1], sdp: "v=0 offer-from-ann".into() }).await.unwrap();
-    let offer = c[1].event_matching("offer", |e| matches!(e, Event::CallOffer { .. })).await;
-    assert!(matches!(offer, Event::CallOffer { from, ref sdp, .. } if from == ids[0] && sdp == "v=0 offer-from-ann"));
-    c[1].request(Request::CallAnswer { room_id: room, to: ids[0], sdp: "v=0 answer-from-bob".into() }).await.unwrap();
-    let answer = c[0].event_matching("answer", |e| matches!(e, Event::CallAnswer { .. })).await;
-    assert!(matches!(answer, Event::CallAnswer { from, ref sdp, .. } if from == ids[1] && sdp == "v=0 answer-from-bob"));
+    c[0].request(Request::CallOffer {
+        room_id: room,
+        to: ids[1],
+        sdp: "v=0 offer-from-ann".into(),
+    })
+    .await
+    .unwrap();
+    let offer = c[1]
+        .event_matching("offer", |e| matches!(e, Event::CallOffer { .. }))
+        .await;
+    assert!(
+        matches!(offer, Event::CallOffer { from, ref sdp, .. } if from == ids[0] && sdp == "v=0 offer-from-ann")
+    );
+    c[1].request(Request::CallAnswer {
+        room_id: room,
+        to: ids[0],
+        sdp: "v=0 answer-from-bob".into(),
+    })
+    .await
+    .unwrap();
+    let answer = c[0]
+        .event_matching("answer", |e| matches!(e, Event::CallAnswer { .. }))
+        .await;
+    assert!(
+        matches!(answer, Event::CallAnswer { from, ref sdp, .. } if from == ids[1] && sdp == "v=0 answer-from-bob")
+    );
     let candidate = IceCandidate {
         candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into(),
         sdp_mid: Some("0".into()),
         sdp_mline_index: Some(0),
         username_fragment: Some("abcd".into()),
     };
-    c[2].request(Request::CallIce { room_id: room, to: ids[0], candidate: candidate.clone() }).await.unwrap();
-    let ice = c[0].event_matching("ice", |e| matches!(e, Event::CallIce { .. })).await;
-    assert!(matches!(ice, Event::CallIce { from, candidate: ref got, .. } if from == ids[2] && *got == candidate));
+    c[2].request(Request::CallIce {
+        room_id: room,
+        to: ids[0],
+        candidate: candidate.clone(),
+    })
+    .await
+    .unwrap();
+    let ice = c[0]
+        .event_matching("ice", |e| matches!(e, Event::CallIce { .. }))
+        .await;
+    assert!(
+        matches!(ice, Event::CallIce { from, candidate: ref got, .. } if from == ids[2] && *got == candidate)
+    );
     c[2].no_event_matching(Duration::from_millis(100), |e| {
-        matches!(e, Event::CallOffer { .. } | Event::CallAnswer { .. } | Event::CallIce { .. })
+        matches!(
+            e,
+            Event::CallOffer { .. } | Event::CallAnswer { .. } | Event::CallIce { .. }
+        )
     })
     .await;
-    c[1].no_event_matching(Duration::from_millis(1), |e| matches!(e, Event::CallIce { .. })).await;
+    c[1].no_event_matching(Duration::from_millis(1), |e| {
+        matches!(e, Event::CallIce { .. })
+    })
+    .await;
 
     // Signaling someone who is not in the call fails.
     let mut dan = Client::register(&server, "dan").await;
-    dan.request(Request::JoinRoom { room_id: room }).await.unwrap();
-    c[0].refused(Request::CallOffer { room_id: room, to: dan.id(), sdp: "v=0".into() }, ErrorCode::NotFound).await;
-    dan.refused(Request::CallOffer { room_id: room, to: ids[0], sdp: "v=0".into() }, ErrorCode::Forbidden).await;
-    c[0].refused(Request::CallOffer { room_id: room, to: ids[1], sdp: " ".into() }, ErrorCode::Invalid).await;
+    dan.request(Request::JoinRoom { room_id: room })
+        .await
+        .unwrap();
+    c[0].refused(
+        Request::CallOffer {
+            room_id: room,
+            to: dan.id(),
+            sdp: "v=0".into(),
+        },
+        ErrorCode::NotFound,
+    )
+    .await;
+    dan.refused(
+        Request::CallOffer {
+            room_id: room,
+            to: ids[0],
+            sdp: "v=0".into(),
+        },
+        ErrorCode::Forbidden,
+    )
+    .await;
+    c[0].refused(
+        Request::CallOffer {
+            room_id: room,
+            to: ids[1],
+            sdp: " ".into(),
+        },
+        ErrorCode::Invalid,
+    )
+    .await;
 
     // Leaving: members hear it; the last one out ends the call.
-    c[2].request(Request::CallLeave { room_id: room }).await.unwrap();
+    c[2].request(Request::CallLeave { room_id: room })
+        .await
+        .unwrap();
     c[0].event_matching("left", |e| {
         matches!(e, Event::CallParticipantLeft { user_id, reason: LeaveReason::Left, .. } if *user_id == ids[2])
     })
     .await;
-    c[0].request(Request::CallLeave { room_id: room }).await.unwrap();
-    c[1].request(Request::CallLeave { room_id: room }).await.unwrap();
-    dan.event_matching("call_ended", |e| matches!(e, Event::CallEnded { .. })).await;
+    c[0].request(Request::CallLeave { room_id: room })
+        .await
+        .unwrap();
+    c[1].request(Request::CallLeave { room_id: room })
+        .await
+        .unwrap();
+    dan.event_matching("call_ended", |e| matches!(e, Event::CallEnded { .. }))
+        .await;
     assert_eq!(server.metric("parlor_active_calls").await, 0.0);
-    c[1].refused(Request::CallLeave { room_id: room }, ErrorCode::NotFound).await;
+    c[1].refused(Request::CallLeave { room_id: room }, ErrorCode::NotFound)
+        .await;
 }
 
 #[tokio::test]
@@ -104,16 +186,27 @@ async fn decline_and_busy_reach_the_caller() {
     let server = TestServer::start(&[]).await;
     let (mut c, room) = room_of(&server, &["ann", "bob", "cat"]).await;
     let (bob, cat) = (c[1].id(), c[2].id());
-    c[1].refused(Request::CallDecline { room_id: room }, ErrorCode::NotFound).await;
+    c[1].refused(Request::CallDecline { room_id: room }, ErrorCode::NotFound)
+        .await;
     join(&mut c[0], room).await;
-    c[1].event_matching("ring", |e| matches!(e, Event::CallStarted { .. })).await;
-    c[1].request(Request::CallDecline { room_id: room }).await.unwrap();
-    c[2].request(Request::CallBusy { room_id: room }).await.unwrap();
-    let declined = c[0].event_matching("declined", |e| matches!(e, Event::CallDeclined { .. })).await;
+    c[1].event_matching("ring", |e| matches!(e, Event::CallStarted { .. }))
+        .await;
+    c[1].request(Request::CallDecline { room_id: room })
+        .await
+        .unwrap();
+    c[2].request(Request::CallBusy { room_id: room })
+        .await
+        .unwrap();
+    let declined = c[0]
+        .event_matching("declined", |e| matches!(e, Event::CallDeclined { .. }))
+        .await;
     assert!(matches!(declined, Event::CallDeclined { user_id, .. } if user_id == bob));
-    let busy = c[0].event_matching("busy", |e| matches!(e, Event::CallBusy { .. })).await;
+    let busy = c[0]
+        .event_matching("busy", |e| matches!(e, Event::CallBusy { .. }))
+        .await;
     assert!(matches!(busy, Event::CallBusy { user_id, .. } if user_id == cat));
-    c[0].refused(Request::CallDecline { room_id: room }, ErrorCode::Invalid).await;
+    c[0].refused(Request::CallDecline { room_id: room }, ErrorCode::Invalid)
+        .await;
 }
 
 #[tokio::test]
@@ -125,9 +218,10 @@ async fn a_dropped_socket_hangs_up_after_the_grace_period() {
     join(&mut c[1], room).await;
     let bob = c.pop().unwrap();
     bob.drop_connection();
-    c[0].event_matching("disconnected", |e| {
-        matches!(e, Event::CallParticipantDisconnected { user_id, .. } if *user_id == bob_id)
-    })
+    c[0].event_matching(
+        "disconnected",
+        |e| matches!(e, Event::CallParticipantDisconnected { user_id, .. } if *user_id == bob_id),
+    )
     .await;
     let left = c[0]
         .event_matching("left", |e| matches!(e, Event::CallParticipantLeft { .. }))
@@ -138,8 +232,12 @@ async fn a_dropped_socket_hangs_up_after_the_grace_period() {
     ));
     // Bob comes back too late: the call goes on without him and he is told it is ongoing.
     let mut bob = Client::login(&server, "bob").await;
-    let ongoing = bob.event_matching("ongoing", |e| matches!(e, Event::CallOngoing { .. })).await;
-    let Event::CallOngoing { call } = ongoing else { unreachable!() };
+    let ongoing = bob
+        .event_matching("ongoing", |e| matches!(e, Event::CallOngoing { .. }))
+        .await;
+    let Event::CallOngoing { call } = ongoing else {
+        unreachable!()
+    };
     assert_eq!(participants(&call), vec![c[0].id()]);
 }
 
@@ -152,36 +250,60 @@ async fn reconnecting_within_the_grace_period_keeps_the_call() {
     let call = join(&mut c[0], room).await;
     join(&mut c[1], room).await;
     c.pop().unwrap().drop_connection();
-    c[0].event_matching("disconnected", |e| matches!(e, Event::CallParticipantDisconnected { .. })).await;
+    c[0].event_matching("disconnected", |e| {
+        matches!(e, Event::CallParticipantDisconnected { .. })
+    })
+    .await;
 
     let mut bob = Client::resume(&server, &bob_token).await;
-    let resumed = bob.event_matching("resumed", |e| matches!(e, Event::CallResumed { .. })).await;
-    let Event::CallResumed { call: again } = resumed else { unreachable!() };
+    let resumed = bob
+        .event_matching("resumed", |e| matches!(e, Event::CallResumed { .. }))
+        .await;
+    let Event::CallResumed { call: again } = resumed else {
+        unreachable!()
+    };
     assert_eq!(again.call_id, call.call_id);
     assert_eq!(participants(&again), vec![c[0].id(), bob_id]);
     assert!(again.participants.iter().all(|p| p.connected));
-    c[0].event_matching("reconnected", |e| {
-        matches!(e, Event::CallParticipantReconnected { user_id, .. } if *user_id == bob_id)
-    })
+    c[0].event_matching(
+        "reconnected",
+        |e| matches!(e, Event::CallParticipantReconnected { user_id, .. } if *user_id == bob_id),
+    )
     .await;
     // Signaling reaches the new socket (an ICE restart would go this way).
-    c[0].request(Request::CallOffer { room_id: room, to: bob_id, sdp: "v=0 restart".into() }).await.unwrap();
-    bob.event_matching("offer", |e| matches!(e, Event::CallOffer { .. })).await;
-    c[0].no_event_matching(Duration::from_millis(100), |e| matches!(e, Event::CallParticipantLeft { .. })).await;
+    c[0].request(Request::CallOffer {
+        room_id: room,
+        to: bob_id,
+        sdp: "v=0 restart".into(),
+    })
+    .await
+    .unwrap();
+    bob.event_matching("offer", |e| matches!(e, Event::CallOffer { .. }))
+        .await;
+    c[0].no_event_matching(Duration::from_millis(100), |e| {
+        matches!(e, Event::CallParticipantLeft { .. })
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_seventh_participant_gets_call_full() {
     let server = TestServer::start(&[]).await;
-    let names = ["user1", "user2", "user3", "user4", "user5", "user6", "user7"];
+    let names = [
+        "user1", "user2", "user3", "user4", "user5", "user6", "user7",
+    ];
     let (mut c, room) = room_of(&server, &names).await;
     for client in c.iter_mut().take(6) {
         join(client, room).await;
     }
-    let full = c[6].refused(Request::CallJoin { room_id: room }, ErrorCode::CallFull).await;
+    let full = c[6]
+        .refused(Request::CallJoin { room_id: room }, ErrorCode::CallFull)
+        .await;
     assert!(full.message.contains('6'), "{}", full.message);
     // When someone leaves, there is room again.
-    c[0].request(Request::CallLeave { room_id: room }).await.unwrap();
+    c[0].request(Request::CallLeave { room_id: room })
+        .await
+        .unwrap();
     join(&mut c[6], room).await;
 }
 
@@ -192,11 +314,16 @@ async fn members_connecting_hear_of_the_ongoing_call() {
     c.pop().unwrap().close().await;
     join(&mut c[0], room).await;
     let mut bob = Client::login(&server, "bob").await;
-    let ongoing = bob.event_matching("ongoing", |e| matches!(e, Event::CallOngoing { .. })).await;
+    let ongoing = bob
+        .event_matching("ongoing", |e| matches!(e, Event::CallOngoing { .. }))
+        .await;
     assert!(matches!(ongoing, Event::CallOngoing { call } if call.room_id == room));
     // And someone outside the room hears nothing of it.
     let mut eve = Client::register(&server, "eve").await;
-    eve.no_event_matching(Duration::from_millis(100), |e| matches!(e, Event::CallOngoing { .. })).await;
+    eve.no_event_matching(Duration::from_millis(100), |e| {
+        matches!(e, Event::CallOngoing { .. })
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -213,7 +340,11 @@ async fn ice_servers_come_with_turn_rest_credentials() {
     ])
     .await;
     let mut ann = Client::register(&server, "ann").await;
-    let Reply::IceServers { ice_servers, ttl_secs } = ann.request(Request::GetIceServers).await.unwrap() else {
+    let Reply::IceServers {
+        ice_servers,
+        ttl_secs,
+    } = ann.request(Request::GetIceServers).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!(ttl_secs, Some(600));
@@ -223,16 +354,27 @@ async fn ice_servers_come_with_turn_rest_credentials() {
     let username = turn.username.as_deref().unwrap();
     let (expiry, user) = username.split_once(':').unwrap();
     assert_eq!(user, ann.id().to_string());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let expiry: u64 = expiry.parse().unwrap();
-    assert!(expiry > now + 590 && expiry <= now + 601, "expiry {expiry} vs now {now}");
+    assert!(
+        expiry > now + 590 && expiry <= now + 601,
+        "expiry {expiry} vs now {now}"
+    );
     // Check the password the way coturn does, with an independent HMAC-SHA1 (openssl).
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("printf '%s' '{username}' | openssl dgst -sha1 -hmac s3cret -binary | base64"))
+        .arg(format!(
+            "printf '%s' '{username}' | openssl dgst -sha1 -hmac s3cret -binary | base64"
+        ))
         .output()
         .expect("openssl");
-    assert_eq!(turn.credential.as_deref().unwrap(), String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(
+        turn.credential.as_deref().unwrap(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
 }
 
 #[tokio::test]
@@ -241,6 +383,9 @@ async fn no_ice_servers_by_default() {
     let mut ann = Client::register(&server, "ann").await;
     assert_eq!(
         ann.request(Request::GetIceServers).await.unwrap(),
-        Reply::IceServers { ice_servers: vec![], ttl_secs: None }
+        Reply::IceServers {
+            ice_servers: vec![],
+            ttl_secs: None
+        }
     );
 }

@@ -29,8 +29,13 @@ async fn sigterm_closes_sockets_with_going_away_and_flushes_the_database() {
     // The WAL was checkpointed into the main file and removed.
     let wal = db.with_extension("db-wal");
     assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=ro", db.display())).await.unwrap();
-    let text: String = sqlx::query_scalar("SELECT text FROM timeline").fetch_one(&pool).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let text: String = sqlx::query_scalar("SELECT text FROM timeline")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(text, "flushed");
 }
 
@@ -53,11 +58,13 @@ async fn serves_wss_with_a_configured_certificate() {
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let url = format!("wss://localhost:{port}/ws");
     let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
         url.as_str(),
@@ -71,7 +78,11 @@ async fn serves_wss_with_a_configured_certificate() {
     client.request(Request::Ping).await.unwrap();
 
     // Plain ws:// on the TLS port does not work.
-    assert!(tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws")).await.is_err());
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -87,7 +98,12 @@ async fn refuses_to_start_with_bad_settings() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor-server"))
         .args(["--listen", "127.0.0.1:0", "--database"])
         .arg(dir.path().join("x.db"))
-        .args(["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"])
+        .args([
+            "--tls-cert",
+            "/nonexistent.pem",
+            "--tls-key",
+            "/nonexistent.key",
+        ])
         .output()
         .await
         .unwrap();

@@ -57,12 +57,13 @@ fn read_envelope(text: &str) -> Result<Envelope, DecodeError> {
     let Value::Object(mut object) = value else {
         return Err(DecodeError::invalid(None, "a frame must be a JSON object"));
     };
-    let id = match object.remove("id") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(value.as_u64().ok_or_else(|| {
-            DecodeError::invalid(None, "`id` must be a non-negative integer")
-        })?),
-    };
+    let id =
+        match object.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(value.as_u64().ok_or_else(|| {
+                DecodeError::invalid(None, "`id` must be a non-negative integer")
+            })?),
+        };
     match object.remove("v") {
         None => return Err(DecodeError::invalid(id, "missing protocol version `v`")),
         Some(v) if v.as_u64() == Some(PROTOCOL_VERSION as u64) => {}
@@ -70,7 +71,9 @@ fn read_envelope(text: &str) -> Result<Envelope, DecodeError> {
             return Err(DecodeError {
                 id,
                 code: ErrorCode::UnsupportedVersion,
-                message: format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+                message: format!(
+                    "protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"
+                ),
             })
         }
     }
@@ -210,7 +213,11 @@ mod tests {
             r#"{"v":1,"id":1,"type":"list_rooms","data":null}"#,
             r#"{"v":1,"id":1,"type":"list_rooms","data":{}}"#,
         ] {
-            assert_eq!(decode_request(text).unwrap().request, Request::ListRooms, "{text}");
+            assert_eq!(
+                decode_request(text).unwrap().request,
+                Request::ListRooms,
+                "{text}"
+            );
         }
     }
 
@@ -219,7 +226,11 @@ mod tests {
         // A request of each type, encoded, must decode and report the same type name.
         let samples = sample_requests();
         let names: Vec<&str> = samples.iter().map(Request::type_name).collect();
-        assert_eq!(names, Request::TYPES, "TYPES and the samples must list every variant in order");
+        assert_eq!(
+            names,
+            Request::TYPES,
+            "TYPES and the samples must list every variant in order"
+        );
         for request in samples {
             let text = encode_request(Some(1), &request);
             let kind: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -248,7 +259,9 @@ mod tests {
         let err = decode_request(r#"{"v":1,"id":5,"type":"launch_rockets"}"#).unwrap_err();
         assert_eq!(err.code, ErrorCode::Invalid);
         assert_eq!(err.id, Some(5));
-        assert!(err.message.contains("unknown message type `launch_rockets`"));
+        assert!(err
+            .message
+            .contains("unknown message type `launch_rockets`"));
     }
 
     #[test]
@@ -276,7 +289,11 @@ mod tests {
             r#"{"v":1,"id":"7","type":"ping"}"#,
             r#"{"v":1,"id":1.5,"type":"ping"}"#,
         ] {
-            assert_eq!(decode_request(text).unwrap_err().code, ErrorCode::Invalid, "{text}");
+            assert_eq!(
+                decode_request(text).unwrap_err().code,
+                ErrorCode::Invalid,
+                "{text}"
+            );
         }
     }
 
@@ -301,12 +318,18 @@ mod tests {
         );
         assert_eq!(
             decode_server_frame(&encode_reply(8, &Reply::Ok)).unwrap(),
-            ServerFrame::Reply { id: 8, reply: Reply::Ok }
+            ServerFrame::Reply {
+                id: 8,
+                reply: Reply::Ok
+            }
         );
         let error = ErrorBody::new(ErrorCode::NotMember, "not a member of room 4");
         assert_eq!(
             decode_server_frame(&encode_error(Some(3), &error)).unwrap(),
-            ServerFrame::Error { id: Some(3), error: error.clone() }
+            ServerFrame::Error {
+                id: Some(3),
+                error: error.clone()
+            }
         );
         assert_eq!(
             decode_server_frame(&encode_error(None, &error)).unwrap(),
@@ -317,8 +340,14 @@ mod tests {
             presence: Presence::Online,
         };
         let text = encode_event(&event);
-        assert_eq!(text, r#"{"v":1,"type":"presence","data":{"user_id":3,"presence":"online"}}"#);
-        assert_eq!(decode_server_frame(&text).unwrap(), ServerFrame::Event(event));
+        assert_eq!(
+            text,
+            r#"{"v":1,"type":"presence","data":{"user_id":3,"presence":"online"}}"#
+        );
+        assert_eq!(
+            decode_server_frame(&text).unwrap(),
+            ServerFrame::Event(event)
+        );
         assert_eq!(
             decode_server_frame(&encode_event(&Event::SessionRevoked)).unwrap(),
             ServerFrame::Event(Event::SessionRevoked)
@@ -348,37 +377,89 @@ mod tests {
             username_fragment: None,
         };
         vec![
-            Request::Register { username: "ann".into(), display_name: "Ann".into(), password: "pw123456".into() },
-            Request::Login { username: "ann".into(), password: "pw123456".into() },
+            Request::Register {
+                username: "ann".into(),
+                display_name: "Ann".into(),
+                password: "pw123456".into(),
+            },
+            Request::Login {
+                username: "ann".into(),
+                password: "pw123456".into(),
+            },
             Request::Authenticate { token: "t".into() },
             Request::Logout,
-            Request::ChangePassword { old_password: "a".into(), new_password: "b".into() },
+            Request::ChangePassword {
+                old_password: "a".into(),
+                new_password: "b".into(),
+            },
             Request::Ping,
-            Request::CreateRoom { name: "r".into(), public: true },
-            Request::RenameRoom { room_id: 1, name: "s".into() },
+            Request::CreateRoom {
+                name: "r".into(),
+                public: true,
+            },
+            Request::RenameRoom {
+                room_id: 1,
+                name: "s".into(),
+            },
             Request::DeleteRoom { room_id: 1 },
             Request::ListRooms,
             Request::FindRooms { query: "r".into() },
             Request::JoinRoom { room_id: 1 },
             Request::LeaveRoom { room_id: 1 },
-            Request::AddMember { room_id: 1, username: "bob".into() },
+            Request::AddMember {
+                room_id: 1,
+                username: "bob".into(),
+            },
             Request::ListMembers { room_id: 1 },
-            Request::OpenDirect { username: "bob".into() },
-            Request::SendMessage { room_id: 1, client_id: "c".into(), text: "t".into() },
-            Request::EditMessage { room_id: 1, seq: 2, text: "t".into() },
+            Request::OpenDirect {
+                username: "bob".into(),
+            },
+            Request::SendMessage {
+                room_id: 1,
+                client_id: "c".into(),
+                text: "t".into(),
+            },
+            Request::EditMessage {
+                room_id: 1,
+                seq: 2,
+                text: "t".into(),
+            },
             Request::DeleteMessage { room_id: 1, seq: 2 },
-            Request::History { room_id: 1, before_seq: Some(9), limit: Some(50) },
-            Request::Sync { room_id: 1, since_seq: 0, limit: None },
+            Request::History {
+                room_id: 1,
+                before_seq: Some(9),
+                limit: Some(50),
+            },
+            Request::Sync {
+                room_id: 1,
+                since_seq: 0,
+                limit: None,
+            },
             Request::MarkRead { room_id: 1, seq: 2 },
-            Request::Typing { room_id: 1, typing: true },
+            Request::Typing {
+                room_id: 1,
+                typing: true,
+            },
             Request::GetIceServers,
             Request::CallJoin { room_id: 1 },
             Request::CallLeave { room_id: 1 },
             Request::CallDecline { room_id: 1 },
             Request::CallBusy { room_id: 1 },
-            Request::CallOffer { room_id: 1, to: 2, sdp: "v=0".into() },
-            Request::CallAnswer { room_id: 1, to: 2, sdp: "v=0".into() },
-            Request::CallIce { room_id: 1, to: 2, candidate },
+            Request::CallOffer {
+                room_id: 1,
+                to: 2,
+                sdp: "v=0".into(),
+            },
+            Request::CallAnswer {
+                room_id: 1,
+                to: 2,
+                sdp: "v=0".into(),
+            },
+            Request::CallIce {
+                room_id: 1,
+                to: 2,
+                candidate,
+            },
         ]
     }
 }

@@ -7,25 +7,48 @@ use crate::model::*;
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Event {
     /// A new message, an edit or a deletion in a room the receiver is a member of.
-    Timeline { entry: TimelineEntry },
-    RoomUpdated { room: Room },
-    RoomDeleted { room_id: RoomId },
+    Timeline {
+        entry: TimelineEntry,
+    },
+    RoomUpdated {
+        room: Room,
+    },
+    RoomDeleted {
+        room_id: RoomId,
+    },
     /// Someone joined (or was added to) a room; also sent to the new member's other sockets.
-    MemberJoined { room_id: RoomId, user: User },
-    MemberLeft { room_id: RoomId, user_id: UserId },
+    MemberJoined {
+        room_id: RoomId,
+        user: User,
+    },
+    MemberLeft {
+        room_id: RoomId,
+        user_id: UserId,
+    },
     /// A user sharing a room with the receiver came online or went offline.
-    Presence { user_id: UserId, presence: Presence },
+    Presence {
+        user_id: UserId,
+        presence: Presence,
+    },
     Typing {
         room_id: RoomId,
         user_id: UserId,
         typing: bool,
     },
     /// The receiver's read marker moved (sent to the receiver's other sockets).
-    ReadMarker { room_id: RoomId, seq: Seq },
+    ReadMarker {
+        room_id: RoomId,
+        seq: Seq,
+    },
     /// A call started in one of the receiver's rooms: ring.
-    CallStarted { call: CallInfo, by: UserId },
+    CallStarted {
+        call: CallInfo,
+        by: UserId,
+    },
     /// Sent right after authentication for each of the receiver's rooms with a call in progress.
-    CallOngoing { call: CallInfo },
+    CallOngoing {
+        call: CallInfo,
+    },
     CallParticipantJoined {
         room_id: RoomId,
         call_id: String,
@@ -49,8 +72,13 @@ pub enum Event {
         user_id: UserId,
     },
     /// The receiver reconnected within the grace period and is still in this call.
-    CallResumed { call: CallInfo },
-    CallEnded { room_id: RoomId, call_id: String },
+    CallResumed {
+        call: CallInfo,
+    },
+    CallEnded {
+        room_id: RoomId,
+        call_id: String,
+    },
     CallDeclined {
         room_id: RoomId,
         call_id: String,

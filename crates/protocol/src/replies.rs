@@ -16,16 +16,32 @@ pub enum Reply {
         expires_at: Millis,
     },
     /// Answer to `authenticate`.
-    Authenticated { user: User, expires_at: Millis },
-    Room { room: Room },
-    Rooms { rooms: Vec<RoomSummary> },
-    PublicRooms { rooms: Vec<Room> },
-    Members { members: Vec<Member> },
+    Authenticated {
+        user: User,
+        expires_at: Millis,
+    },
+    Room {
+        room: Room,
+    },
+    Rooms {
+        rooms: Vec<RoomSummary>,
+    },
+    PublicRooms {
+        rooms: Vec<Room>,
+    },
+    Members {
+        members: Vec<Member>,
+    },
     /// Answer to `send_message`; `duplicate` is true when the client id was seen before and
     /// `message` is the original.
-    MessageSent { message: Message, duplicate: bool },
+    MessageSent {
+        message: Message,
+        duplicate: bool,
+    },
     /// Answer to `edit_message` and `delete_message`: the timeline entry recording the change.
-    TimelineEntry { entry: TimelineEntry },
+    TimelineEntry {
+        entry: TimelineEntry,
+    },
     History {
         messages: Vec<Message>,
         has_more: bool,
@@ -40,5 +56,7 @@ pub enum Reply {
         /// Seconds the credentials stay valid; absent when no TURN secret is configured.
         ttl_secs: Option<u64>,
     },
-    CallJoined { call: CallInfo },
+    CallJoined {
+        call: CallInfo,
+    },
 }

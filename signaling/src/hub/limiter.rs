@@ -49,7 +49,10 @@ mod tests {
         assert!(bucket.try_take(t0));
         assert!(!bucket.try_take(t0), "burst exhausted");
         assert!(!bucket.try_take(t0 + Duration::from_millis(50)));
-        assert!(bucket.try_take(t0 + Duration::from_millis(110)), "one token refilled");
+        assert!(
+            bucket.try_take(t0 + Duration::from_millis(110)),
+            "one token refilled"
+        );
         assert!(!bucket.try_take(t0 + Duration::from_millis(110)));
         // A long pause refills only up to the burst.
         let later = t0 + Duration::from_secs(60);

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use parlor_protocol::{ErrorBody, ErrorCode, Event, Presence, RoomId, User, UserId};
 
-pub use calls::Relay;
 use calls::Call;
+pub use calls::Relay;
 pub use limiter::TokenBucket;
 
 /// Identifies one WebSocket connection for the lifetime of the process.
@@ -56,8 +56,14 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Deliver one event to several connections (serialized once by the shell).
-    Send { to: Vec<ConnId>, event: Arc<Event> },
-    Close { conn: ConnId, reason: CloseReason },
+    Send {
+        to: Vec<ConnId>,
+        event: Arc<Event>,
+    },
+    Close {
+        conn: ConnId,
+        reason: CloseReason,
+    },
 }
 
 /// A refusal, mapped one-to-one onto a protocol error.

@@ -81,7 +81,13 @@ fn presence_goes_only_to_people_sharing_a_room() {
     let out = h.drain();
     // User 1 shares ROOM with 2 and OTHER_ROOM with 8; 3..7 are offline.
     assert_eq!(
-        receivers_of(&out, |e| matches!(e, Event::Presence { user_id: 1, presence: Presence::Online })),
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::Presence {
+                user_id: 1,
+                presence: Presence::Online
+            }
+        )),
         vec![2, 8]
     );
     // A second socket of user 1 announces nothing new; closing it neither.
@@ -93,7 +99,13 @@ fn presence_goes_only_to_people_sharing_a_room() {
     h.hub.disconnect(1, h.t0);
     let out = h.drain();
     assert_eq!(
-        receivers_of(&out, |e| matches!(e, Event::Presence { user_id: 1, presence: Presence::Offline })),
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::Presence {
+                user_id: 1,
+                presence: Presence::Offline
+            }
+        )),
         vec![2, 8]
     );
     assert!(!h.hub.is_online(1));
@@ -106,15 +118,22 @@ fn presence_goes_only_to_people_sharing_a_room() {
 fn membership_checks_distinguish_missing_rooms_from_non_members() {
     let h = Harness::new();
     assert!(h.hub.check_member(ROOM, 1).is_ok());
-    assert_eq!(h.hub.check_member(ROOM, 8).unwrap_err().code, ErrorCode::NotMember);
-    assert_eq!(h.hub.check_member(999, 1).unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(
+        h.hub.check_member(ROOM, 8).unwrap_err().code,
+        ErrorCode::NotMember
+    );
+    assert_eq!(
+        h.hub.check_member(999, 1).unwrap_err().code,
+        ErrorCode::NotFound
+    );
 }
 
 #[test]
 fn broadcasts_reach_members_only_and_skip_the_sender() {
     let mut h = Harness::new();
     h.online(&[1, 2, 3, 8]);
-    h.hub.broadcast(ROOM, Event::RoomDeleted { room_id: 0 }, Some(1));
+    h.hub
+        .broadcast(ROOM, Event::RoomDeleted { room_id: 0 }, Some(1));
     assert_eq!(receivers_of(&h.drain(), |_| true), vec![2, 3]);
 }
 
@@ -124,12 +143,18 @@ fn joining_and_leaving_update_membership_and_tell_the_room() {
     h.online(&[1, 2, 8]);
     h.hub.member_joined(ROOM, &user(8), Some(8));
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::MemberJoined { .. })), vec![1, 2]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::MemberJoined { .. })),
+        vec![1, 2]
+    );
     assert!(h.hub.is_member(ROOM, 8));
     h.hub.member_left(ROOM, 8, None);
     let out = h.drain();
     // The leaver's own sockets hear it too (so its other devices drop the room).
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::MemberLeft { .. })), vec![1, 2, 8]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::MemberLeft { .. })),
+        vec![1, 2, 8]
+    );
     assert!(!h.hub.is_member(ROOM, 8));
 }
 
@@ -141,8 +166,14 @@ fn deleting_a_room_ends_its_call_and_forgets_it() {
     h.drain();
     h.hub.room_deleted(ROOM, Some(1));
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallEnded { .. })), vec![2]);
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::RoomDeleted { .. })), vec![2]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallEnded { .. })),
+        vec![2]
+    );
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::RoomDeleted { .. })),
+        vec![2]
+    );
     assert!(!h.hub.room_exists(ROOM));
     assert_eq!(h.hub.active_calls(), 0);
     assert!(h.hub.is_member(OTHER_ROOM, 1), "other rooms are untouched");
@@ -156,7 +187,10 @@ fn revoking_a_session_closes_its_sockets_only() {
     h.drain();
     h.hub.revoke_sessions(&[77], None);
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::SessionRevoked)), vec![11, 11]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::SessionRevoked)),
+        vec![11, 11]
+    );
 }
 
 #[test]
@@ -169,12 +203,18 @@ fn typing_is_relayed_to_other_members_and_rate_limited() {
         h.hub.typing(1, ROOM, true, h.t0).unwrap();
     }
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::Typing { .. })), vec![2, 2, 2, 3, 3, 3]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::Typing { .. })),
+        vec![2, 2, 2, 3, 3, 3]
+    );
     let err = h.hub.typing(1, ROOM, true, h.t0).unwrap_err();
     assert_eq!(err.code, ErrorCode::RateLimited);
     assert!(h.drain().is_empty());
     h.hub.typing(1, ROOM, false, h.at(1.1)).unwrap();
-    assert_eq!(h.hub.typing(8, ROOM, true, h.t0).unwrap_err().code, ErrorCode::NotMember);
+    assert_eq!(
+        h.hub.typing(8, ROOM, true, h.t0).unwrap_err().code,
+        ErrorCode::NotMember
+    );
 }
 
 #[test]
@@ -186,7 +226,10 @@ fn starting_a_call_rings_the_other_members() {
     assert_eq!(info.participants[0].user_id, 1);
     assert_eq!(info.max_participants, 6);
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallStarted { by: 1, .. })), vec![2, 3]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallStarted { by: 1, .. })),
+        vec![2, 3]
+    );
     assert_eq!(h.hub.active_calls(), 1);
 }
 
@@ -201,7 +244,10 @@ fn joiner_gets_participants_and_members_hear_of_the_join() {
     assert_eq!(users, vec![1, 2]);
     let out = h.drain();
     assert_eq!(
-        receivers_of(&out, |e| matches!(e, Event::CallParticipantJoined { user_id: 2, .. })),
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::CallParticipantJoined { user_id: 2, .. }
+        )),
         vec![1, 3]
     );
     // Joining again from the same socket is idempotent and silent.
@@ -214,14 +260,29 @@ fn non_members_and_unauthenticated_sockets_cannot_touch_calls() {
     let mut h = Harness::new();
     h.online(&[1, 8]);
     h.hub.call_join(1, ROOM, 0).unwrap();
-    assert_eq!(h.hub.call_join(8, ROOM, 0).unwrap_err().code, ErrorCode::NotMember);
-    assert_eq!(h.hub.call_join(99, ROOM, 0).unwrap_err().code, ErrorCode::Unauthorized);
-    assert_eq!(h.hub.call_refuse(8, ROOM, false).unwrap_err().code, ErrorCode::NotMember);
     assert_eq!(
-        h.hub.call_relay(8, ROOM, 1, Relay::Offer("v=0".into())).unwrap_err().code,
+        h.hub.call_join(8, ROOM, 0).unwrap_err().code,
         ErrorCode::NotMember
     );
-    assert_eq!(h.hub.call_leave(8, ROOM).unwrap_err().code, ErrorCode::NotMember);
+    assert_eq!(
+        h.hub.call_join(99, ROOM, 0).unwrap_err().code,
+        ErrorCode::Unauthorized
+    );
+    assert_eq!(
+        h.hub.call_refuse(8, ROOM, false).unwrap_err().code,
+        ErrorCode::NotMember
+    );
+    assert_eq!(
+        h.hub
+            .call_relay(8, ROOM, 1, Relay::Offer("v=0".into()))
+            .unwrap_err()
+            .code,
+        ErrorCode::NotMember
+    );
+    assert_eq!(
+        h.hub.call_leave(8, ROOM).unwrap_err().code,
+        ErrorCode::NotMember
+    );
 }
 
 #[test]
@@ -242,7 +303,10 @@ fn same_user_from_another_session_is_a_conflict() {
     h.online(&[1]);
     h.hub.call_join(1, ROOM, 0).unwrap();
     h.hub.connect(11, 1, 99, h.t0);
-    assert_eq!(h.hub.call_join(11, ROOM, 0).unwrap_err().code, ErrorCode::Conflict);
+    assert_eq!(
+        h.hub.call_join(11, ROOM, 0).unwrap_err().code,
+        ErrorCode::Conflict
+    );
 }
 
 #[test]
@@ -253,15 +317,21 @@ fn offers_answers_and_candidates_go_to_the_named_participant_only() {
         h.hub.call_join(u as ConnId, ROOM, 0).unwrap();
     }
     h.drain();
-    h.hub.call_relay(1, ROOM, 2, Relay::Offer("offer-sdp".into())).unwrap();
-    h.hub.call_relay(2, ROOM, 1, Relay::Answer("answer-sdp".into())).unwrap();
+    h.hub
+        .call_relay(1, ROOM, 2, Relay::Offer("offer-sdp".into()))
+        .unwrap();
+    h.hub
+        .call_relay(2, ROOM, 1, Relay::Answer("answer-sdp".into()))
+        .unwrap();
     let candidate = IceCandidate {
         candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(),
         sdp_mid: Some("0".into()),
         sdp_mline_index: Some(0),
         username_fragment: None,
     };
-    h.hub.call_relay(1, ROOM, 3, Relay::Ice(candidate.clone())).unwrap();
+    h.hub
+        .call_relay(1, ROOM, 3, Relay::Ice(candidate.clone()))
+        .unwrap();
     let out = h.drain();
     assert_eq!(out.len(), 3);
     assert_eq!(out[0].0, vec![2]);
@@ -272,19 +342,31 @@ fn offers_answers_and_candidates_go_to_the_named_participant_only() {
     assert!(matches!(&out[2].1, Event::CallIce { from: 1, candidate: c, .. } if *c == candidate));
     // To someone not in the call, from someone not in it, or to oneself: refused.
     assert_eq!(
-        h.hub.call_relay(1, ROOM, 4, Relay::Offer("x".into())).unwrap_err().code,
+        h.hub
+            .call_relay(1, ROOM, 4, Relay::Offer("x".into()))
+            .unwrap_err()
+            .code,
         ErrorCode::NotFound
     );
     assert_eq!(
-        h.hub.call_relay(4, ROOM, 1, Relay::Offer("x".into())).unwrap_err().code,
+        h.hub
+            .call_relay(4, ROOM, 1, Relay::Offer("x".into()))
+            .unwrap_err()
+            .code,
         ErrorCode::Forbidden
     );
     assert_eq!(
-        h.hub.call_relay(1, ROOM, 1, Relay::Offer("x".into())).unwrap_err().code,
+        h.hub
+            .call_relay(1, ROOM, 1, Relay::Offer("x".into()))
+            .unwrap_err()
+            .code,
         ErrorCode::Invalid
     );
     assert_eq!(
-        h.hub.call_relay(1, OTHER_ROOM, 8, Relay::Offer("x".into())).unwrap_err().code,
+        h.hub
+            .call_relay(1, OTHER_ROOM, 8, Relay::Offer("x".into()))
+            .unwrap_err()
+            .code,
         ErrorCode::NotFound,
         "no call in that room"
     );
@@ -302,15 +384,25 @@ fn leaving_tells_members_and_the_last_one_out_ends_the_call() {
     assert_eq!(
         receivers_of(&out, |e| matches!(
             e,
-            Event::CallParticipantLeft { user_id: 1, reason: LeaveReason::Left, .. }
+            Event::CallParticipantLeft {
+                user_id: 1,
+                reason: LeaveReason::Left,
+                ..
+            }
         )),
         vec![1, 2, 3]
     );
     assert!(receivers_of(&out, |e| matches!(e, Event::CallEnded { .. })).is_empty());
-    assert_eq!(h.hub.call_leave(1, ROOM).unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(
+        h.hub.call_leave(1, ROOM).unwrap_err().code,
+        ErrorCode::NotFound
+    );
     h.hub.call_leave(2, ROOM).unwrap();
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallEnded { .. })), vec![1, 2, 3]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallEnded { .. })),
+        vec![1, 2, 3]
+    );
     assert_eq!(h.hub.active_calls(), 0);
 }
 
@@ -318,16 +410,31 @@ fn leaving_tells_members_and_the_last_one_out_ends_the_call() {
 fn decline_and_busy_reach_the_participants() {
     let mut h = Harness::new();
     h.online(&[1, 2, 3, 4]);
-    assert_eq!(h.hub.call_refuse(3, ROOM, false).unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(
+        h.hub.call_refuse(3, ROOM, false).unwrap_err().code,
+        ErrorCode::NotFound
+    );
     h.hub.call_join(1, ROOM, 0).unwrap();
     h.hub.call_join(2, ROOM, 0).unwrap();
     h.drain();
     h.hub.call_refuse(3, ROOM, false).unwrap();
     h.hub.call_refuse(4, ROOM, true).unwrap();
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallDeclined { user_id: 3, .. })), vec![1, 2]);
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallBusy { user_id: 4, .. })), vec![1, 2]);
-    assert_eq!(h.hub.call_refuse(1, ROOM, false).unwrap_err().code, ErrorCode::Invalid);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::CallDeclined { user_id: 3, .. }
+        )),
+        vec![1, 2]
+    );
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallBusy { user_id: 4, .. })),
+        vec![1, 2]
+    );
+    assert_eq!(
+        h.hub.call_refuse(1, ROOM, false).unwrap_err().code,
+        ErrorCode::Invalid
+    );
 }
 
 #[test]
@@ -340,15 +447,28 @@ fn dropped_socket_hangs_up_after_the_grace_period() {
     h.hub.disconnect(2, h.at(1.0));
     let out = h.drain();
     assert_eq!(
-        receivers_of(&out, |e| matches!(e, Event::CallParticipantDisconnected { user_id: 2, .. })),
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::CallParticipantDisconnected { user_id: 2, .. }
+        )),
         vec![1]
     );
     assert_eq!(h.hub.poll_timeout(), Some(h.at(6.0)));
     let info = h.hub.call(ROOM).unwrap();
-    assert!(!info.participants.iter().find(|p| p.user_id == 2).unwrap().connected);
+    assert!(
+        !info
+            .participants
+            .iter()
+            .find(|p| p.user_id == 2)
+            .unwrap()
+            .connected
+    );
     // Relaying to a participant in grace is refused: there is no socket to deliver to.
     assert_eq!(
-        h.hub.call_relay(1, ROOM, 2, Relay::Offer("x".into())).unwrap_err().code,
+        h.hub
+            .call_relay(1, ROOM, 2, Relay::Offer("x".into()))
+            .unwrap_err()
+            .code,
         ErrorCode::NotFound
     );
     h.hub.handle_timeout(h.at(5.9));
@@ -358,7 +478,11 @@ fn dropped_socket_hangs_up_after_the_grace_period() {
     assert_eq!(
         receivers_of(&out, |e| matches!(
             e,
-            Event::CallParticipantLeft { user_id: 2, reason: LeaveReason::ConnectionLost, .. }
+            Event::CallParticipantLeft {
+                user_id: 2,
+                reason: LeaveReason::ConnectionLost,
+                ..
+            }
         )),
         vec![1]
     );
@@ -377,14 +501,22 @@ fn reconnecting_within_grace_keeps_the_call() {
     // Same session (2), new socket 202.
     h.hub.connect(202, 2, 2, h.at(3.0));
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallResumed { .. })), vec![202]);
     assert_eq!(
-        receivers_of(&out, |e| matches!(e, Event::CallParticipantReconnected { user_id: 2, .. })),
+        receivers_of(&out, |e| matches!(e, Event::CallResumed { .. })),
+        vec![202]
+    );
+    assert_eq!(
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::CallParticipantReconnected { user_id: 2, .. }
+        )),
         vec![1]
     );
     h.hub.handle_timeout(h.at(100.0));
     assert_eq!(h.hub.call(ROOM).unwrap().participants.len(), 2);
-    h.hub.call_relay(1, ROOM, 2, Relay::Offer("restart".into())).unwrap();
+    h.hub
+        .call_relay(1, ROOM, 2, Relay::Offer("restart".into()))
+        .unwrap();
     assert_eq!(h.drain()[0].0, vec![202]);
 }
 
@@ -399,7 +531,10 @@ fn reconnecting_after_grace_only_sees_an_ongoing_call() {
     h.drain();
     h.hub.connect(202, 2, 2, h.at(8.0));
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallOngoing { .. })), vec![202]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallOngoing { .. })),
+        vec![202]
+    );
     assert!(receivers_of(&out, |e| matches!(e, Event::CallResumed { .. })).is_empty());
 }
 
@@ -412,7 +547,10 @@ fn a_member_connecting_hears_of_the_ongoing_call() {
     h.hub.connect(3, 3, 3, h.t0);
     h.hub.connect(8, 8, 8, h.t0);
     let out = h.drain();
-    assert_eq!(receivers_of(&out, |e| matches!(e, Event::CallOngoing { .. })), vec![3]);
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallOngoing { .. })),
+        vec![3]
+    );
 }
 
 #[test]
@@ -427,7 +565,11 @@ fn a_member_leaving_the_room_leaves_its_call() {
     assert_eq!(
         receivers_of(&out, |e| matches!(
             e,
-            Event::CallParticipantLeft { user_id: 2, reason: LeaveReason::RemovedFromRoom, .. }
+            Event::CallParticipantLeft {
+                user_id: 2,
+                reason: LeaveReason::RemovedFromRoom,
+                ..
+            }
         )),
         vec![1, 2]
     );

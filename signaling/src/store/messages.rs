@@ -82,11 +82,12 @@ async fn message_at(tx: &mut SqliteConnection, room: RoomId, seq: Seq) -> Result
 }
 
 async fn next_seq(tx: &mut SqliteConnection, room: RoomId) -> Result<Seq> {
-    let seq: Option<Seq> =
-        sqlx::query_scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
-            .bind(room)
-            .fetch_optional(tx)
-            .await?;
+    let seq: Option<Seq> = sqlx::query_scalar(
+        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+    )
+    .bind(room)
+    .fetch_optional(tx)
+    .await?;
     seq.ok_or_else(|| Error::not_found(format!("room {room} does not exist")))
 }
 
@@ -157,7 +158,10 @@ pub async fn edit_message(
         return Err(Error::forbidden("only the author can edit a message"));
     }
     if original.deleted_at.is_some() {
-        return Err(Error::refused(ErrorCode::Conflict, "the message was deleted"));
+        return Err(Error::refused(
+            ErrorCode::Conflict,
+            "the message was deleted",
+        ));
     }
     let seq = next_seq(&mut tx, room).await?;
     sqlx::query(
@@ -207,7 +211,10 @@ pub async fn delete_message(
         ));
     }
     if original.deleted_at.is_some() {
-        return Err(Error::refused(ErrorCode::Conflict, "the message was already deleted"));
+        return Err(Error::refused(
+            ErrorCode::Conflict,
+            "the message was already deleted",
+        ));
     }
     let seq = next_seq(&mut tx, room).await?;
     sqlx::query(
@@ -228,11 +235,13 @@ pub async fn delete_message(
         .bind(target)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE timeline SET text = '' WHERE room_id = ? AND kind = 'edit' AND target_seq = ?")
-        .bind(room)
-        .bind(target)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE timeline SET text = '' WHERE room_id = ? AND kind = 'edit' AND target_seq = ?",
+    )
+    .bind(room)
+    .bind(target)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(TimelineEntry::Delete {
         room_id: room,

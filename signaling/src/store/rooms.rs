@@ -6,7 +6,6 @@ use sqlx::{Connection, Row};
 
 use crate::error::{Error, Result};
 
-
 #[derive(sqlx::FromRow)]
 struct RoomRow {
     id: i64,
@@ -34,7 +33,9 @@ fn kind_from_str(kind: &str) -> Result<RoomKind> {
         "public" => Ok(RoomKind::Public),
         "private" => Ok(RoomKind::Private),
         "direct" => Ok(RoomKind::Direct),
-        other => Err(Error::Internal(format!("unknown room kind {other:?} in database"))),
+        other => Err(Error::Internal(format!(
+            "unknown room kind {other:?} in database"
+        ))),
     }
 }
 
@@ -75,12 +76,11 @@ pub async fn create_room(
 }
 
 pub async fn get_room(db: &SqlitePool, room: RoomId) -> Result<Room> {
-    let row: Option<RoomRow> = sqlx::query_as(
-        "SELECT id, name, kind, owner_id, created_at FROM rooms WHERE id = ?",
-    )
-    .bind(room)
-    .fetch_optional(db)
-    .await?;
+    let row: Option<RoomRow> =
+        sqlx::query_as("SELECT id, name, kind, owner_id, created_at FROM rooms WHERE id = ?")
+            .bind(room)
+            .fetch_optional(db)
+            .await?;
     row.ok_or_else(|| Error::not_found(format!("room {room} does not exist")))?
         .try_into()
 }
@@ -113,7 +113,9 @@ pub async fn all_memberships(db: &SqlitePool) -> Result<Vec<(RoomId, UserId)>> {
 
 /// Every room id, including rooms that have lost all their members.
 pub async fn all_room_ids(db: &SqlitePool) -> Result<Vec<RoomId>> {
-    Ok(sqlx::query_scalar("SELECT id FROM rooms").fetch_all(db).await?)
+    Ok(sqlx::query_scalar("SELECT id FROM rooms")
+        .fetch_all(db)
+        .await?)
 }
 
 pub async fn list_rooms(db: &SqlitePool, user: UserId) -> Result<Vec<RoomSummary>> {
@@ -308,7 +310,6 @@ pub async fn mark_read(
         )
     })
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -138,17 +138,20 @@ pub async fn use_session(
         return Ok(None);
     };
     let (session, user_id): (i64, i64) = (row.get("id"), row.get("user_id"));
-    let user = sqlx::query_as::<_, UserRow>(
-        "SELECT id, username, display_name FROM users WHERE id = ?",
-    )
-    .bind(user_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let user =
+        sqlx::query_as::<_, UserRow>("SELECT id, username, display_name FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
     Ok(Some((session, user.into(), new_expiry)))
 }
 
-pub async fn revoke_session(w: &mut SqliteConnection, session: SessionId, now: Millis) -> Result<()> {
+pub async fn revoke_session(
+    w: &mut SqliteConnection,
+    session: SessionId,
+    now: Millis,
+) -> Result<()> {
     sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
         .bind(now)
         .bind(session)

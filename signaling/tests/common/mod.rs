@@ -109,12 +109,18 @@ impl TestServer {
     pub async fn get(&self, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = TcpStream::connect(&self.addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         tcp.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         tcp.read_to_string(&mut response).await.unwrap();
         let status = response[9..12].parse().unwrap();
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -160,7 +166,9 @@ impl Client {
     }
 
     pub async fn connect_url(url: &str) -> Client {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         Client::from_socket(socket)
     }
 
@@ -206,7 +214,9 @@ impl Client {
     pub async fn resume(server: &TestServer, token: &str) -> Client {
         let mut client = Client::connect(server).await;
         match client
-            .request(Request::Authenticate { token: token.into() })
+            .request(Request::Authenticate {
+                token: token.into(),
+            })
             .await
             .expect("authenticate")
         {
@@ -232,7 +242,10 @@ impl Client {
     }
 
     pub async fn send_text(&mut self, text: String) {
-        self.socket.send(Message::Text(text.into())).await.expect("send");
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_message(&mut self, message: Message) {
@@ -251,7 +264,10 @@ impl Client {
         loop {
             match self.next_frame().await {
                 ServerFrame::Reply { id: got, reply } if got == id => return Ok(reply),
-                ServerFrame::Error { id: Some(got), error } if got == id => return Err(error),
+                ServerFrame::Error {
+                    id: Some(got),
+                    error,
+                } if got == id => return Err(error),
                 ServerFrame::Event(event) => self.pending.push_back(event),
                 other => panic!("while waiting for reply {id}: unexpected {other:?}"),
             }
@@ -393,7 +409,12 @@ pub async fn create_room(client: &mut Client, name: &str, public: bool) -> i64 {
     }
 }
 
-pub async fn send(client: &mut Client, room: i64, client_id: &str, text: &str) -> parlor_protocol::Message {
+pub async fn send(
+    client: &mut Client,
+    room: i64,
+    client_id: &str,
+    text: &str,
+) -> parlor_protocol::Message {
     match client
         .request(Request::SendMessage {
             room_id: room,

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a Parlor step needs, only those missing. Usage:
+#   scripts/install-deps.sh test|run
+# Nothing is assumed but Rust, Node and gcc. Needs root (or sudo) when something is missing.
+set -euo pipefail
+
+packages=()
+case "${1:-test}" in
+  test) packages+=(openssl) ;;   # the TURN credential test checks our HMAC against openssl's
+  run) ;;
+  *) echo "usage: $0 test|run" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
