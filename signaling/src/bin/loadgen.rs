@@ -61,6 +61,7 @@ async fn main() -> anyhow_free::Result {
         std::process::exit(2);
     }
     parlor_signaling::limits::raise_open_files_limit();
+    parlor_signaling::limits::return_large_allocations_to_os();
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
 
     // The server: external, or in this process on a temporary database.
