@@ -98,7 +98,8 @@ async fn oversized_frames_get_too_large_and_huge_ones_close_the_socket() {
 
     // Far beyond any sane frame: the transport refuses it and closes with 1009.
     let mut bob = Client::register(&server, "bob").await;
-    bob.send_text("y".repeat(2 * 1024 * 1024)).await;
+    // The server may close while this is still being written, so the send itself may fail.
+    let _ = bob.try_send_text("y".repeat(2 * 1024 * 1024)).await;
     let (code, _) = bob.closed().await;
     assert!(matches!(code, Some(1009) | None), "closed with {code:?}");
     // Nobody else noticed.

@@ -248,6 +248,14 @@ impl Client {
             .expect("send");
     }
 
+    /// Sends text that the server may refuse mid-write (it can close before reading it all).
+    pub async fn try_send_text(&mut self, text: String) -> Result<(), String> {
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     pub async fn send_message(&mut self, message: Message) {
         self.socket.send(message).await.expect("send");
     }
