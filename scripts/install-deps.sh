@@ -5,9 +5,13 @@
 set -euo pipefail
 
 packages=()
+# Building: nasm gives OpenH264 its SIMD code (without it, it silently builds slow); cmake
+# builds libopus.
+build=(nasm cmake pkg-config)
 case "${1:-test}" in
-  test) packages+=(openssl) ;;   # the TURN credential test checks our HMAC against openssl's
-  run) ;;
+  # openssl: the TURN credential test checks our HMAC against openssl's.
+  test) packages+=("${build[@]}" openssl) ;;
+  run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac
 

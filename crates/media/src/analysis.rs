@@ -1,0 +1,74 @@
+//! Signal checks used by tests, the CLI and benchmarks: what frequency a recording holds, and how
+//! loud it is.
+
+/// The dominant frequency of a mono signal, in Hz, found by scanning candidate frequencies with
+/// the Goertzel algorithm (coarse 5 Hz steps, then refined by 0.5 Hz around the best). `None`
+/// for silence.
+pub fn dominant_frequency(samples: &[i16], sample_rate: u32, low: f64, high: f64) -> Option<f64> {
+    if samples.len() < 256 || rms(samples) < 50.0 {
+        return None;
+    }
+    let power = |f: f64| goertzel_power(samples, sample_rate, f);
+    let scan = |from: f64, to: f64, step: f64| {
+        let mut best = (from, f64::MIN);
+        let mut f = from;
+        while f <= to {
+            let p = power(f);
+            if p > best.1 {
+                best = (f, p);
+            }
+            f += step;
+        }
+        best.0
+    };
+    let coarse = scan(low, high, 5.0);
+    Some(scan((coarse - 5.0).max(low), (coarse + 5.0).min(high), 0.5))
+}
+
+fn goertzel_power(samples: &[i16], sample_rate: u32, frequency: f64) -> f64 {
+    let w = std::f64::consts::TAU * frequency / sample_rate as f64;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = x as f64 + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - coeff * s1 * s2
+}
+
+/// Root mean square of a signal.
+pub fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = samples.iter().map(|&s| (s as f64) * (s as f64)).sum();
+    (sum / samples.len() as f64).sqrt()
+}
+
+/// The left channel of interleaved samples.
+pub fn first_channel(samples: &[i16], channels: u16) -> Vec<i16> {
+    samples
+        .iter()
+        .step_by(channels.max(1) as usize)
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tone::Tone;
+    use std::time::Duration;
+
+    #[test]
+    fn finds_the_frequency_of_a_tone() {
+        for hz in [440.0, 1000.0, 523.0] {
+            let mut tone = Tone::unpaced(hz, 1, Duration::from_millis(20)).unwrap();
+            let samples: Vec<i16> = (0..25).flat_map(|_| tone.render().samples).collect();
+            let found = dominant_frequency(&samples, 48_000, 100.0, 4000.0).unwrap();
+            assert!((found - hz).abs() < 2.0, "{hz} Hz found as {found}");
+        }
+        assert_eq!(dominant_frequency(&[0; 4800], 48_000, 100.0, 4000.0), None);
+    }
+}

@@ -1,0 +1,167 @@
+//! Opus for voice: 48 kHz, 20 ms frames, in-band FEC, loss concealment on the way out.
+use opus::{Application, Bitrate, Channels, Decoder, Encoder};
+
+use crate::{AudioFrame, MediaError, SAMPLE_RATE};
+
+/// Samples per channel in one 20 ms frame.
+pub const FRAME_SAMPLES: usize = SAMPLE_RATE as usize / 50;
+
+fn channels_of(n: u16) -> Result<Channels, MediaError> {
+    match n {
+        1 => Ok(Channels::Mono),
+        2 => Ok(Channels::Stereo),
+        other => Err(MediaError::Unsupported(format!("{other} audio channels"))),
+    }
+}
+
+fn codec_error(e: opus::Error) -> MediaError {
+    MediaError::Codec(format!("opus: {e}"))
+}
+
+pub struct OpusEncoder {
+    encoder: Encoder,
+    channels: u16,
+}
+
+impl OpusEncoder {
+    pub fn new(channels: u16, bitrate_bps: i32) -> Result<Self, MediaError> {
+        let mut encoder = Encoder::new(SAMPLE_RATE, channels_of(channels)?, Application::Voip)
+            .map_err(codec_error)?;
+        encoder
+            .set_bitrate(Bitrate::Bits(bitrate_bps))
+            .map_err(codec_error)?;
+        encoder.set_inband_fec(true).map_err(codec_error)?;
+        // FEC only kicks in when the encoder expects loss.
+        encoder.set_packet_loss_perc(10).map_err(codec_error)?;
+        Ok(OpusEncoder { encoder, channels })
+    }
+
+    /// Encodes one 10 or 20 ms frame into one packet.
+    pub fn encode(&mut self, frame: &AudioFrame) -> Result<Vec<u8>, MediaError> {
+        if frame.channels != self.channels {
+            return Err(MediaError::Unsupported(format!(
+                "{}-channel frame into a {}-channel encoder",
+                frame.channels, self.channels
+            )));
+        }
+        let per_channel = frame.len_per_channel();
+        if per_channel != FRAME_SAMPLES && per_channel != FRAME_SAMPLES / 2 {
+            return Err(MediaError::Unsupported(format!(
+                "{per_channel}-sample audio frame"
+            )));
+        }
+        self.encoder
+            .encode_vec(&frame.samples, 1500)
+            .map_err(codec_error)
+    }
+}
+
+pub struct OpusDecoder {
+    decoder: Decoder,
+    channels: u16,
+    buffer: Vec<i16>,
+}
+
+impl OpusDecoder {
+    pub fn new(channels: u16) -> Result<Self, MediaError> {
+        Ok(OpusDecoder {
+            decoder: Decoder::new(SAMPLE_RATE, channels_of(channels)?).map_err(codec_error)?,
+            channels,
+            buffer: vec![0; FRAME_SAMPLES * 6 * channels as usize],
+        })
+    }
+
+    pub fn channels(&self) -> u16 {
+        self.channels
+    }
+
+    /// Decodes one packet.
+    pub fn decode(
+        &mut self,
+        packet: &[u8],
+        captured_at: std::time::Duration,
+    ) -> Result<AudioFrame, MediaError> {
+        if packet.is_empty() {
+            return Err(MediaError::Codec("empty opus packet".into()));
+        }
+        let n = self
+            .decoder
+            .decode(packet, &mut self.buffer, false)
+            .map_err(codec_error)?;
+        Ok(self.frame(n, captured_at))
+    }
+
+    /// Fills in for a lost 20 ms packet: from the next packet's FEC data when it is at hand,
+    /// otherwise by concealment.
+    pub fn conceal(
+        &mut self,
+        next: Option<&[u8]>,
+        captured_at: std::time::Duration,
+    ) -> Result<AudioFrame, MediaError> {
+        let output = &mut self.buffer[..FRAME_SAMPLES * self.channels as usize];
+        let n = match next {
+            Some(next) if !next.is_empty() => self.decoder.decode(next, output, true),
+            _ => self.decoder.decode(&[], output, false),
+        }
+        .map_err(codec_error)?;
+        Ok(self.frame(n, captured_at))
+    }
+
+    fn frame(&self, per_channel: usize, captured_at: std::time::Duration) -> AudioFrame {
+        AudioFrame {
+            channels: self.channels,
+            samples: self.buffer[..per_channel * self.channels as usize].to_vec(),
+            captured_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{dominant_frequency, first_channel};
+    use crate::tone::Tone;
+    use std::time::Duration;
+
+    #[test]
+    fn a_tone_survives_opus_and_lost_packets_are_concealed() {
+        let mut tone = Tone::unpaced(440.0, 2, Duration::from_millis(20)).unwrap();
+        let mut encoder = OpusEncoder::new(2, 64_000).unwrap();
+        let mut decoder = OpusDecoder::new(2).unwrap();
+        let packets: Vec<Vec<u8>> = (0..50)
+            .map(|_| encoder.encode(&tone.render()).unwrap())
+            .collect();
+        let mut out = Vec::new();
+        for (i, packet) in packets.iter().enumerate() {
+            let frame = if i % 10 == 5 {
+                decoder
+                    .conceal(packets.get(i + 1).map(Vec::as_slice), Duration::ZERO)
+                    .unwrap()
+            } else {
+                decoder.decode(packet, Duration::ZERO).unwrap()
+            };
+            assert_eq!(frame.len_per_channel(), FRAME_SAMPLES);
+            out.extend(frame.samples);
+        }
+        let left = first_channel(&out[out.len() / 2..], 2);
+        let found = dominant_frequency(&left, 48_000, 100.0, 4000.0).unwrap();
+        assert!((found - 440.0).abs() < 3.0, "found {found}");
+    }
+
+    #[test]
+    fn bad_packets_and_wrong_frames_are_errors() {
+        let mut decoder = OpusDecoder::new(1).unwrap();
+        assert!(decoder.decode(&[], Duration::ZERO).is_err());
+        let _ = decoder.decode(&[0xff; 3], Duration::ZERO);
+        let mut encoder = OpusEncoder::new(1, 32_000).unwrap();
+        let stereo = AudioFrame::silence(2, Duration::from_millis(20), Duration::ZERO);
+        assert!(encoder.encode(&stereo).is_err());
+        let odd = AudioFrame {
+            channels: 1,
+            samples: vec![0; 100],
+            captured_at: Duration::ZERO,
+        };
+        assert!(encoder.encode(&odd).is_err());
+        assert!(OpusEncoder::new(3, 32_000).is_err());
+    }
+}
