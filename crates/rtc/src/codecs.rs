@@ -1,0 +1,62 @@
+//! The codecs Parlor negotiates, registered the way browsers expect them.
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
+use webrtc::peer_connection::MediaEngine;
+
+use crate::{Result, RtcError};
+
+pub const H264_PAYLOAD_TYPE: u8 = 102;
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// H.264 Constrained Baseline 3.1 with packetization mode 1. Chromium matches the first two
+/// bytes of profile-level-id strictly, so it must be `42e0`, not `4200`.
+pub fn h264() -> RTCRtpCodec {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
+    };
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .to_owned(),
+        rtcp_feedback: vec![
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+            feedback("ccm", "fir"),
+        ],
+    }
+}
+
+/// Opus, stereo-capable as the RTP spec requires, with in-band FEC.
+pub fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+pub fn media_engine() -> Result<MediaEngine> {
+    let mut engine = MediaEngine::default();
+    let register = |engine: &mut MediaEngine, codec: RTCRtpCodec, pt: u8, kind| {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec,
+                    payload_type: pt,
+                    ..Default::default()
+                },
+                kind,
+            )
+            .map_err(|e| RtcError::Internal(format!("registering a codec: {e}")))
+    };
+    register(&mut engine, opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio)?;
+    register(&mut engine, h264(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)?;
+    Ok(engine)
+}

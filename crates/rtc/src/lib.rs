@@ -1,0 +1,33 @@
+//! Parlor's RTC API, modelled on Ktor's WebRTC client and built on webrtc-rs 0.21:
+//!
+//! * an [`RtcClient`] made with ICE servers, an ICE transport policy and UDP bind addresses;
+//! * [`PeerConnection`]s with offer/answer, trickled ICE candidates, state changes and remote
+//!   tracks delivered as one ordered [`PeerEvent`] stream;
+//! * [`DataChannel`]s with open/close events, text and binary messages and back-pressure;
+//! * local audio/video tracks built from `parlor-media` sources (capture → encoder → RTP),
+//!   remote tracks yielding decoded frames;
+//! * one [`stats::CallStats`] schema for every connection.
+//!
+//! Everything that fails returns an [`RtcError`]; nothing the remote side sends can panic.
+
+mod client;
+mod codecs;
+mod data_channel;
+mod error;
+mod keyframes;
+mod peer;
+pub mod stats;
+mod track_local;
+mod track_remote;
+
+pub use client::{IceServer, IceTransportPolicy, RtcClient, RtcConfig};
+pub use data_channel::{DataChannel, DataChannelEvent, DataChannelOptions, Message};
+pub use error::RtcError;
+pub use peer::{
+    ConnectionState, IceCandidate, IceConnectionState, PeerConnection, PeerEvent, SdpType,
+    SessionDescription, SignalingState,
+};
+pub use track_local::{LocalAudioTrack, LocalVideoTrack, MediaKind, VideoTrackOptions};
+pub use track_remote::{RemoteAudioTrack, RemoteTrack, RemoteVideoTrack};
+
+pub type Result<T, E = RtcError> = std::result::Result<T, E>;

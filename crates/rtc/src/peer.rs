@@ -1,0 +1,576 @@
+//! A peer connection in the shape of Ktor's WebRTC client: offer/answer, trickled candidates,
+//! states, data channels and remote tracks, with everything that happens delivered in order on
+//! one event stream.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
+use webrtc::data_channel::{DataChannel as RawDataChannel, RTCDataChannelInit};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection as RawPeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSdpType, RTCSessionDescription, RTCSignalingState, Registry, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::client::{IceTransportPolicy, RtcConfig};
+use crate::data_channel::{DataChannel, DataChannelOptions};
+use crate::keyframes::KeyframeRequestTap;
+use crate::track_local::{LocalAudioTrack, LocalVideoTrack};
+use crate::track_remote::RemoteTrack;
+use crate::{codecs, Result, RtcError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpType {
+    Offer,
+    Answer,
+    Pranswer,
+    Rollback,
+}
+
+/// A session description as it travels through signaling (`{"type":"offer","sdp":"v=0…"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDescription {
+    #[serde(rename = "type")]
+    pub sdp_type: SdpType,
+    pub sdp: String,
+}
+
+/// A trickled ICE candidate, shaped like the browser's `RTCIceCandidateInit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default)]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    New,
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IceConnectionState {
+    New,
+    Checking,
+    Connected,
+    Completed,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalingState {
+    Stable,
+    HaveLocalOffer,
+    HaveRemoteOffer,
+    HaveLocalPranswer,
+    HaveRemotePranswer,
+    Closed,
+}
+
+/// Everything a peer connection reports, in the order it happened.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A local candidate to send to the other side.
+    IceCandidate(IceCandidate),
+    /// Gathering finished: no more local candidates.
+    IceGatheringComplete,
+    ConnectionState(ConnectionState),
+    IceConnectionState(IceConnectionState),
+    SignalingState(SignalingState),
+    /// Tracks or channels changed in a way that needs a new offer.
+    NegotiationNeeded,
+    /// The other side opened a data channel.
+    DataChannel(DataChannel),
+    /// The other side started sending a track.
+    TrackAdded(RemoteTrack),
+    /// A remote track ended.
+    TrackRemoved {
+        track_id: String,
+    },
+}
+
+/// Counts the background tasks and threads this crate runs, so "close leaves nothing
+/// running" can be checked.
+#[derive(Debug, Default)]
+pub(crate) struct TaskCounter(AtomicUsize);
+
+pub(crate) struct TaskGuard(Arc<TaskCounter>);
+
+impl TaskCounter {
+    pub(crate) fn enter(self: &Arc<Self>) -> TaskGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        TaskGuard(self.clone())
+    }
+    pub(crate) fn live(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// State shared with the event handler and the track pipelines.
+pub(crate) struct Shared {
+    pub(crate) events: mpsc::UnboundedSender<PeerEvent>,
+    pub(crate) tasks: Arc<TaskCounter>,
+    pub(crate) keyframe_requests: broadcast::Sender<u32>,
+    pub(crate) closed: tokio_util_like::Cancel,
+    connection: watch::Sender<ConnectionState>,
+    gathering_complete: watch::Sender<bool>,
+}
+
+/// A tiny cancellation flag with async wait, to avoid another dependency.
+pub(crate) mod tokio_util_like {
+    use std::sync::Arc;
+    use tokio::sync::watch;
+
+    #[derive(Clone)]
+    pub struct Cancel(Arc<watch::Sender<bool>>);
+
+    impl Cancel {
+        pub fn new() -> Self {
+            Cancel(Arc::new(watch::channel(false).0))
+        }
+        pub fn cancel(&self) {
+            self.0.send_replace(true);
+        }
+        #[allow(dead_code)]
+        pub fn is_cancelled(&self) -> bool {
+            *self.0.borrow()
+        }
+        pub async fn cancelled(&self) {
+            let mut rx = self.0.subscribe();
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+}
+
+struct Handler {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_negotiation_needed(&self) {
+        let _ = self.shared.events.send(PeerEvent::NegotiationNeeded);
+    }
+
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let _ = self
+                    .shared
+                    .events
+                    .send(PeerEvent::IceCandidate(IceCandidate {
+                        candidate: init.candidate,
+                        sdp_mid: init.sdp_mid,
+                        sdp_mline_index: init.sdp_mline_index,
+                        username_fragment: init.username_fragment,
+                    }));
+            }
+            Err(e) => tracing::warn!("unusable local candidate: {e}"),
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.shared.gathering_complete.send_replace(true);
+            let _ = self.shared.events.send(PeerEvent::IceGatheringComplete);
+        } else if state == RTCIceGatheringState::Gathering {
+            self.shared.gathering_complete.send_replace(false);
+        }
+    }
+
+    async fn on_signaling_state_change(&self, state: RTCSignalingState) {
+        let state = match state {
+            RTCSignalingState::HaveLocalOffer => SignalingState::HaveLocalOffer,
+            RTCSignalingState::HaveRemoteOffer => SignalingState::HaveRemoteOffer,
+            RTCSignalingState::HaveLocalPranswer => SignalingState::HaveLocalPranswer,
+            RTCSignalingState::HaveRemotePranswer => SignalingState::HaveRemotePranswer,
+            RTCSignalingState::Closed => SignalingState::Closed,
+            _ => SignalingState::Stable,
+        };
+        let _ = self.shared.events.send(PeerEvent::SignalingState(state));
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let state = match state {
+            RTCIceConnectionState::Checking => IceConnectionState::Checking,
+            RTCIceConnectionState::Connected => IceConnectionState::Connected,
+            RTCIceConnectionState::Completed => IceConnectionState::Completed,
+            RTCIceConnectionState::Disconnected => IceConnectionState::Disconnected,
+            RTCIceConnectionState::Failed => IceConnectionState::Failed,
+            RTCIceConnectionState::Closed => IceConnectionState::Closed,
+            _ => IceConnectionState::New,
+        };
+        let _ = self
+            .shared
+            .events
+            .send(PeerEvent::IceConnectionState(state));
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let state = match state {
+            RTCPeerConnectionState::Connecting => ConnectionState::Connecting,
+            RTCPeerConnectionState::Connected => ConnectionState::Connected,
+            RTCPeerConnectionState::Disconnected => ConnectionState::Disconnected,
+            RTCPeerConnectionState::Failed => ConnectionState::Failed,
+            RTCPeerConnectionState::Closed => ConnectionState::Closed,
+            _ => ConnectionState::New,
+        };
+        self.shared.connection.send_replace(state);
+        let _ = self.shared.events.send(PeerEvent::ConnectionState(state));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn RawDataChannel>) {
+        let channel = DataChannel::wrap(channel, &self.shared).await;
+        let _ = self.shared.events.send(PeerEvent::DataChannel(channel));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        match RemoteTrack::start(track, &self.shared).await {
+            Ok(track) => {
+                let _ = self.shared.events.send(PeerEvent::TrackAdded(track));
+            }
+            Err(e) => tracing::warn!("remote track refused: {e}"),
+        }
+    }
+}
+
+/// One WebRTC connection to one other participant.
+pub struct PeerConnection {
+    pub(crate) raw: Arc<dyn RawPeerConnection>,
+    pub(crate) shared: Arc<Shared>,
+    events: Mutex<Option<mpsc::UnboundedReceiver<PeerEvent>>>,
+    connection: watch::Receiver<ConnectionState>,
+    gathering_complete: watch::Receiver<bool>,
+    senders: Mutex<Vec<(String, Arc<dyn RtpSender>)>>,
+}
+
+impl std::fmt::Debug for PeerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PeerConnection({:?})", *self.connection.borrow())
+    }
+}
+
+impl PeerConnection {
+    pub(crate) async fn new(config: &RtcConfig) -> Result<Self> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (connection_tx, connection_rx) = watch::channel(ConnectionState::New);
+        let (gathering_tx, gathering_rx) = watch::channel(false);
+        let (keyframe_tx, _) = broadcast::channel(64);
+        let shared = Arc::new(Shared {
+            events: events_tx,
+            tasks: Arc::new(TaskCounter::default()),
+            keyframe_requests: keyframe_tx.clone(),
+            closed: tokio_util_like::Cancel::new(),
+            connection: connection_tx,
+            gathering_complete: gathering_tx,
+        });
+
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(ice_servers)
+            .with_ice_transport_policy(match config.ice_transport_policy {
+                IceTransportPolicy::All => RTCIceTransportPolicy::All,
+                IceTransportPolicy::Relay => RTCIceTransportPolicy::Relay,
+            })
+            .build();
+        let mut media_engine = codecs::media_engine()?;
+        let registry = rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(|e| RtcError::Internal(format!("interceptors: {e}")))?
+            .with(rtc::interceptor::Slot::from(14_000), KeyframeRequestTap::new(keyframe_tx));
+        let mdns = if config.resolve_mdns {
+            rtc::ice::mdns::MulticastDnsMode::QueryOnly
+        } else {
+            rtc::ice::mdns::MulticastDnsMode::Disabled
+        };
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(mdns)
+            .with_sctp_max_message_size(
+                rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
+                    16 * 1024 * 1024,
+                ),
+            )
+            .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
+            .build();
+        let raw = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .with_handler(Arc::new(Handler {
+                shared: shared.clone(),
+            }))
+            .with_udp_addrs(config.udp_addrs.clone())
+            .with_data_channel_send_buffer_limit(config.data_channel_buffer)
+            .build()
+            .await
+            .map_err(|e| RtcError::Ice(format!("cannot set up the connection: {e}")))?;
+        Ok(PeerConnection {
+            raw: Arc::new(raw),
+            shared,
+            events: Mutex::new(Some(events_rx)),
+            connection: connection_rx,
+            gathering_complete: gathering_rx,
+            senders: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The event stream. It can be taken once; later calls get `None`.
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<PeerEvent>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        *self.connection.borrow()
+    }
+
+    /// Waits until the connection is connected, or fails if it fails or closes first.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        let mut rx = self.connection.clone();
+        let wait = rx.wait_for(|s| {
+            matches!(
+                s,
+                ConnectionState::Connected | ConnectionState::Failed | ConnectionState::Closed
+            )
+        });
+        let state = *tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| RtcError::Ice(format!("not connected after {timeout:?}")))?
+            .map_err(|_| RtcError::Closed)?;
+        match state {
+            ConnectionState::Connected => Ok(()),
+            ConnectionState::Failed => Err(RtcError::Ice("the connection failed".into())),
+            _ => Err(RtcError::Closed),
+        }
+    }
+
+    /// Waits until ICE gathering completes (for peers that do not trickle).
+    pub async fn wait_gathering_complete(&self, timeout: Duration) -> Result<()> {
+        let mut rx = self.gathering_complete.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|done| *done))
+            .await
+            .map_err(|_| RtcError::Ice(format!("gathering not complete after {timeout:?}")))?
+            .map_err(|_| RtcError::Closed)?;
+        Ok(())
+    }
+
+    pub async fn create_offer(&self) -> Result<SessionDescription> {
+        let offer = self
+            .raw
+            .create_offer(None)
+            .await
+            .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        Ok(to_description(offer))
+    }
+
+    pub async fn create_answer(&self) -> Result<SessionDescription> {
+        let answer = self
+            .raw
+            .create_answer(None)
+            .await
+            .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        Ok(to_description(answer))
+    }
+
+    pub async fn set_local_description(&self, description: SessionDescription) -> Result<()> {
+        let description = from_description(description)?;
+        self.raw
+            .set_local_description(description)
+            .await
+            .map_err(|e| RtcError::Sdp(e.to_string()))
+    }
+
+    /// Applies the other side's description. Malformed or inapplicable SDP is an
+    /// [`RtcError::Sdp`], never a panic.
+    pub async fn set_remote_description(&self, description: SessionDescription) -> Result<()> {
+        let description = from_description(description)?;
+        self.raw
+            .set_remote_description(description)
+            .await
+            .map_err(|e| RtcError::Sdp(e.to_string()))
+    }
+
+    pub async fn local_description(&self) -> Option<SessionDescription> {
+        self.raw.local_description().await.map(to_description)
+    }
+
+    pub async fn remote_description(&self) -> Option<SessionDescription> {
+        self.raw.remote_description().await.map(to_description)
+    }
+
+    /// Adds a candidate trickled by the other side. A malformed one is an [`RtcError::Ice`].
+    pub async fn add_ice_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        if candidate.candidate.len() > 1024 {
+            return Err(RtcError::Ice("candidate too long".into()));
+        }
+        let init = RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_mline_index,
+            username_fragment: candidate.username_fragment,
+            ..Default::default()
+        };
+        self.raw
+            .add_ice_candidate(init)
+            .await
+            .map_err(|e| RtcError::Ice(e.to_string()))
+    }
+
+    /// Marks the next offer as an ICE restart (new credentials, new candidates).
+    pub async fn restart_ice(&self) -> Result<()> {
+        self.raw
+            .restart_ice()
+            .await
+            .map_err(|e| RtcError::Ice(e.to_string()))
+    }
+
+    pub async fn create_data_channel(
+        &self,
+        label: &str,
+        options: DataChannelOptions,
+    ) -> Result<DataChannel> {
+        if options.large_messages && !options.ordered {
+            return Err(RtcError::Internal(
+                "large messages need an ordered channel".into(),
+            ));
+        }
+        let protocol = if options.large_messages {
+            crate::data_channel::CHUNKED_PROTOCOL.to_owned()
+        } else {
+            options.protocol.clone()
+        };
+        let init = RTCDataChannelInit {
+            ordered: options.ordered,
+            max_packet_life_time: options.max_packet_lifetime_ms,
+            max_retransmits: options.max_retransmits,
+            protocol,
+            negotiated: options.negotiated_id,
+        };
+        if init.max_packet_life_time.is_some() && init.max_retransmits.is_some() {
+            return Err(RtcError::Internal(
+                "max packet lifetime and max retransmits cannot both be set".into(),
+            ));
+        }
+        let raw = self
+            .raw
+            .create_data_channel(label, Some(init))
+            .await
+            .map_err(RtcError::from)?;
+        Ok(DataChannel::wrap(raw, &self.shared).await)
+    }
+
+    /// Sends a local video track on this connection.
+    pub async fn add_video_track(&self, track: &LocalVideoTrack) -> Result<()> {
+        let rtp = track.binding()?;
+        let sender = self
+            .raw
+            .add_track(rtp.clone() as Arc<dyn webrtc::media_stream::track_local::TrackLocal>)
+            .await
+            .map_err(RtcError::from)?;
+        track.start_sending(rtp, sender.clone(), &self.shared);
+        self.senders_mut().push((track.id().to_owned(), sender));
+        Ok(())
+    }
+
+    /// Sends a local audio track on this connection.
+    pub async fn add_audio_track(&self, track: &LocalAudioTrack) -> Result<()> {
+        let rtp = track.binding()?;
+        let sender = self
+            .raw
+            .add_track(rtp.clone() as Arc<dyn webrtc::media_stream::track_local::TrackLocal>)
+            .await
+            .map_err(RtcError::from)?;
+        track.start_sending(rtp, sender.clone(), &self.shared);
+        self.senders_mut().push((track.id().to_owned(), sender));
+        Ok(())
+    }
+
+    /// Stops sending a track (renegotiation needed).
+    pub async fn remove_track(&self, track_id: &str) -> Result<()> {
+        let sender = {
+            let mut senders = self.senders_mut();
+            let index = senders
+                .iter()
+                .position(|(id, _)| id == track_id)
+                .ok_or_else(|| RtcError::Internal(format!("no local track {track_id}")))?;
+            senders.remove(index).1
+        };
+        self.raw.remove_track(&sender).await.map_err(RtcError::from)
+    }
+
+    fn senders_mut(&self) -> std::sync::MutexGuard<'_, Vec<(String, Arc<dyn RtpSender>)>> {
+        self.senders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Background tasks and threads of this connection still running (0 after `close`).
+    pub fn running_tasks(&self) -> usize {
+        self.shared.tasks.live()
+    }
+
+    /// Closes the connection and stops every pipeline it started; waits (bounded) for them.
+    pub async fn close(&self) -> Result<()> {
+        self.shared.closed.cancel();
+        let result = self.raw.close().await.map_err(RtcError::from);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while self.shared.tasks.live() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        result
+    }
+}
+
+fn to_description(d: RTCSessionDescription) -> SessionDescription {
+    SessionDescription {
+        sdp_type: match d.sdp_type {
+            RTCSdpType::Offer => SdpType::Offer,
+            RTCSdpType::Pranswer => SdpType::Pranswer,
+            RTCSdpType::Rollback => SdpType::Rollback,
+            _ => SdpType::Answer,
+        },
+        sdp: d.sdp,
+    }
+}
+
+fn from_description(d: SessionDescription) -> Result<RTCSessionDescription> {
+    let parsed = match d.sdp_type {
+        SdpType::Offer => RTCSessionDescription::offer(d.sdp),
+        SdpType::Answer => RTCSessionDescription::answer(d.sdp),
+        SdpType::Pranswer => RTCSessionDescription::pranswer(d.sdp),
+        SdpType::Rollback => return Err(RtcError::Sdp("rollback is not supported".into())),
+    };
+    parsed.map_err(|e| RtcError::Sdp(e.to_string()))
+}

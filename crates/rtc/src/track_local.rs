@@ -1,0 +1,501 @@
+//! Local tracks: a `parlor-media` source, captured and encoded once on its own thread, with the
+//! encoded frames fanned out to every peer connection the track is added to (a mesh call
+//! sends one camera to several peers). Each connection gets its own RTP binding with a unique
+//! SSRC and track id; a keyframe request from any of them makes the shared encoder emit an IDR.
+//!
+//! Constraints honoured: the source's size and frame rate (the encoder follows the source), the
+//! target bitrate and keyframe interval in [`VideoTrackOptions`]; audio is Opus at 48 kHz with
+//! the source's channel count, 20 ms frames.
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use parlor_media::h264::{EncodedFrame, H264Config, H264Encoder};
+use parlor_media::opus_codec::OpusEncoder;
+use parlor_media::{AudioSource, MediaError, VideoSource};
+use rtc::media::Sample;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::broadcast;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::{MediaStreamTrack, Track};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::codecs;
+use crate::peer::Shared;
+use crate::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VideoTrackOptions {
+    /// Target bitrate; default about 0.1 bit per pixel per frame.
+    pub bitrate_bps: Option<u32>,
+    /// Frames between IDR frames; default ten seconds' worth.
+    pub keyframe_interval: Option<u32>,
+}
+
+/// Counters kept by the send pipeline, for stats.
+#[derive(Debug, Clone, Default)]
+pub struct SendCounters {
+    pub frames_captured: u64,
+    pub frames_encoded: u64,
+    pub keyframes_encoded: u64,
+    pub frames_dropped: u64,
+    pub bytes_encoded: u64,
+    pub width: u32,
+    pub height: u32,
+    pub encode_time: Duration,
+    pub last_error: Option<String>,
+}
+
+struct Encoded {
+    data: bytes::Bytes,
+    duration: Duration,
+    keyframe: bool,
+}
+
+/// What a local track's capture thread and its bindings share.
+struct Pipeline {
+    id: String,
+    stream_id: String,
+    kind: MediaKind,
+    enabled: AtomicBool,
+    keyframe_requested: AtomicBool,
+    stop: AtomicBool,
+    frames: broadcast::Sender<Arc<Encoded>>,
+    counters: Mutex<SendCounters>,
+    fps: AtomicU64,
+}
+
+impl Pipeline {
+    fn new(kind: MediaKind) -> Arc<Self> {
+        Arc::new(Pipeline {
+            id: format!(
+                "{}-{:016x}",
+                if kind == MediaKind::Video {
+                    "video"
+                } else {
+                    "audio"
+                },
+                rand::random::<u64>()
+            ),
+            stream_id: "parlor".into(),
+            kind,
+            enabled: AtomicBool::new(true),
+            keyframe_requested: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            frames: broadcast::channel(8).0,
+            counters: Mutex::new(SendCounters::default()),
+            fps: AtomicU64::new(30),
+        })
+    }
+
+    fn counters(&self) -> std::sync::MutexGuard<'_, SendCounters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new RTP track for one peer connection.
+    fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
+        let (codec, kind) = match self.kind {
+            MediaKind::Video => (codecs::h264(), RtpCodecKind::Video),
+            MediaKind::Audio => (codecs::opus(), RtpCodecKind::Audio),
+        };
+        let track = MediaStreamTrack::new(
+            self.stream_id.clone(),
+            // Unique per binding: RTCP is routed to tracks by id.
+            format!("{}-{:08x}", self.id, rand::random::<u32>()),
+            self.id.clone(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(rand::random::<u32>()),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        TrackLocalStaticSample::new(Instant::now(), track)
+            .map(Arc::new)
+            .map_err(crate::RtcError::from)
+    }
+
+    /// Forwards encoded frames to one connection until the track stops or the connection
+    /// closes. Keyframe requests naming this binding's SSRC reach the shared encoder.
+    fn start_sending(
+        self: &Arc<Self>,
+        rtp: Arc<TrackLocalStaticSample>,
+        sender: Arc<dyn RtpSender>,
+        shared: &Arc<Shared>,
+    ) {
+        let pipeline = self.clone();
+        let mut frames = self.frames.subscribe();
+        let mut keyframe_requests = shared.keyframe_requests.subscribe();
+        let closed = shared.closed.clone();
+        let guard = shared.tasks.enter();
+        // A new receiver needs a keyframe to start decoding.
+        self.keyframe_requested.store(true, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
+            let mut payload_type = None;
+            loop {
+                tokio::select! {
+                    frame = frames.recv() => match frame {
+                        Ok(frame) => {
+                            if payload_type.is_none() {
+                                payload_type = negotiated_payload_type(&sender).await;
+                            }
+                            let Some(pt) = payload_type else { continue };
+                            let sample = Sample {
+                                data: frame.data.clone(),
+                                duration: frame.duration,
+                                ..Sample::new(Instant::now())
+                            };
+                            if let Err(e) = rtp.sample_writer(ssrc, pt).write_sample(&sample).await {
+                                tracing::debug!("writing a sample: {e}");
+                            }
+                            let _ = frame.keyframe;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // Frames were skipped; the far side needs a fresh start.
+                            pipeline.keyframe_requested.store(true, Ordering::SeqCst);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    request = keyframe_requests.recv() => match request {
+                        Ok(requested) if requested == ssrc => {
+                            pipeline.keyframe_requested.store(true, Ordering::SeqCst);
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = closed.cancelled() => break,
+                }
+            }
+        });
+    }
+}
+
+async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>) -> Option<u8> {
+    sender
+        .get_parameters()
+        .await
+        .ok()?
+        .rtp_parameters
+        .codecs
+        .first()
+        .map(|c| c.payload_type)
+}
+
+fn set_error(pipeline: &Pipeline, e: &MediaError) {
+    tracing::warn!("{} capture stopped: {e}", pipeline.id);
+    pipeline.counters().last_error = Some(e.to_string());
+}
+
+/// A camera (or test pattern, or file) sent as H.264.
+#[derive(Clone)]
+pub struct LocalVideoTrack {
+    pipeline: Arc<Pipeline>,
+    replacement: Arc<Mutex<Option<Box<dyn VideoSource>>>>,
+}
+
+impl LocalVideoTrack {
+    /// Starts capturing and encoding on a thread of its own.
+    pub fn new(source: Box<dyn VideoSource>, options: VideoTrackOptions) -> Result<Self> {
+        let pipeline = Pipeline::new(MediaKind::Video);
+        let replacement: Arc<Mutex<Option<Box<dyn VideoSource>>>> = Arc::new(Mutex::new(None));
+        let format = source.format();
+        let config = move |w: usize, h: usize, fps: u32| {
+            let mut config = H264Config::for_size(w, h, fps);
+            if let Some(bps) = options.bitrate_bps {
+                config.bitrate_bps = bps;
+            }
+            if let Some(interval) = options.keyframe_interval {
+                config.keyframe_interval = interval;
+            }
+            config
+        };
+        let mut encoder = H264Encoder::new(config(format.width, format.height, format.fps))?;
+        let thread_pipeline = pipeline.clone();
+        let thread_replacement = replacement.clone();
+        std::thread::Builder::new()
+            .name("parlor-video-capture".into())
+            .spawn(move || {
+                let pipeline = thread_pipeline;
+                let mut source = source;
+                let mut last_capture: Option<Duration> = None;
+                while !pipeline.stop.load(Ordering::SeqCst) {
+                    if let Some(next) = thread_replacement
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                    {
+                        let f = next.format();
+                        if (f.width, f.height, f.fps)
+                            != (
+                                encoder.config().width,
+                                encoder.config().height,
+                                encoder.config().fps,
+                            )
+                        {
+                            match H264Encoder::new(config(f.width, f.height, f.fps)) {
+                                Ok(e) => encoder = e,
+                                Err(e) => {
+                                    set_error(&pipeline, &e);
+                                    continue;
+                                }
+                            }
+                        }
+                        source = next;
+                        pipeline.keyframe_requested.store(true, Ordering::SeqCst);
+                    }
+                    pipeline
+                        .fps
+                        .store(source.format().fps as u64, Ordering::Relaxed);
+                    let frame = match source.next_frame() {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            set_error(&pipeline, &e);
+                            break;
+                        }
+                    };
+                    pipeline.counters().frames_captured += 1;
+                    // Muted, or nobody to send to: do not spend CPU encoding.
+                    if !pipeline.enabled.load(Ordering::SeqCst)
+                        || pipeline.frames.receiver_count() == 0
+                    {
+                        last_capture = None;
+                        continue;
+                    }
+                    if pipeline.keyframe_requested.swap(false, Ordering::SeqCst) {
+                        encoder.request_keyframe();
+                    }
+                    let started = Instant::now();
+                    let encoded = match encoder.encode(&frame) {
+                        Ok(Some(encoded)) => encoded,
+                        Ok(None) => {
+                            pipeline.counters().frames_dropped += 1;
+                            continue;
+                        }
+                        Err(e) => {
+                            set_error(&pipeline, &e);
+                            continue;
+                        }
+                    };
+                    let spent = started.elapsed();
+                    let duration = match last_capture {
+                        Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
+                        _ => Duration::from_secs(1) / encoder.config().fps.max(1),
+                    };
+                    last_capture = Some(frame.captured_at);
+                    {
+                        let mut c = pipeline.counters();
+                        c.frames_encoded += 1;
+                        c.keyframes_encoded += encoded.keyframe as u64;
+                        c.bytes_encoded += encoded.data.len() as u64;
+                        c.width = frame.width as u32;
+                        c.height = frame.height as u32;
+                        c.encode_time += spent;
+                    }
+                    let EncodedFrame { data, keyframe } = encoded;
+                    let _ = pipeline.frames.send(Arc::new(Encoded {
+                        data: data.into(),
+                        duration,
+                        keyframe,
+                    }));
+                }
+            })
+            .map_err(|e| crate::RtcError::Internal(format!("capture thread: {e}")))?;
+        Ok(LocalVideoTrack {
+            pipeline,
+            replacement,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.pipeline.id
+    }
+
+    /// Mute (false) or unmute (true) without renegotiation: while disabled nothing is sent.
+    pub fn set_enabled(&self, enabled: bool) {
+        if enabled && !self.pipeline.enabled.load(Ordering::SeqCst) {
+            self.pipeline
+                .keyframe_requested
+                .store(true, Ordering::SeqCst);
+        }
+        self.pipeline.enabled.store(enabled, Ordering::SeqCst);
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.pipeline.enabled.load(Ordering::SeqCst)
+    }
+
+    /// Switches camera (or source) without renegotiation; the next frame is a keyframe.
+    pub fn replace_source(&self, source: Box<dyn VideoSource>) {
+        *self.replacement.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
+    }
+
+    /// Asks the encoder for an IDR frame now.
+    pub fn request_keyframe(&self) {
+        self.pipeline
+            .keyframe_requested
+            .store(true, Ordering::SeqCst);
+    }
+
+    pub fn counters(&self) -> SendCounters {
+        self.pipeline.counters().clone()
+    }
+
+    /// Stops capturing; every connection stops sending this track.
+    pub fn stop(&self) {
+        self.pipeline.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
+        self.pipeline.binding()
+    }
+
+    pub(crate) fn start_sending(
+        &self,
+        rtp: Arc<TrackLocalStaticSample>,
+        sender: Arc<dyn RtpSender>,
+        shared: &Arc<Shared>,
+    ) {
+        self.pipeline.start_sending(rtp, sender, shared)
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A microphone (or tone, or file) sent as Opus.
+#[derive(Clone)]
+pub struct LocalAudioTrack {
+    pipeline: Arc<Pipeline>,
+    replacement: Arc<Mutex<Option<Box<dyn AudioSource>>>>,
+}
+
+impl LocalAudioTrack {
+    pub fn new(source: Box<dyn AudioSource>) -> Result<Self> {
+        let pipeline = Pipeline::new(MediaKind::Audio);
+        let replacement: Arc<Mutex<Option<Box<dyn AudioSource>>>> = Arc::new(Mutex::new(None));
+        let bitrate = |channels: u16| if channels == 2 { 64_000 } else { 32_000 };
+        let mut encoder = OpusEncoder::new(source.channels(), bitrate(source.channels()))?;
+        let thread_pipeline = pipeline.clone();
+        let thread_replacement = replacement.clone();
+        std::thread::Builder::new()
+            .name("parlor-audio-capture".into())
+            .spawn(move || {
+                let pipeline = thread_pipeline;
+                let mut source = source;
+                while !pipeline.stop.load(Ordering::SeqCst) {
+                    if let Some(next) = thread_replacement
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                    {
+                        if next.channels() != source.channels() {
+                            match OpusEncoder::new(next.channels(), bitrate(next.channels())) {
+                                Ok(e) => encoder = e,
+                                Err(e) => {
+                                    set_error(&pipeline, &e);
+                                    continue;
+                                }
+                            }
+                        }
+                        source = next;
+                    }
+                    let frame = match source.next_frame() {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            set_error(&pipeline, &e);
+                            break;
+                        }
+                    };
+                    pipeline.counters().frames_captured += 1;
+                    if !pipeline.enabled.load(Ordering::SeqCst)
+                        || pipeline.frames.receiver_count() == 0
+                    {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    match encoder.encode(&frame) {
+                        Ok(packet) => {
+                            {
+                                let mut c = pipeline.counters();
+                                c.frames_encoded += 1;
+                                c.bytes_encoded += packet.len() as u64;
+                                c.encode_time += started.elapsed();
+                            }
+                            let _ = pipeline.frames.send(Arc::new(Encoded {
+                                data: packet.into(),
+                                duration: frame.duration(),
+                                keyframe: false,
+                            }));
+                        }
+                        Err(e) => set_error(&pipeline, &e),
+                    }
+                }
+            })
+            .map_err(|e| crate::RtcError::Internal(format!("capture thread: {e}")))?;
+        Ok(LocalAudioTrack {
+            pipeline,
+            replacement,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.pipeline.id
+    }
+
+    /// Mute (false) or unmute (true) without renegotiation.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.pipeline.enabled.store(enabled, Ordering::SeqCst);
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.pipeline.enabled.load(Ordering::SeqCst)
+    }
+
+    /// Switches microphone (or source) without renegotiation.
+    pub fn replace_source(&self, source: Box<dyn AudioSource>) {
+        *self.replacement.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
+    }
+
+    pub fn counters(&self) -> SendCounters {
+        self.pipeline.counters().clone()
+    }
+
+    pub fn stop(&self) {
+        self.pipeline.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
+        self.pipeline.binding()
+    }
+
+    pub(crate) fn start_sending(
+        &self,
+        rtp: Arc<TrackLocalStaticSample>,
+        sender: Arc<dyn RtpSender>,
+        shared: &Arc<Shared>,
+    ) {
+        self.pipeline.start_sending(rtp, sender, shared)
+    }
+}
+
+#[allow(dead_code)]
+fn assert_track_local(t: Arc<TrackLocalStaticSample>) -> Arc<dyn TrackLocal> {
+    t
+}

@@ -1,0 +1,419 @@
+//! Remote tracks: RTP in, decoded frames out. Video is reassembled into access units (the RTP
+//! marker bit ends one), decoded on a thread of its own, and a lost packet or a decode error
+//! asks the sender for a keyframe (PLI, at most every 300 ms). Audio is decoded as it arrives,
+//! with gaps filled by Opus concealment.
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parlor_media::frame::wall_clock;
+use parlor_media::h264::H264Decoder;
+use parlor_media::opus_codec::OpusDecoder;
+use parlor_media::{AudioFrame, VideoFrame};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+use crate::peer::{PeerEvent, Shared};
+use crate::{Result, RtcError};
+
+/// Decoded frames waiting for the application; more are dropped (and counted), not queued.
+const VIDEO_QUEUE: usize = 8;
+const AUDIO_QUEUE: usize = 100;
+const PLI_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Counters kept by a receive pipeline, for stats.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub packets_lost: u64,
+    pub frames_decoded: u64,
+    pub keyframes_decoded: u64,
+    pub frames_dropped: u64,
+    pub decode_errors: u64,
+    pub plis_sent: u64,
+    pub width: u32,
+    pub height: u32,
+    pub samples_received: u64,
+    pub samples_concealed: u64,
+    pub decode_time: Duration,
+    pub first_frame_at: Option<Instant>,
+}
+
+type Counters = Arc<Mutex<ReceiveCounters>>;
+
+fn lock(c: &Counters) -> std::sync::MutexGuard<'_, ReceiveCounters> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Clone)]
+pub enum RemoteTrack {
+    Video(RemoteVideoTrack),
+    Audio(RemoteAudioTrack),
+}
+
+impl RemoteTrack {
+    pub fn id(&self) -> &str {
+        match self {
+            RemoteTrack::Video(t) => &t.id,
+            RemoteTrack::Audio(t) => &t.id,
+        }
+    }
+
+    pub(crate) async fn start(
+        raw: Arc<dyn TrackRemote>,
+        shared: &Arc<Shared>,
+    ) -> Result<RemoteTrack> {
+        let kind = raw.kind().await;
+        let id = raw.track_id().await;
+        let ssrc = raw.ssrcs().await.first().copied().unwrap_or_default();
+        let mime = match raw.codec(ssrc).await {
+            Some(codec) => codec.mime_type.to_ascii_lowercase(),
+            None => String::new(),
+        };
+        match kind {
+            RtpCodecKind::Video if mime.is_empty() || mime == "video/h264" => Ok(
+                RemoteTrack::Video(RemoteVideoTrack::start(id, ssrc, raw, shared)?),
+            ),
+            RtpCodecKind::Audio if mime.is_empty() || mime == "audio/opus" => Ok(
+                RemoteTrack::Audio(RemoteAudioTrack::start(id, raw, shared)?),
+            ),
+            _ => Err(RtcError::Internal(format!(
+                "unsupported remote codec {mime:?}"
+            ))),
+        }
+    }
+}
+
+/// Rebuilds H.264 access units from RTP packets; a gap spoils the unit it falls in.
+#[derive(Default)]
+struct AccessUnits {
+    depacketizer: H264Packet,
+    buffer: Vec<u8>,
+    expected: Option<u16>,
+    broken: bool,
+}
+
+enum Assembled {
+    Nothing,
+    Unit(Vec<u8>),
+    Lost(u64),
+}
+
+impl AccessUnits {
+    fn push(&mut self, sequence: u16, marker: bool, payload: &Bytes) -> Assembled {
+        let mut lost = 0;
+        if let Some(expected) = self.expected {
+            let gap = sequence.wrapping_sub(expected);
+            if gap != 0 && gap < 0x8000 {
+                lost = gap as u64;
+                self.broken = true;
+                self.buffer.clear();
+            } else if gap >= 0x8000 {
+                return Assembled::Nothing; // late duplicate or reordered: ignore
+            }
+        }
+        self.expected = Some(sequence.wrapping_add(1));
+        match self.depacketizer.depacketize(payload) {
+            Ok(data) => self.buffer.extend_from_slice(&data),
+            Err(_) => self.broken = true,
+        }
+        if lost > 0 {
+            return Assembled::Lost(lost);
+        }
+        if marker {
+            let unit = std::mem::take(&mut self.buffer);
+            let broken = std::mem::replace(&mut self.broken, false);
+            self.depacketizer = H264Packet::default();
+            if !broken && !unit.is_empty() {
+                return Assembled::Unit(unit);
+            }
+        }
+        Assembled::Nothing
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteVideoTrack {
+    id: String,
+    frames: Arc<tokio::sync::Mutex<mpsc::Receiver<VideoFrame>>>,
+    counters: Counters,
+    keyframe: mpsc::UnboundedSender<()>,
+}
+
+impl RemoteVideoTrack {
+    fn start(
+        id: String,
+        ssrc: u32,
+        raw: Arc<dyn TrackRemote>,
+        shared: &Arc<Shared>,
+    ) -> Result<Self> {
+        let (frames_tx, frames_rx) = mpsc::channel(VIDEO_QUEUE);
+        let (units_tx, units_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (keyframe_tx, mut keyframe_rx) = mpsc::unbounded_channel::<()>();
+        let counters: Counters = Arc::default();
+
+        // Decoding thread: ends when the RTP task drops its sender.
+        let decode_counters = counters.clone();
+        let decode_keyframe = keyframe_tx.clone();
+        let decode_guard = shared.tasks.enter();
+        let mut decoder = H264Decoder::new()?;
+        std::thread::Builder::new()
+            .name("parlor-video-decode".into())
+            .spawn(move || {
+                let _guard = decode_guard;
+                while let Ok(unit) = units_rx.recv() {
+                    let started = Instant::now();
+                    let keyframe = parlor_media::h264::contains_idr(&unit);
+                    match decoder.decode(&unit, wall_clock()) {
+                        Ok(Some(frame)) => {
+                            let mut c = lock(&decode_counters);
+                            c.frames_decoded += 1;
+                            c.keyframes_decoded += keyframe as u64;
+                            c.decode_time += started.elapsed();
+                            c.width = frame.width as u32;
+                            c.height = frame.height as u32;
+                            c.first_frame_at.get_or_insert_with(Instant::now);
+                            if frames_tx.try_send(frame).is_err() {
+                                c.frames_dropped += 1;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!("decode error: {e}");
+                            lock(&decode_counters).decode_errors += 1;
+                            let _ = decode_keyframe.send(());
+                        }
+                    }
+                }
+            })
+            .map_err(|e| RtcError::Internal(format!("decode thread: {e}")))?;
+
+        // RTP task: reassembles units and sends PLIs.
+        let rtp_counters = counters.clone();
+        let guard = shared.tasks.enter();
+        let closed = shared.closed.clone();
+        let events = shared.events.clone();
+        let track_id = id.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut units = AccessUnits::default();
+            let mut last_pli: Option<Instant> = None;
+            let mut seen_keyframe = false;
+            loop {
+                let want_keyframe = tokio::select! {
+                    event = raw.poll() => match event {
+                        Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                            {
+                                let mut c = lock(&rtp_counters);
+                                c.packets += 1;
+                                c.bytes += packet.payload.len() as u64;
+                            }
+                            match units.push(packet.header.sequence_number, packet.header.marker, &packet.payload) {
+                                Assembled::Unit(unit) => {
+                                    let is_key = parlor_media::h264::contains_idr(&unit);
+                                    seen_keyframe |= is_key;
+                                    if units_tx.send(unit).is_err() {
+                                        break;
+                                    }
+                                    !seen_keyframe
+                                }
+                                Assembled::Lost(n) => {
+                                    lock(&rtp_counters).packets_lost += n;
+                                    true
+                                }
+                                Assembled::Nothing => false,
+                            }
+                        }
+                        Some(TrackRemoteEvent::OnEnded) | None => {
+                            let _ = events.send(PeerEvent::TrackRemoved { track_id: track_id.clone() });
+                            break;
+                        }
+                        Some(_) => false,
+                    },
+                    request = keyframe_rx.recv() => request.is_some(),
+                    _ = closed.cancelled() => break,
+                };
+                let due = last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL);
+                if want_keyframe && due {
+                    last_pli = Some(Instant::now());
+                    lock(&rtp_counters).plis_sent += 1;
+                    let pli = PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc: ssrc,
+                    };
+                    if let Err(e) = raw.write_rtcp(vec![Box::new(pli)]).await {
+                        tracing::debug!("sending PLI: {e}");
+                    }
+                }
+            }
+        });
+        Ok(RemoteVideoTrack {
+            id,
+            frames: Arc::new(tokio::sync::Mutex::new(frames_rx)),
+            counters,
+            keyframe: keyframe_tx,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The next decoded frame; `None` once the track has ended.
+    pub async fn next_frame(&self) -> Option<VideoFrame> {
+        self.frames.lock().await.recv().await
+    }
+
+    /// Asks the sender for a keyframe (a PLI), e.g. when a tile becomes visible again.
+    pub fn request_keyframe(&self) {
+        let _ = self.keyframe.send(());
+    }
+
+    pub fn counters(&self) -> ReceiveCounters {
+        lock(&self.counters).clone()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteAudioTrack {
+    id: String,
+    frames: Arc<tokio::sync::Mutex<mpsc::Receiver<AudioFrame>>>,
+    counters: Counters,
+}
+
+impl RemoteAudioTrack {
+    fn start(id: String, raw: Arc<dyn TrackRemote>, shared: &Arc<Shared>) -> Result<Self> {
+        let (frames_tx, frames_rx) = mpsc::channel(AUDIO_QUEUE);
+        let counters: Counters = Arc::default();
+        // The RTP description of Opus is always two channels; decode to stereo.
+        let mut decoder = OpusDecoder::new(2)?;
+        let task_counters = counters.clone();
+        let guard = shared.tasks.enter();
+        let closed = shared.closed.clone();
+        let events = shared.events.clone();
+        let track_id = id.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut expected: Option<u16> = None;
+            loop {
+                let event = tokio::select! {
+                    event = raw.poll() => event,
+                    _ = closed.cancelled() => break,
+                };
+                let packet = match event {
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => packet,
+                    Some(TrackRemoteEvent::OnEnded) | None => {
+                        let _ = events.send(PeerEvent::TrackRemoved {
+                            track_id: track_id.clone(),
+                        });
+                        break;
+                    }
+                    Some(_) => continue,
+                };
+                let sequence = packet.header.sequence_number;
+                let mut out = Vec::new();
+                if let Some(exp) = expected {
+                    let gap = sequence.wrapping_sub(exp);
+                    if gap >= 0x8000 {
+                        continue; // late or duplicate
+                    }
+                    if gap > 0 {
+                        lock(&task_counters).packets_lost += gap as u64;
+                        // Conceal up to 100 ms; beyond that, silence is the honest answer.
+                        for i in 0..gap.min(5) {
+                            let next = (i + 1 == gap).then_some(&packet.payload[..]);
+                            if let Ok(frame) = decoder.conceal(next, wall_clock()) {
+                                lock(&task_counters).samples_concealed +=
+                                    frame.len_per_channel() as u64;
+                                out.push(frame);
+                            }
+                        }
+                    }
+                }
+                expected = Some(sequence.wrapping_add(1));
+                match decoder.decode(&packet.payload, wall_clock()) {
+                    Ok(frame) => out.push(frame),
+                    Err(_) => lock(&task_counters).decode_errors += 1,
+                }
+                let mut c = lock(&task_counters);
+                c.packets += 1;
+                c.bytes += packet.payload.len() as u64;
+                for frame in out {
+                    c.frames_decoded += 1;
+                    c.samples_received += frame.len_per_channel() as u64;
+                    c.first_frame_at.get_or_insert_with(Instant::now);
+                    if frames_tx.try_send(frame).is_err() {
+                        c.frames_dropped += 1;
+                    }
+                }
+            }
+        });
+        Ok(RemoteAudioTrack {
+            id,
+            frames: Arc::new(tokio::sync::Mutex::new(frames_rx)),
+            counters,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The next decoded 20 ms of audio (stereo); `None` once the track has ended.
+    pub async fn next_frame(&self) -> Option<AudioFrame> {
+        self.frames.lock().await.recv().await
+    }
+
+    pub fn counters(&self) -> ReceiveCounters {
+        lock(&self.counters).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single_nal(marker: bool) -> (bool, Bytes) {
+        // A single NAL unit packet: type 1 (non-IDR slice).
+        (marker, Bytes::from_static(&[0x41, 0x9a, 0x01, 0x02]))
+    }
+
+    #[test]
+    fn units_end_at_the_marker_and_gaps_spoil_them() {
+        let mut units = AccessUnits::default();
+        let (_, payload) = single_nal(false);
+        assert!(matches!(
+            units.push(10, false, &payload),
+            Assembled::Nothing
+        ));
+        match units.push(11, true, &payload) {
+            Assembled::Unit(unit) => assert_eq!(unit.iter().filter(|&&b| b == 0x41).count(), 2),
+            _ => panic!("a unit was complete"),
+        }
+        // Packet 12 lost: 13 reports the loss, and the unit it belongs to is dropped.
+        assert!(matches!(
+            units.push(13, false, &payload),
+            Assembled::Lost(1)
+        ));
+        assert!(matches!(units.push(14, true, &payload), Assembled::Nothing));
+        // The next unit is fine again.
+        assert!(matches!(units.push(15, true, &payload), Assembled::Unit(_)));
+        // A late duplicate is ignored.
+        assert!(matches!(units.push(12, true, &payload), Assembled::Nothing));
+        // Sequence numbers wrap.
+        let mut units = AccessUnits {
+            expected: Some(u16::MAX),
+            ..AccessUnits::default()
+        };
+        assert!(matches!(
+            units.push(u16::MAX, true, &payload),
+            Assembled::Unit(_)
+        ));
+        assert!(matches!(units.push(0, true, &payload), Assembled::Unit(_)));
+    }
+}

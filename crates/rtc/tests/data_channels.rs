@@ -1,0 +1,144 @@
+//! Data channels between two real peer connections on loopback.
+mod common;
+
+use common::*;
+use parlor_rtc::{DataChannelEvent, DataChannelOptions, Message, PeerEvent};
+
+async fn next_message(channel: &parlor_rtc::DataChannel) -> Message {
+    loop {
+        match tokio::time::timeout(PATIENCE, channel.next_event())
+            .await
+            .expect("in time")
+        {
+            Some(DataChannelEvent::Message(m)) => return m,
+            Some(DataChannelEvent::Open) | Some(DataChannelEvent::BufferedAmountLow) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_binary_and_a_mebibyte_both_ways() {
+    let channel = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+    let slot = channel.clone();
+    let (a, mut b) = connected_pair(|a, _b| async move {
+        let options = DataChannelOptions {
+            large_messages: true,
+            ..DataChannelOptions::default()
+        };
+        let dc = a.create_data_channel("chat", options).await.unwrap();
+        *slot.lock().await = Some(dc);
+    })
+    .await;
+    let a_dc = channel.lock().await.take().unwrap();
+    let b_dc = next_matching(&mut b.events, "data channel", |e| match e {
+        PeerEvent::DataChannel(dc) => Some(dc),
+        _ => None,
+    })
+    .await;
+    assert_eq!(b_dc.label(), "chat");
+    a_dc.wait_open().await.expect("open on a");
+
+    a_dc.send_text("hello from a").await.unwrap();
+    assert_eq!(
+        next_message(&b_dc).await,
+        Message::Text("hello from a".into())
+    );
+    b_dc.send_text("héllo from b ✓").await.unwrap();
+    assert_eq!(
+        next_message(&a_dc).await,
+        Message::Text("héllo from b ✓".into())
+    );
+    a_dc.send_binary(&[0, 1, 2, 255]).await.unwrap();
+    assert_eq!(
+        next_message(&b_dc).await,
+        Message::Binary(vec![0, 1, 2, 255])
+    );
+
+    let big: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    b_dc.send_binary(&big).await.unwrap();
+    assert_eq!(next_message(&a_dc).await, Message::Binary(big.clone()));
+    a_dc.send_binary(&big).await.unwrap();
+    assert_eq!(next_message(&b_dc).await, Message::Binary(big));
+
+    // Closing one side closes the other.
+    a_dc.close().await.unwrap();
+    loop {
+        match tokio::time::timeout(PATIENCE, b_dc.next_event())
+            .await
+            .expect("in time")
+        {
+            Some(DataChannelEvent::Closed) | None => break,
+            _ => {}
+        }
+    }
+    assert!(matches!(
+        a_dc.send_text("late").await,
+        Err(parlor_rtc::RtcError::DataChannelClosed)
+    ));
+    a.pc.close().await.unwrap();
+    b.pc.close().await.unwrap();
+    assert_eq!(a.pc.running_tasks(), 0);
+    assert_eq!(b.pc.running_tasks(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_channels_refuse_oversized_messages_clearly() {
+    let channel = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+    let slot = channel.clone();
+    let (a, mut b) = connected_pair(|a, _b| async move {
+        let dc = a
+            .create_data_channel("plain", DataChannelOptions::default())
+            .await
+            .unwrap();
+        *slot.lock().await = Some(dc);
+    })
+    .await;
+    let a_dc = channel.lock().await.take().unwrap();
+    let b_dc = next_matching(&mut b.events, "data channel", |e| match e {
+        PeerEvent::DataChannel(dc) => Some(dc),
+        _ => None,
+    })
+    .await;
+    a_dc.wait_open().await.unwrap();
+    let too_big = vec![7u8; 300 * 1024];
+    assert!(matches!(
+        a_dc.send_binary(&too_big).await,
+        Err(parlor_rtc::RtcError::MessageTooLarge { size: 307200, .. })
+    ));
+    // The channel is still fine, and 256 KiB (the browser limit) goes through.
+    let max = vec![9u8; 256 * 1024];
+    a_dc.send_binary(&max).await.unwrap();
+    assert_eq!(next_message(&b_dc).await, Message::Binary(max));
+    a.pc.close().await.unwrap();
+    b.pc.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sdp_and_candidates_are_errors() {
+    let (pc, _events) = peer().await;
+    for sdp in [
+        "",
+        "not sdp at all",
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nm=audio x",
+    ] {
+        let result = pc
+            .set_remote_description(parlor_rtc::SessionDescription {
+                sdp_type: parlor_rtc::SdpType::Offer,
+                sdp: sdp.into(),
+            })
+            .await;
+        assert!(
+            matches!(result, Err(parlor_rtc::RtcError::Sdp(_))),
+            "{sdp:?}: {result:?}"
+        );
+    }
+    let candidate = parlor_rtc::IceCandidate {
+        candidate: "candidate:garbage".into(),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+        username_fragment: None,
+    };
+    assert!(pc.add_ice_candidate(candidate).await.is_err());
+    pc.close().await.unwrap();
+}
