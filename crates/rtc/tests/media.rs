@@ -1,0 +1,243 @@
+//! Audio and video between two real peer connections on loopback, with real codecs.
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use parlor_media::analysis::{dominant_frequency, first_channel};
+use parlor_media::pattern::{read_stamp, TestPattern};
+use parlor_media::source::VideoConstraints;
+use parlor_media::tone::Tone;
+use parlor_rtc::{LocalAudioTrack, LocalVideoTrack, PeerEvent, RemoteTrack, VideoTrackOptions};
+
+fn pattern() -> Box<TestPattern> {
+    Box::new(
+        TestPattern::new(VideoConstraints {
+            width: 320,
+            height: 240,
+            fps: 30,
+        })
+        .unwrap(),
+    )
+}
+
+fn tone(hz: f64) -> Box<Tone> {
+    Box::new(Tone::new(hz, 1, Duration::from_millis(20)).unwrap())
+}
+
+struct Media {
+    video: LocalVideoTrack,
+    audio: LocalAudioTrack,
+}
+
+fn media(hz: f64) -> Media {
+    Media {
+        video: LocalVideoTrack::new(pattern(), VideoTrackOptions::default()).unwrap(),
+        audio: LocalAudioTrack::new(tone(hz)).unwrap(),
+    }
+}
+
+async fn remote_tracks(
+    peer: &mut Peer,
+) -> (parlor_rtc::RemoteVideoTrack, parlor_rtc::RemoteAudioTrack) {
+    let (mut video, mut audio) = (None, None);
+    while video.is_none() || audio.is_none() {
+        let track = next_matching(&mut peer.events, "remote track", |e| match e {
+            PeerEvent::TrackAdded(t) => Some(t),
+            _ => None,
+        })
+        .await;
+        match track {
+            RemoteTrack::Video(v) => video = Some(v),
+            RemoteTrack::Audio(a) => audio = Some(a),
+        }
+    }
+    (video.unwrap(), audio.unwrap())
+}
+
+/// Reads `n` stamped frames and checks they move forward.
+async fn moving_frames(track: &parlor_rtc::RemoteVideoTrack, n: usize) -> Vec<u32> {
+    let mut numbers = Vec::new();
+    while numbers.len() < n {
+        let frame = tokio::time::timeout(PATIENCE, track.next_frame())
+            .await
+            .expect("a frame in time")
+            .expect("track ended");
+        assert_eq!((frame.width, frame.height), (320, 240));
+        let stamp = read_stamp(&frame).expect("the pattern's stamp survives the trip");
+        numbers.push(stamp.frame_number);
+    }
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "frames go forward: {numbers:?}"
+    );
+    numbers
+}
+
+async fn audio_frequency(track: &parlor_rtc::RemoteAudioTrack, frames: usize) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..frames {
+        let frame = tokio::time::timeout(PATIENCE, track.next_frame())
+            .await
+            .expect("audio in time")
+            .expect("ended");
+        samples.extend(first_channel(&frame.samples, frame.channels));
+    }
+    // Skip the decoder's start-up.
+    dominant_frequency(&samples[samples.len() / 4..], 48_000, 100.0, 4000.0).expect("not silent")
+}
+
+async fn call() -> (Peer, Peer, Media, Media) {
+    let a_media = media(440.0);
+    let b_media = media(660.0);
+    let (av, aa, bv, ba) = (
+        a_media.video.clone(),
+        a_media.audio.clone(),
+        b_media.video.clone(),
+        b_media.audio.clone(),
+    );
+    let (a, b) = connected_pair(|a, b| async move {
+        a.add_video_track(&av).await.unwrap();
+        a.add_audio_track(&aa).await.unwrap();
+        b.add_video_track(&bv).await.unwrap();
+        b.add_audio_track(&ba).await.unwrap();
+    })
+    .await;
+    (a, b, a_media, b_media)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_and_opus_both_ways() {
+    let (mut a, mut b, a_media, b_media) = call().await;
+    let (b_sees_video, b_hears) = remote_tracks(&mut b).await;
+    let (a_sees_video, a_hears) = remote_tracks(&mut a).await;
+
+    moving_frames(&b_sees_video, 20).await;
+    moving_frames(&a_sees_video, 20).await;
+    let at_b = audio_frequency(&b_hears, 50).await;
+    let at_a = audio_frequency(&a_hears, 50).await;
+    assert!((at_b - 440.0).abs() < 5.0, "b heard {at_b} Hz, a sent 440");
+    assert!((at_a - 660.0).abs() < 5.0, "a heard {at_a} Hz, b sent 660");
+
+    let counters = b_sees_video.counters();
+    assert!(counters.frames_decoded >= 20 && counters.keyframes_decoded >= 1);
+    assert!(a_media.video.counters().frames_encoded >= 20);
+    assert!(b_media.audio.counters().frames_encoded >= 50);
+
+    for m in [&a_media, &b_media] {
+        m.video.stop();
+        m.audio.stop();
+    }
+    a.pc.close().await.unwrap();
+    b.pc.close().await.unwrap();
+    assert_eq!(a.pc.running_tasks(), 0, "a left tasks running");
+    assert_eq!(b.pc.running_tasks(), 0, "b left tasks running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_stops_media_and_unmute_resumes_it() {
+    let (a, mut b, a_media, _b_media) = call().await;
+    let (video, audio) = remote_tracks(&mut b).await;
+    moving_frames(&video, 5).await;
+    audio_frequency(&audio, 10).await;
+
+    a_media.video.set_enabled(false);
+    a_media.audio.set_enabled(false);
+    // Let what was in flight arrive, then nothing more may come.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while tokio::time::timeout(Duration::from_millis(50), video.next_frame())
+        .await
+        .is_ok()
+    {}
+    while tokio::time::timeout(Duration::from_millis(50), audio.next_frame())
+        .await
+        .is_ok()
+    {}
+    let frames_before = video.counters().frames_decoded;
+    let audio_before = audio.counters().packets;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        video.counters().frames_decoded,
+        frames_before,
+        "video kept flowing while muted"
+    );
+    assert_eq!(
+        audio.counters().packets,
+        audio_before,
+        "audio kept flowing while muted"
+    );
+
+    a_media.video.set_enabled(true);
+    a_media.audio.set_enabled(true);
+    let numbers = moving_frames(&video, 5).await;
+    assert!(
+        numbers[0] > 18,
+        "the muted frames were not sent late: {numbers:?}"
+    );
+    let hz = audio_frequency(&audio, 25).await;
+    assert!((hz - 440.0).abs() < 5.0);
+    a.pc.close().await.unwrap();
+    b.pc.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyframe_request_yields_a_fresh_keyframe() {
+    let (a, mut b, a_media, _b_media) = call().await;
+    let (video, _audio) = remote_tracks(&mut b).await;
+    moving_frames(&video, 10).await;
+    let sent_before = a_media.video.counters().keyframes_encoded;
+    let got_before = video.counters().keyframes_decoded;
+    // The receiver sends a PLI; the sender's encoder must answer with an IDR frame.
+    video.request_keyframe();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while video.counters().keyframes_decoded <= got_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no keyframe after the PLI"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), video.next_frame()).await;
+    }
+    assert!(a_media.video.counters().keyframes_encoded > sent_before);
+    assert!(video.counters().plis_sent >= 1);
+    a.pc.close().await.unwrap();
+    b.pc.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_source_needs_no_renegotiation() {
+    let (a, mut b, a_media, _b_media) = call().await;
+    let (video, audio) = remote_tracks(&mut b).await;
+    moving_frames(&video, 5).await;
+    // Switch to a pattern at another size and a tone at another pitch.
+    let other = TestPattern::new(VideoConstraints {
+        width: 640,
+        height: 480,
+        fps: 30,
+    })
+    .unwrap();
+    a_media.video.replace_source(Box::new(other));
+    a_media.audio.replace_source(tone(880.0));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, video.next_frame())
+            .await
+            .expect("in time")
+            .unwrap();
+        if frame.width == 640 {
+            assert!(read_stamp(&frame).is_some());
+            break;
+        }
+    }
+    let mut hz = 0.0;
+    for _ in 0..20 {
+        hz = audio_frequency(&audio, 10).await;
+        if (hz - 880.0).abs() < 5.0 {
+            break;
+        }
+    }
+    assert!((hz - 880.0).abs() < 5.0, "still hearing {hz} Hz");
+    let _ = Arc::new(());
+    a.pc.close().await.unwrap();
+    b.pc.close().await.unwrap();
+}
