@@ -50,7 +50,6 @@ pub fn media_engine() -> Result<MediaEngine> {
                 RTCRtpCodecParameters {
                     rtp_codec: codec,
                     payload_type: pt,
-                    ..Default::default()
                 },
                 kind,
             )

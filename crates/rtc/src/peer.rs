@@ -135,6 +135,10 @@ impl Drop for TaskGuard {
 /// State shared with the event handler and the track pipelines.
 pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<PeerEvent>,
+    /// What the stats need from our own pipelines, by SSRC.
+    pub(crate) outbound: Mutex<Vec<crate::stats::OutboundSource>>,
+    pub(crate) inbound: Mutex<Vec<crate::stats::InboundSource>>,
+    pub(crate) previous: Mutex<crate::stats::Previous>,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) keyframe_requests: broadcast::Sender<u32>,
     pub(crate) closed: tokio_util_like::Cancel,
@@ -268,6 +272,8 @@ pub struct PeerConnection {
     connection: watch::Receiver<ConnectionState>,
     gathering_complete: watch::Receiver<bool>,
     senders: Mutex<Vec<(String, Arc<dyn RtpSender>)>>,
+    /// Candidates that arrived before the remote description; applied right after it.
+    early_candidates: tokio::sync::Mutex<Vec<IceCandidate>>,
 }
 
 impl std::fmt::Debug for PeerConnection {
@@ -284,6 +290,9 @@ impl PeerConnection {
         let (keyframe_tx, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
             events: events_tx,
+            outbound: Mutex::new(Vec::new()),
+            inbound: Mutex::new(Vec::new()),
+            previous: Mutex::new(Default::default()),
             tasks: Arc::new(TaskCounter::default()),
             keyframe_requests: keyframe_tx.clone(),
             closed: tokio_util_like::Cancel::new(),
@@ -298,7 +307,6 @@ impl PeerConnection {
                 urls: s.urls.clone(),
                 username: s.username.clone().unwrap_or_default(),
                 credential: s.credential.clone().unwrap_or_default(),
-                ..Default::default()
             })
             .collect();
         let configuration = RTCConfigurationBuilder::new()
@@ -346,6 +354,7 @@ impl PeerConnection {
             connection: connection_rx,
             gathering_complete: gathering_rx,
             senders: Mutex::new(Vec::new()),
+            early_candidates: tokio::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -418,10 +427,18 @@ impl PeerConnection {
     /// [`RtcError::Sdp`], never a panic.
     pub async fn set_remote_description(&self, description: SessionDescription) -> Result<()> {
         let description = from_description(description)?;
+        // Held across the call so a candidate cannot slip between the check and the apply.
+        let mut early = self.early_candidates.lock().await;
         self.raw
             .set_remote_description(description)
             .await
-            .map_err(|e| RtcError::Sdp(e.to_string()))
+            .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        for candidate in early.drain(..) {
+            if let Err(e) = self.apply_candidate(candidate).await {
+                tracing::debug!("an early candidate was refused: {e}");
+            }
+        }
+        Ok(())
     }
 
     pub async fn local_description(&self) -> Option<SessionDescription> {
@@ -432,17 +449,39 @@ impl PeerConnection {
         self.raw.remote_description().await.map(to_description)
     }
 
-    /// Adds a candidate trickled by the other side. A malformed one is an [`RtcError::Ice`].
+    /// Adds a candidate trickled by the other side. One that arrives before the remote
+    /// description (signaling can overtake itself) is kept and applied with it. A malformed one
+    /// is an [`RtcError::Ice`].
     pub async fn add_ice_candidate(&self, candidate: IceCandidate) -> Result<()> {
         if candidate.candidate.len() > 1024 {
             return Err(RtcError::Ice("candidate too long".into()));
         }
+        if candidate.candidate.trim().is_empty() {
+            return Ok(()); // end-of-candidates, as browsers send it
+        }
+        check_candidate_syntax(&candidate.candidate)?;
+        {
+            let mut early = self.early_candidates.lock().await;
+            if self.raw.remote_description().await.is_none() {
+                if early.len() >= 100 {
+                    return Err(RtcError::Ice(
+                        "too many candidates before the description".into(),
+                    ));
+                }
+                early.push(candidate);
+                return Ok(());
+            }
+        }
+        self.apply_candidate(candidate).await
+    }
+
+    async fn apply_candidate(&self, candidate: IceCandidate) -> Result<()> {
         let init = RTCIceCandidateInit {
             candidate: candidate.candidate,
             sdp_mid: candidate.sdp_mid,
             sdp_mline_index: candidate.sdp_mline_index,
             username_fragment: candidate.username_fragment,
-            ..Default::default()
+            url: None,
         };
         self.raw
             .add_ice_candidate(init)
@@ -536,6 +575,11 @@ impl PeerConnection {
         self.senders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Statistics in Parlor's one schema (see [`crate::stats::CallStats`]).
+    pub async fn stats(&self) -> crate::stats::CallStats {
+        crate::stats::collect(self).await
+    }
+
     /// Background tasks and threads of this connection still running (0 after `close`).
     pub fn running_tasks(&self) -> usize {
         self.shared.tasks.live()
@@ -550,6 +594,24 @@ impl PeerConnection {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         result
+    }
+}
+
+/// RFC 8839 `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>`.
+fn check_candidate_syntax(candidate: &str) -> Result<()> {
+    let body = candidate.strip_prefix("a=").unwrap_or(candidate);
+    let fields: Vec<&str> = body.split_ascii_whitespace().collect();
+    let ok = fields.len() >= 8
+        && fields[0].starts_with("candidate:")
+        && fields[1].parse::<u16>().is_ok()
+        && matches!(fields[2].to_ascii_lowercase().as_str(), "udp" | "tcp")
+        && fields[3].parse::<u32>().is_ok()
+        && fields[5].parse::<u16>().is_ok()
+        && fields[6] == "typ";
+    if ok {
+        Ok(())
+    } else {
+        Err(RtcError::Ice(format!("malformed candidate {candidate:?}")))
     }
 }
 

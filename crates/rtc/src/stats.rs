@@ -1,7 +1,232 @@
 //! One stats schema for every connection, merging what the WebRTC stack measures (packets,
 //! loss, jitter, round-trip time, candidate pair) with what Parlor's own pipelines count
 //! (frames encoded and decoded, resolution, frame rate).
+use std::collections::HashMap;
+use std::time::Instant;
+
 use serde::Serialize;
+use webrtc::peer_connection::{RTCStatsReportEntry, StatsSelector};
+
+use crate::track_local::SendCounters;
+use crate::track_remote::{Counters, ReceiveCounters};
+use crate::PeerConnection;
+
+pub(crate) struct OutboundSource {
+    pub ssrc: u32,
+    pub track_id: String,
+    pub kind: &'static str,
+    pub counters: Box<dyn Fn() -> SendCounters + Send + Sync>,
+}
+
+pub(crate) struct InboundSource {
+    pub ssrc: u32,
+    pub track_id: String,
+    pub kind: &'static str,
+    pub counters: Counters,
+}
+
+/// The last snapshot per SSRC, for rates: (when, bytes, frames).
+#[derive(Default)]
+pub(crate) struct Previous(HashMap<u32, (Instant, u64, u64)>);
+
+impl Previous {
+    /// Bits per second and frames per second since the previous call for this SSRC.
+    fn rates(&mut self, ssrc: u32, bytes: u64, frames: u64) -> (f64, f64) {
+        let now = Instant::now();
+        let rates = match self.0.get(&ssrc) {
+            Some((then, b, f)) => {
+                let secs = now.duration_since(*then).as_secs_f64();
+                if secs > 0.05 {
+                    (
+                        bytes.saturating_sub(*b) as f64 * 8.0 / secs,
+                        frames.saturating_sub(*f) as f64 / secs,
+                    )
+                } else {
+                    (0.0, 0.0)
+                }
+            }
+            None => (0.0, 0.0),
+        };
+        self.0.insert(ssrc, (now, bytes, frames));
+        rates
+    }
+}
+
+pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
+    let report = pc.raw.get_stats(Instant::now(), StatsSelector::None).await;
+    let mut stats = CallStats {
+        timestamp: parlor_media::frame::wall_clock().as_secs_f64(),
+        ..CallStats::default()
+    };
+    let mut remote_inbound: HashMap<u32, (f64, i64)> = HashMap::new();
+    let mut candidates: HashMap<String, (String, String, String)> = HashMap::new();
+    let mut outbound_rtp: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut inbound_rtp: HashMap<u32, (u64, u64, i64, f64)> = HashMap::new();
+    let mut pairs = Vec::new();
+    for entry in report.iter() {
+        match entry {
+            RTCStatsReportEntry::OutboundRtp(o) => {
+                let sent = &o.sent_rtp_stream_stats;
+                outbound_rtp.insert(
+                    sent.rtp_stream_stats.ssrc,
+                    (sent.packets_sent, sent.bytes_sent),
+                );
+            }
+            RTCStatsReportEntry::RemoteInboundRtp(r) => {
+                let received = &r.received_rtp_stream_stats;
+                remote_inbound.insert(
+                    received.rtp_stream_stats.ssrc,
+                    (r.round_trip_time, received.packets_lost),
+                );
+            }
+            RTCStatsReportEntry::InboundRtp(i) => {
+                let received = &i.received_rtp_stream_stats;
+                inbound_rtp.insert(
+                    received.rtp_stream_stats.ssrc,
+                    (
+                        received.packets_received,
+                        i.bytes_received,
+                        received.packets_lost,
+                        received.jitter,
+                    ),
+                );
+            }
+            RTCStatsReportEntry::LocalCandidate(c) | RTCStatsReportEntry::RemoteCandidate(c) => {
+                // Entries are "RTCLocalIceCandidate_<id>"; pairs name candidates by "<id>".
+                let id = entry.id();
+                let key = id.split_once('_').map_or(id, |(_, rest)| rest).to_owned();
+                let side = if matches!(entry, RTCStatsReportEntry::LocalCandidate(_)) {
+                    "local"
+                } else {
+                    "remote"
+                };
+                candidates.insert(
+                    format!("{side}:{key}"),
+                    (
+                        format!("{}", c.candidate_type),
+                        format!("{}:{}", c.address.clone().unwrap_or_default(), c.port),
+                        c.protocol.clone(),
+                    ),
+                );
+            }
+            RTCStatsReportEntry::IceCandidatePair(p) => pairs.push(p),
+            _ => {}
+        }
+    }
+    if let Some(pair) = pairs
+        .iter()
+        .filter(|p| p.nominated)
+        .max_by_key(|p| p.bytes_received + p.bytes_sent)
+        .or_else(|| pairs.iter().max_by_key(|p| p.bytes_received + p.bytes_sent))
+    {
+        let local = candidates
+            .get(&format!("local:{}", pair.local_candidate_id))
+            .cloned()
+            .unwrap_or_default();
+        // A peer-reflexive remote candidate may have no entry; with one remote candidate known,
+        // it is that one.
+        let remotes: Vec<_> = candidates
+            .iter()
+            .filter(|(k, _)| k.starts_with("remote:"))
+            .collect();
+        let remote = candidates
+            .get(&format!("remote:{}", pair.remote_candidate_id))
+            .cloned()
+            .or_else(|| (remotes.len() == 1).then(|| remotes[0].1.clone()))
+            .unwrap_or_default();
+        stats.selected_pair = Some(CandidatePair {
+            local_type: local.0,
+            local_address: local.1,
+            protocol: local.2,
+            remote_type: remote.0,
+            remote_address: remote.1,
+            round_trip_time_ms: (pair.current_round_trip_time > 0.0)
+                .then_some(pair.current_round_trip_time * 1000.0),
+            bytes_sent: pair.bytes_sent,
+            bytes_received: pair.bytes_received,
+        });
+    }
+
+    let mut previous = pc.shared.previous.lock().unwrap_or_else(|p| p.into_inner());
+    for source in pc
+        .shared
+        .outbound
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let counters = (source.counters)();
+        let (packets_sent, bytes_sent) =
+            outbound_rtp.get(&source.ssrc).copied().unwrap_or_default();
+        let (rtt, lost) = remote_inbound
+            .get(&source.ssrc)
+            .copied()
+            .unwrap_or_default();
+        let (bitrate, fps) = previous.rates(source.ssrc, bytes_sent, counters.frames_encoded);
+        stats.outbound.push(OutboundTrack {
+            track_id: source.track_id.clone(),
+            kind: source.kind.into(),
+            ssrc: source.ssrc,
+            packets_sent,
+            bytes_sent,
+            bitrate_bps: bitrate,
+            packets_lost_reported: lost,
+            round_trip_time_ms: (rtt > 0.0).then_some(rtt * 1000.0),
+            frames_encoded: counters.frames_encoded,
+            keyframes_encoded: counters.keyframes_encoded,
+            frame_width: counters.width,
+            frame_height: counters.height,
+            frames_per_second: fps,
+        });
+    }
+    for source in pc
+        .shared
+        .inbound
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let counters: ReceiveCounters = source
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (packets, bytes, lost, jitter) = inbound_rtp.get(&source.ssrc).copied().unwrap_or((
+            counters.packets,
+            counters.bytes,
+            counters.packets_lost as i64,
+            0.0,
+        ));
+        let (bitrate, fps) =
+            previous.rates(source.ssrc ^ 0x8000_0000, bytes, counters.frames_decoded);
+        stats.inbound.push(InboundTrack {
+            track_id: source.track_id.clone(),
+            kind: source.kind.into(),
+            ssrc: source.ssrc,
+            packets_received: packets.max(counters.packets),
+            bytes_received: bytes.max(counters.bytes),
+            bitrate_bps: bitrate,
+            packets_lost: lost.max(counters.packets_lost as i64),
+            // RTCP jitter is in RTP timestamp units.
+            jitter_ms: jitter * 1000.0
+                / if source.kind == "video" {
+                    90_000.0
+                } else {
+                    48_000.0
+                },
+            frames_decoded: counters.frames_decoded,
+            keyframes_decoded: counters.keyframes_decoded,
+            frames_dropped: counters.frames_dropped,
+            frame_width: counters.width,
+            frame_height: counters.height,
+            frames_per_second: if source.kind == "video" { fps } else { 0.0 },
+            samples_received: counters.samples_received,
+            samples_concealed: counters.samples_concealed,
+            plis_sent: counters.plis_sent,
+        });
+    }
+    stats
+}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CallStats {

@@ -140,6 +140,29 @@ impl Pipeline {
         let mut keyframe_requests = shared.keyframe_requests.subscribe();
         let closed = shared.closed.clone();
         let guard = shared.tasks.enter();
+        let stats_pipeline = self.clone();
+        let stats_rtp = rtp.clone();
+        let stats_shared = shared.clone();
+        tokio::spawn(async move {
+            let ssrc = stats_rtp.ssrcs().await.first().copied().unwrap_or_default();
+            let track_id = stats_rtp.track_id().await;
+            let kind = if stats_pipeline_kind_is_video(&stats_rtp).await {
+                "video"
+            } else {
+                "audio"
+            };
+            let counters = move || stats_pipeline.counters().clone();
+            stats_shared
+                .outbound
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(crate::stats::OutboundSource {
+                    ssrc,
+                    track_id,
+                    kind,
+                    counters: Box::new(counters),
+                });
+        });
         // A new receiver needs a keyframe to start decoding.
         self.keyframe_requested.store(true, Ordering::SeqCst);
         tokio::spawn(async move {
@@ -182,6 +205,10 @@ impl Pipeline {
             }
         });
     }
+}
+
+async fn stats_pipeline_kind_is_video(rtp: &Arc<TrackLocalStaticSample>) -> bool {
+    rtp.kind().await == RtpCodecKind::Video
 }
 
 async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>) -> Option<u8> {

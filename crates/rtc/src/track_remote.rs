@@ -44,7 +44,7 @@ pub struct ReceiveCounters {
     pub first_frame_at: Option<Instant>,
 }
 
-type Counters = Arc<Mutex<ReceiveCounters>>;
+pub(crate) type Counters = Arc<Mutex<ReceiveCounters>>;
 
 fn lock(c: &Counters) -> std::sync::MutexGuard<'_, ReceiveCounters> {
     c.lock().unwrap_or_else(|p| p.into_inner())
@@ -76,17 +76,40 @@ impl RemoteTrack {
             None => String::new(),
         };
         match kind {
-            RtpCodecKind::Video if mime.is_empty() || mime == "video/h264" => Ok(
-                RemoteTrack::Video(RemoteVideoTrack::start(id, ssrc, raw, shared)?),
-            ),
-            RtpCodecKind::Audio if mime.is_empty() || mime == "audio/opus" => Ok(
-                RemoteTrack::Audio(RemoteAudioTrack::start(id, raw, shared)?),
-            ),
+            RtpCodecKind::Video if mime.is_empty() || mime == "video/h264" => {
+                let track = RemoteVideoTrack::start(id.clone(), ssrc, raw, shared)?;
+                register_inbound(shared, ssrc, id, "video", track.counters.clone());
+                Ok(RemoteTrack::Video(track))
+            }
+            RtpCodecKind::Audio if mime.is_empty() || mime == "audio/opus" => {
+                let track = RemoteAudioTrack::start(id.clone(), raw, shared)?;
+                register_inbound(shared, ssrc, id, "audio", track.counters.clone());
+                Ok(RemoteTrack::Audio(track))
+            }
             _ => Err(RtcError::Internal(format!(
                 "unsupported remote codec {mime:?}"
             ))),
         }
     }
+}
+
+fn register_inbound(
+    shared: &Arc<Shared>,
+    ssrc: u32,
+    track_id: String,
+    kind: &'static str,
+    counters: Counters,
+) {
+    shared
+        .inbound
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(crate::stats::InboundSource {
+            ssrc,
+            track_id,
+            kind,
+            counters,
+        });
 }
 
 /// Rebuilds H.264 access units from RTP packets; a gap spoils the unit it falls in.

@@ -120,6 +120,54 @@ async fn h264_and_opus_both_ways() {
     assert!((at_b - 440.0).abs() < 5.0, "b heard {at_b} Hz, a sent 440");
     assert!((at_a - 660.0).abs() < 5.0, "a heard {at_a} Hz, b sent 660");
 
+    // Stats in the one schema, from both the stack and our pipelines.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let _ = a.pc.stats().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = a.pc.stats().await;
+    let pair = stats
+        .selected_pair
+        .as_ref()
+        .expect("a selected candidate pair");
+    assert_eq!(pair.local_type, "host");
+    assert!(pair.local_address.starts_with("127.0.0.1:"), "{pair:?}");
+    let out_video = stats
+        .outbound
+        .iter()
+        .find(|t| t.kind == "video")
+        .expect("outbound video");
+    assert!(
+        out_video.packets_sent > 0 && out_video.bytes_sent > 0,
+        "{out_video:?}"
+    );
+    assert!(out_video.frames_encoded >= 20 && out_video.frame_width == 320);
+    assert!(
+        out_video.bitrate_bps > 0.0 && out_video.frames_per_second > 10.0,
+        "{out_video:?}"
+    );
+    let in_audio = stats
+        .inbound
+        .iter()
+        .find(|t| t.kind == "audio")
+        .expect("inbound audio");
+    assert!(
+        in_audio.packets_received > 0 && in_audio.samples_received > 48_000 / 2,
+        "{in_audio:?}"
+    );
+    let in_video = stats
+        .inbound
+        .iter()
+        .find(|t| t.kind == "video")
+        .expect("inbound video");
+    assert!(
+        in_video.frames_decoded >= 20 && in_video.frame_height == 240,
+        "{in_video:?}"
+    );
+    assert!(
+        in_audio.jitter_ms < 100.0,
+        "jitter in milliseconds: {in_audio:?}"
+    );
+
     let counters = b_sees_video.counters();
     assert!(counters.frames_decoded >= 20 && counters.keyframes_decoded >= 1);
     assert!(a_media.video.counters().frames_encoded >= 20);
