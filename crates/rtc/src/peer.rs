@@ -41,15 +41,16 @@ pub struct SessionDescription {
     pub sdp: String,
 }
 
-/// A trickled ICE candidate, shaped like the browser's `RTCIceCandidateInit`.
+/// A trickled ICE candidate, serialized exactly like the browser's `RTCIceCandidateInit`
+/// (`sdpMid`, `sdpMLineIndex`, `usernameFragment`) so it passes to and from pages unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceCandidate {
     pub candidate: String,
-    #[serde(default)]
+    #[serde(default, rename = "sdpMid", alias = "sdp_mid")]
     pub sdp_mid: Option<String>,
-    #[serde(default)]
+    #[serde(default, rename = "sdpMLineIndex", alias = "sdp_mline_index")]
     pub sdp_mline_index: Option<u16>,
-    #[serde(default)]
+    #[serde(default, rename = "usernameFragment", alias = "username_fragment")]
     pub username_fragment: Option<String>,
 }
 

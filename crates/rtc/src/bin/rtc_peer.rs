@@ -1,0 +1,290 @@
+//! `parlor-rtc-peer`: one side of a call, driven by JSON-line signaling on stdin/stdout, for
+//! tests and benchmarks across processes and against browsers.
+//!
+//! It sends the test pattern and a tone, opens (as offerer) or accepts a data channel, sends a
+//! text and a binary message when it opens, and after `--duration` prints one line
+//! `{"result":{…}}` with what it received: decoded frames, stamps, latency, the tone's
+//! frequency, messages, stats, and setup times.
+//!
+//! Signaling lines, both ways: `{"description":{"type":"offer","sdp":"…"}}` and
+//! `{"candidate":{"candidate":"…","sdpMid":"0","sdpMLineIndex":0}}`.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use parlor_media::analysis::{dominant_frequency, first_channel};
+use parlor_media::frame::wall_clock;
+use parlor_media::pattern::{read_stamp, TestPattern};
+use parlor_media::source::VideoConstraints;
+use parlor_media::tone::Tone;
+use parlor_rtc::{
+    DataChannel, DataChannelEvent, DataChannelOptions, IceCandidate, LocalAudioTrack, LocalVideoTrack, Message,
+    PeerConnection, PeerEvent, RemoteTrack, RtcClient, RtcConfig, SessionDescription, VideoTrackOptions,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// `offer` creates the offer (and the data channel); `answer` waits for one.
+    #[arg(long)]
+    role: String,
+    /// Frequency of the tone to send, in Hz.
+    #[arg(long, default_value_t = 440.0)]
+    tone: f64,
+    #[arg(long, default_value_t = 640)]
+    width: usize,
+    #[arg(long, default_value_t = 480)]
+    height: usize,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Seconds to run after connecting.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Do not send video.
+    #[arg(long)]
+    no_video: bool,
+    /// Do not send audio.
+    #[arg(long)]
+    no_audio: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Signal {
+    Description(SessionDescription),
+    Candidate(IceCandidate),
+}
+
+#[derive(Serialize, Default, Debug)]
+struct Outcome {
+    connected_ms: Option<f64>,
+    first_video_frame_ms: Option<f64>,
+    first_audio_ms: Option<f64>,
+    data_channel_open_ms: Option<f64>,
+    video_frames: u64,
+    video_width: usize,
+    video_height: usize,
+    stamped_frames: u64,
+    stamps_in_order: bool,
+    latency_ms_median: Option<f64>,
+    latency_ms_p95: Option<f64>,
+    audio_frames: u64,
+    audio_hz: Option<f64>,
+    messages: Vec<String>,
+    stats: Option<parlor_rtc::stats::CallStats>,
+    error: Option<String>,
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+async fn send_signal(out: &Shared<tokio::io::Stdout>, signal: &Signal) {
+    let mut line = serde_json::to_string(signal).expect("signal serializes");
+    line.push('\n');
+    let mut out = out.lock().await;
+    let _ = out.write_all(line.as_bytes()).await;
+    let _ = out.flush().await;
+}
+
+fn ms_since(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let stdout = Arc::new(Mutex::new(tokio::io::stdout()));
+    let outcome = Arc::new(Mutex::new(Outcome { stamps_in_order: true, ..Outcome::default() }));
+    if let Err(e) = run(&args, stdout.clone(), outcome.clone()).await {
+        outcome.lock().await.error = Some(e);
+    }
+    let result = serde_json::json!({ "result": &*outcome.lock().await });
+    let mut out = stdout.lock().await;
+    let _ = out.write_all(format!("{result}\n").as_bytes()).await;
+    let _ = out.flush().await;
+}
+
+async fn run(args: &Args, stdout: Shared<tokio::io::Stdout>, outcome: Shared<Outcome>) -> Result<(), String> {
+    let offerer = match args.role.as_str() {
+        "offer" => true,
+        "answer" => false,
+        other => return Err(format!("unknown role {other}")),
+    };
+    let pc = Arc::new(RtcClient::new(RtcConfig::loopback()).create_peer_connection().await.map_err(|e| e.to_string())?);
+    let mut events = pc.take_events().ok_or("no events")?;
+    let mut tracks = Vec::new();
+    if !args.no_video {
+        let pattern = TestPattern::new(VideoConstraints { width: args.width, height: args.height, fps: args.fps })
+            .map_err(|e| e.to_string())?;
+        let video = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).map_err(|e| e.to_string())?;
+        pc.add_video_track(&video).await.map_err(|e| e.to_string())?;
+        tracks.push(Box::new(move || video.stop()) as Box<dyn Fn() + Send>);
+    }
+    if !args.no_audio {
+        let tone = Tone::new(args.tone, 1, Duration::from_millis(20)).map_err(|e| e.to_string())?;
+        let audio = LocalAudioTrack::new(Box::new(tone)).map_err(|e| e.to_string())?;
+        pc.add_audio_track(&audio).await.map_err(|e| e.to_string())?;
+        tracks.push(Box::new(move || audio.stop()));
+    }
+    let mut t0 = Instant::now();
+    if offerer {
+        let channel = pc.create_data_channel("chat", DataChannelOptions::default()).await.map_err(|e| e.to_string())?;
+        serve_channel(channel, args.role.clone(), t0, outcome.clone());
+        let offer = pc.create_offer().await.map_err(|e| e.to_string())?;
+        pc.set_local_description(offer.clone()).await.map_err(|e| e.to_string())?;
+        send_signal(&stdout, &Signal::Description(offer)).await;
+    }
+
+    // Signaling in from stdin.
+    let reader_pc = pc.clone();
+    let reader_out = stdout.clone();
+    let (remote_offer_tx, mut remote_offer_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let stdin_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let signal: Signal = match serde_json::from_str(&line) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    eprintln!("bad signaling line ({e}): {line}");
+                    continue;
+                }
+            };
+            match signal {
+                Signal::Description(description) => {
+                    let is_offer = description.sdp_type == parlor_rtc::SdpType::Offer;
+                    if is_offer {
+                        let _ = remote_offer_tx.send(Instant::now());
+                    }
+                    if let Err(e) = reader_pc.set_remote_description(description).await {
+                        eprintln!("remote description refused: {e}");
+                        continue;
+                    }
+                    if is_offer {
+                        match reader_pc.create_answer().await {
+                            Ok(answer) => {
+                                if reader_pc.set_local_description(answer.clone()).await.is_ok() {
+                                    send_signal(&reader_out, &Signal::Description(answer)).await;
+                                }
+                            }
+                            Err(e) => eprintln!("no answer: {e}"),
+                        }
+                    }
+                }
+                Signal::Candidate(candidate) => {
+                    if let Err(e) = reader_pc.add_ice_candidate(candidate).await {
+                        eprintln!("candidate refused: {e}");
+                    }
+                }
+            }
+        }
+    });
+
+    // Events until connected, then for the duration.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let hard_stop = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut receivers = Vec::new();
+    loop {
+        let until = deadline.unwrap_or(hard_stop);
+        let event = tokio::select! {
+            event = events.recv() => match event { Some(e) => e, None => break },
+            at = remote_offer_rx.recv() => { if let Some(at) = at { t0 = at; } continue; }
+            _ = tokio::time::sleep_until(until) => break,
+        };
+        match event {
+            PeerEvent::IceCandidate(candidate) => send_signal(&stdout, &Signal::Candidate(candidate)).await,
+            PeerEvent::ConnectionState(state) => {
+                if state == parlor_rtc::ConnectionState::Connected && deadline.is_none() {
+                    outcome.lock().await.connected_ms = Some(ms_since(t0));
+                    deadline = Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.duration));
+                }
+                if state == parlor_rtc::ConnectionState::Failed {
+                    return Err("the connection failed".into());
+                }
+            }
+            PeerEvent::DataChannel(channel) => serve_channel(channel, args.role.clone(), t0, outcome.clone()),
+            PeerEvent::TrackAdded(RemoteTrack::Video(track)) => {
+                let outcome = outcome.clone();
+                receivers.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut last: Option<u32> = None;
+                    while let Some(frame) = track.next_frame().await {
+                        let mut o = outcome.lock().await;
+                        o.video_frames += 1;
+                        o.video_width = frame.width;
+                        o.video_height = frame.height;
+                        o.first_video_frame_ms.get_or_insert_with(|| ms_since(t0));
+                        if let Some(stamp) = read_stamp(&frame) {
+                            o.stamped_frames += 1;
+                            if last.is_some_and(|l| stamp.frame_number <= l) {
+                                o.stamps_in_order = false;
+                            }
+                            last = Some(stamp.frame_number);
+                            let now = wall_clock();
+                            latencies.push(now.saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
+                            latencies.sort_by(|a, b| a.total_cmp(b));
+                            o.latency_ms_median = Some(latencies[latencies.len() / 2]);
+                            o.latency_ms_p95 = Some(latencies[(latencies.len() * 95 / 100).min(latencies.len() - 1)]);
+                        }
+                    }
+                }));
+            }
+            PeerEvent::TrackAdded(RemoteTrack::Audio(track)) => {
+                let outcome = outcome.clone();
+                receivers.push(tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    while let Some(frame) = track.next_frame().await {
+                        samples.extend(first_channel(&frame.samples, frame.channels));
+                        let mut o = outcome.lock().await;
+                        o.audio_frames += 1;
+                        o.first_audio_ms.get_or_insert_with(|| ms_since(t0));
+                        if samples.len() >= 48_000 {
+                            o.audio_hz = dominant_frequency(&samples[samples.len() - 24_000..], 48_000, 100.0, 4000.0);
+                        }
+                    }
+                }));
+            }
+            _ => {}
+        }
+    }
+    if deadline.is_none() {
+        return Err("not connected within 60 s".into());
+    }
+    outcome.lock().await.stats = Some(pc.stats().await);
+    for stop in &tracks {
+        stop();
+    }
+    stdin_task.abort();
+    pc.close().await.map_err(|e| e.to_string())?;
+    for receiver in receivers {
+        receiver.abort();
+    }
+    Ok(())
+}
+
+fn serve_channel(channel: DataChannel, role: String, t0: Instant, outcome: Shared<Outcome>) {
+    tokio::spawn(async move {
+        while let Some(event) = channel.next_event().await {
+            match event {
+                DataChannelEvent::Open => {
+                    outcome.lock().await.data_channel_open_ms = Some(ms_since(t0));
+                    let _ = channel.send_text(&format!("hello from {role}")).await;
+                    let _ = channel.send_binary(&[1, 2, 3, 255]).await;
+                }
+                DataChannelEvent::Message(Message::Text(text)) => outcome.lock().await.messages.push(text),
+                DataChannelEvent::Message(Message::Binary(data)) => {
+                    outcome.lock().await.messages.push(format!("binary {data:?}"))
+                }
+                DataChannelEvent::Closed => break,
+                _ => {}
+            }
+        }
+    });
+}
+
+#[allow(dead_code)]
+fn unused(_: PeerConnection) {}

@@ -1,0 +1,85 @@
+//! Two `parlor-rtc-peer` processes on loopback, signaling relayed between their stdio.
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+fn spawn(role: &str, tone: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_parlor-rtc-peer"))
+        .args(["--role", role, "--tone", tone, "--width", "320", "--height", "240", "--duration", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn parlor-rtc-peer")
+}
+
+/// Forwards signaling lines from `child`'s stdout to `to`; returns its result line.
+fn pump(child: &mut Child, to: mpsc::UnboundedSender<String>) -> tokio::task::JoinHandle<Option<Value>> {
+    let stdout = child.stdout.take().unwrap();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let value: Value = serde_json::from_str(&line).expect("JSON lines");
+            if let Some(result) = value.get("result") {
+                return Some(result.clone());
+            }
+            let _ = to.send(line);
+        }
+        None
+    })
+}
+
+fn feed(child: &mut Child) -> mpsc::UnboundedSender<String> {
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            if stdin.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+fn check(result: &Value, heard_hz: f64, from: &str) {
+    assert!(result["error"].is_null(), "{result}");
+    assert!(result["connected_ms"].as_f64().is_some(), "{result}");
+    assert!(result["video_frames"].as_u64().unwrap() >= 30, "{result}");
+    assert!(result["stamped_frames"].as_u64().unwrap() >= 30, "{result}");
+    assert_eq!(result["stamps_in_order"], true);
+    assert_eq!(result["video_width"], 320);
+    let hz = result["audio_hz"].as_f64().expect("audio decoded");
+    assert!((hz - heard_hz).abs() < 5.0, "heard {hz} Hz, expected {heard_hz}");
+    let messages: Vec<&str> = result["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert!(messages.contains(&format!("hello from {from}").as_str()), "{messages:?}");
+    assert!(messages.contains(&"binary [1, 2, 3, 255]"), "{messages:?}");
+    let stats = &result["stats"];
+    assert!(stats["selected_pair"]["local_address"].as_str().unwrap().starts_with("127.0.0.1"));
+    assert!(stats["inbound"].as_array().unwrap().len() == 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_exchange_video_audio_and_data() {
+    let mut offerer = spawn("offer", "440");
+    let mut answerer = spawn("answer", "660");
+    let to_answerer = feed(&mut answerer);
+    let to_offerer = feed(&mut offerer);
+    let offerer_result = pump(&mut offerer, to_answerer);
+    let answerer_result = pump(&mut answerer, to_offerer);
+    let (a, b) = tokio::time::timeout(Duration::from_secs(90), async {
+        (offerer_result.await.unwrap(), answerer_result.await.unwrap())
+    })
+    .await
+    .expect("both peers finish");
+    let (a, b) = (a.expect("offerer result"), b.expect("answerer result"));
+    check(&a, 660.0, "answer");
+    check(&b, 440.0, "offer");
+    assert!(offerer.wait().await.unwrap().success());
+    assert!(answerer.wait().await.unwrap().success());
+}
