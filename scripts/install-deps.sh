@@ -10,7 +10,8 @@ packages=()
 build=(nasm cmake pkg-config)
 case "${1:-test}" in
   # openssl: the TURN credential test checks our HMAC against openssl's.
-  test) packages+=("${build[@]}" openssl) ;;
+  # chromium, iproute2: the browser interop tests (Chromium in a loopback-only namespace).
+  test) packages+=("${build[@]}" openssl chromium iproute2) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac

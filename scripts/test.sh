@@ -7,6 +7,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parlor/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 scripts/install-deps.sh test
+echo "== npm ci (browser interop harness)"
+npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

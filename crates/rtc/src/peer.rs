@@ -143,7 +143,9 @@ pub(crate) struct Shared {
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) keyframe_requests: broadcast::Sender<u32>,
     pub(crate) closed: tokio_util_like::Cancel,
-    connection: watch::Sender<ConnectionState>,
+    pub(crate) connection: watch::Sender<ConnectionState>,
+    /// Bumped after every applied description: negotiated payload types may have changed.
+    pub(crate) negotiations: watch::Sender<u64>,
     gathering_complete: watch::Sender<bool>,
 }
 
@@ -298,6 +300,7 @@ impl PeerConnection {
             keyframe_requests: keyframe_tx.clone(),
             closed: tokio_util_like::Cancel::new(),
             connection: connection_tx,
+            negotiations: watch::channel(0).0,
             gathering_complete: gathering_tx,
         });
 
@@ -421,7 +424,9 @@ impl PeerConnection {
         self.raw
             .set_local_description(description)
             .await
-            .map_err(|e| RtcError::Sdp(e.to_string()))
+            .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        self.shared.negotiations.send_modify(|n| *n += 1);
+        Ok(())
     }
 
     /// Applies the other side's description. Malformed or inapplicable SDP is an
@@ -434,6 +439,7 @@ impl PeerConnection {
             .set_remote_description(description)
             .await
             .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        self.shared.negotiations.send_modify(|n| *n += 1);
         for candidate in early.drain(..) {
             if let Err(e) = self.apply_candidate(candidate).await {
                 tracing::debug!("an early candidate was refused: {e}");

@@ -139,6 +139,8 @@ impl Pipeline {
         let mut frames = self.frames.subscribe();
         let mut keyframe_requests = shared.keyframe_requests.subscribe();
         let closed = shared.closed.clone();
+        let negotiations = shared.negotiations.subscribe();
+        let connection = shared.connection.subscribe();
         let guard = shared.tasks.enter();
         let stats_pipeline = self.clone();
         let stats_rtp = rtp.clone();
@@ -169,10 +171,23 @@ impl Pipeline {
             let _guard = guard;
             let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
             let mut payload_type = None;
+            let mut negotiations = negotiations;
+            // Nothing can be sent before DTLS is up; waiting also keeps the encoder from
+            // spending a keyframe on packets that would be dropped.
+            let mut connection = connection;
+            tokio::select! {
+                _ = connection.wait_for(|s| *s == crate::ConnectionState::Connected) => {}
+                _ = closed.cancelled() => return,
+            }
+            pipeline.keyframe_requested.store(true, Ordering::SeqCst);
             loop {
                 tokio::select! {
                     frame = frames.recv() => match frame {
                         Ok(frame) => {
+                            if negotiations.has_changed().unwrap_or(false) {
+                                negotiations.mark_unchanged();
+                                payload_type = None;
+                            }
                             if payload_type.is_none() {
                                 payload_type = negotiated_payload_type(&sender).await;
                             }
@@ -183,7 +198,10 @@ impl Pipeline {
                                 ..Sample::new(Instant::now())
                             };
                             if let Err(e) = rtp.sample_writer(ssrc, pt).write_sample(&sample).await {
+                                // Negotiation may have changed the payload type (the remote
+                                // offer's numbering wins): look it up again next time.
                                 tracing::debug!("writing a sample: {e}");
+                                payload_type = None;
                             }
                             let _ = frame.keyframe;
                         }

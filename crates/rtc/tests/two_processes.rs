@@ -9,7 +9,18 @@ use tokio::sync::mpsc;
 
 fn spawn(role: &str, tone: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_parlor-rtc-peer"))
-        .args(["--role", role, "--tone", tone, "--width", "320", "--height", "240", "--duration", "2"])
+        .args([
+            "--role",
+            role,
+            "--tone",
+            tone,
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--duration",
+            "2",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -19,7 +30,10 @@ fn spawn(role: &str, tone: &str) -> Child {
 }
 
 /// Forwards signaling lines from `child`'s stdout to `to`; returns its result line.
-fn pump(child: &mut Child, to: mpsc::UnboundedSender<String>) -> tokio::task::JoinHandle<Option<Value>> {
+fn pump(
+    child: &mut Child,
+    to: mpsc::UnboundedSender<String>,
+) -> tokio::task::JoinHandle<Option<Value>> {
     let stdout = child.stdout.take().unwrap();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
@@ -39,7 +53,11 @@ fn feed(child: &mut Child) -> mpsc::UnboundedSender<String> {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         while let Some(line) = rx.recv().await {
-            if stdin.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+            if stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -55,12 +73,26 @@ fn check(result: &Value, heard_hz: f64, from: &str) {
     assert_eq!(result["stamps_in_order"], true);
     assert_eq!(result["video_width"], 320);
     let hz = result["audio_hz"].as_f64().expect("audio decoded");
-    assert!((hz - heard_hz).abs() < 5.0, "heard {hz} Hz, expected {heard_hz}");
-    let messages: Vec<&str> = result["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
-    assert!(messages.contains(&format!("hello from {from}").as_str()), "{messages:?}");
+    assert!(
+        (hz - heard_hz).abs() < 5.0,
+        "heard {hz} Hz, expected {heard_hz}"
+    );
+    let messages: Vec<&str> = result["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        messages.contains(&format!("hello from {from}").as_str()),
+        "{messages:?}"
+    );
     assert!(messages.contains(&"binary [1, 2, 3, 255]"), "{messages:?}");
     let stats = &result["stats"];
-    assert!(stats["selected_pair"]["local_address"].as_str().unwrap().starts_with("127.0.0.1"));
+    assert!(stats["selected_pair"]["local_address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1"));
     assert!(stats["inbound"].as_array().unwrap().len() == 2);
 }
 
@@ -73,7 +105,10 @@ async fn two_processes_exchange_video_audio_and_data() {
     let offerer_result = pump(&mut offerer, to_answerer);
     let answerer_result = pump(&mut answerer, to_offerer);
     let (a, b) = tokio::time::timeout(Duration::from_secs(90), async {
-        (offerer_result.await.unwrap(), answerer_result.await.unwrap())
+        (
+            offerer_result.await.unwrap(),
+            answerer_result.await.unwrap(),
+        )
     })
     .await
     .expect("both peers finish");

@@ -18,8 +18,9 @@ use parlor_media::pattern::{read_stamp, TestPattern};
 use parlor_media::source::VideoConstraints;
 use parlor_media::tone::Tone;
 use parlor_rtc::{
-    DataChannel, DataChannelEvent, DataChannelOptions, IceCandidate, LocalAudioTrack, LocalVideoTrack, Message,
-    PeerConnection, PeerEvent, RemoteTrack, RtcClient, RtcConfig, SessionDescription, VideoTrackOptions,
+    DataChannel, DataChannelEvent, DataChannelOptions, IceCandidate, LocalAudioTrack,
+    LocalVideoTrack, Message, PeerConnection, PeerEvent, RemoteTrack, RtcClient, RtcConfig,
+    SessionDescription, VideoTrackOptions,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -94,12 +95,17 @@ fn ms_since(t0: Instant) -> f64 {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let stdout = Arc::new(Mutex::new(tokio::io::stdout()));
-    let outcome = Arc::new(Mutex::new(Outcome { stamps_in_order: true, ..Outcome::default() }));
+    let outcome = Arc::new(Mutex::new(Outcome {
+        stamps_in_order: true,
+        ..Outcome::default()
+    }));
     if let Err(e) = run(&args, stdout.clone(), outcome.clone()).await {
         outcome.lock().await.error = Some(e);
     }
@@ -109,34 +115,57 @@ async fn main() {
     let _ = out.flush().await;
 }
 
-async fn run(args: &Args, stdout: Shared<tokio::io::Stdout>, outcome: Shared<Outcome>) -> Result<(), String> {
+async fn run(
+    args: &Args,
+    stdout: Shared<tokio::io::Stdout>,
+    outcome: Shared<Outcome>,
+) -> Result<(), String> {
     let offerer = match args.role.as_str() {
         "offer" => true,
         "answer" => false,
         other => return Err(format!("unknown role {other}")),
     };
-    let pc = Arc::new(RtcClient::new(RtcConfig::loopback()).create_peer_connection().await.map_err(|e| e.to_string())?);
+    let pc = Arc::new(
+        RtcClient::new(RtcConfig::loopback())
+            .create_peer_connection()
+            .await
+            .map_err(|e| e.to_string())?,
+    );
     let mut events = pc.take_events().ok_or("no events")?;
     let mut tracks = Vec::new();
     if !args.no_video {
-        let pattern = TestPattern::new(VideoConstraints { width: args.width, height: args.height, fps: args.fps })
+        let pattern = TestPattern::new(VideoConstraints {
+            width: args.width,
+            height: args.height,
+            fps: args.fps,
+        })
+        .map_err(|e| e.to_string())?;
+        let video = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default())
             .map_err(|e| e.to_string())?;
-        let video = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).map_err(|e| e.to_string())?;
-        pc.add_video_track(&video).await.map_err(|e| e.to_string())?;
+        pc.add_video_track(&video)
+            .await
+            .map_err(|e| e.to_string())?;
         tracks.push(Box::new(move || video.stop()) as Box<dyn Fn() + Send>);
     }
     if !args.no_audio {
         let tone = Tone::new(args.tone, 1, Duration::from_millis(20)).map_err(|e| e.to_string())?;
         let audio = LocalAudioTrack::new(Box::new(tone)).map_err(|e| e.to_string())?;
-        pc.add_audio_track(&audio).await.map_err(|e| e.to_string())?;
+        pc.add_audio_track(&audio)
+            .await
+            .map_err(|e| e.to_string())?;
         tracks.push(Box::new(move || audio.stop()));
     }
     let mut t0 = Instant::now();
     if offerer {
-        let channel = pc.create_data_channel("chat", DataChannelOptions::default()).await.map_err(|e| e.to_string())?;
+        let channel = pc
+            .create_data_channel("chat", DataChannelOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
         serve_channel(channel, args.role.clone(), t0, outcome.clone());
         let offer = pc.create_offer().await.map_err(|e| e.to_string())?;
-        pc.set_local_description(offer.clone()).await.map_err(|e| e.to_string())?;
+        pc.set_local_description(offer.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         send_signal(&stdout, &Signal::Description(offer)).await;
     }
 
@@ -167,7 +196,11 @@ async fn run(args: &Args, stdout: Shared<tokio::io::Stdout>, outcome: Shared<Out
                     if is_offer {
                         match reader_pc.create_answer().await {
                             Ok(answer) => {
-                                if reader_pc.set_local_description(answer.clone()).await.is_ok() {
+                                if reader_pc
+                                    .set_local_description(answer.clone())
+                                    .await
+                                    .is_ok()
+                                {
                                     send_signal(&reader_out, &Signal::Description(answer)).await;
                                 }
                             }
@@ -196,17 +229,22 @@ async fn run(args: &Args, stdout: Shared<tokio::io::Stdout>, outcome: Shared<Out
             _ = tokio::time::sleep_until(until) => break,
         };
         match event {
-            PeerEvent::IceCandidate(candidate) => send_signal(&stdout, &Signal::Candidate(candidate)).await,
+            PeerEvent::IceCandidate(candidate) => {
+                send_signal(&stdout, &Signal::Candidate(candidate)).await
+            }
             PeerEvent::ConnectionState(state) => {
                 if state == parlor_rtc::ConnectionState::Connected && deadline.is_none() {
                     outcome.lock().await.connected_ms = Some(ms_since(t0));
-                    deadline = Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.duration));
+                    deadline =
+                        Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.duration));
                 }
                 if state == parlor_rtc::ConnectionState::Failed {
                     return Err("the connection failed".into());
                 }
             }
-            PeerEvent::DataChannel(channel) => serve_channel(channel, args.role.clone(), t0, outcome.clone()),
+            PeerEvent::DataChannel(channel) => {
+                serve_channel(channel, args.role.clone(), t0, outcome.clone())
+            }
             PeerEvent::TrackAdded(RemoteTrack::Video(track)) => {
                 let outcome = outcome.clone();
                 receivers.push(tokio::spawn(async move {
@@ -225,10 +263,13 @@ async fn run(args: &Args, stdout: Shared<tokio::io::Stdout>, outcome: Shared<Out
                             }
                             last = Some(stamp.frame_number);
                             let now = wall_clock();
-                            latencies.push(now.saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
+                            latencies
+                                .push(now.saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
                             latencies.sort_by(|a, b| a.total_cmp(b));
                             o.latency_ms_median = Some(latencies[latencies.len() / 2]);
-                            o.latency_ms_p95 = Some(latencies[(latencies.len() * 95 / 100).min(latencies.len() - 1)]);
+                            o.latency_ms_p95 = Some(
+                                latencies[(latencies.len() * 95 / 100).min(latencies.len() - 1)],
+                            );
                         }
                     }
                 }));
@@ -243,7 +284,12 @@ async fn run(args: &Args, stdout: Shared<tokio::io::Stdout>, outcome: Shared<Out
                         o.audio_frames += 1;
                         o.first_audio_ms.get_or_insert_with(|| ms_since(t0));
                         if samples.len() >= 48_000 {
-                            o.audio_hz = dominant_frequency(&samples[samples.len() - 24_000..], 48_000, 100.0, 4000.0);
+                            o.audio_hz = dominant_frequency(
+                                &samples[samples.len() - 24_000..],
+                                48_000,
+                                100.0,
+                                4000.0,
+                            );
                         }
                     }
                 }));
@@ -275,10 +321,14 @@ fn serve_channel(channel: DataChannel, role: String, t0: Instant, outcome: Share
                     let _ = channel.send_text(&format!("hello from {role}")).await;
                     let _ = channel.send_binary(&[1, 2, 3, 255]).await;
                 }
-                DataChannelEvent::Message(Message::Text(text)) => outcome.lock().await.messages.push(text),
-                DataChannelEvent::Message(Message::Binary(data)) => {
-                    outcome.lock().await.messages.push(format!("binary {data:?}"))
+                DataChannelEvent::Message(Message::Text(text)) => {
+                    outcome.lock().await.messages.push(text)
                 }
+                DataChannelEvent::Message(Message::Binary(data)) => outcome
+                    .lock()
+                    .await
+                    .messages
+                    .push(format!("binary {data:?}")),
                 DataChannelEvent::Closed => break,
                 _ => {}
             }

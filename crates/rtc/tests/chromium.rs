@@ -1,0 +1,105 @@
+//! Interop with a real browser: Debian's Chromium, driven by playwright-core, inside a
+//! loopback-only network namespace, against `parlor-rtc-peer`, in both offer directions.
+//! Needs root (for `unshare -n`), `chromium`, and `npm ci` in tests/interop — the README's test
+//! command provides all three.
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
+}
+
+fn run(chromium_role: &str) -> Value {
+    let dir = interop_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci` in tests/interop (scripts/test.sh does)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "chromium is not installed (apt package chromium)"
+    );
+    let script = format!(
+        "ip link set lo up && exec node chromium-peer.mjs --chromium-role {chromium_role} --peer {} --duration 4",
+        env!("CARGO_BIN_EXE_parlor-rtc-peer")
+    );
+    let output = Command::new("timeout")
+        .args(["180", "unshare", "-n", "sh", "-c", &script])
+        .current_dir(&dir)
+        .output()
+        .expect("run the interop script");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "interop script failed ({}):\n{stderr}",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no result:\n{stderr}"));
+    serde_json::from_str(line).expect("result JSON")
+}
+
+fn check(result: &Value) {
+    let chromium = &result["chromium"];
+    let ours = &result["ours"];
+    assert!(ours["error"].is_null(), "{ours}");
+    // Chromium decoded our H.264 and our Opus.
+    assert_eq!(
+        chromium["inbound"]["video"]["codec"], "video/H264",
+        "{chromium}"
+    );
+    assert!(
+        chromium["inbound"]["video"]["framesDecoded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{chromium}"
+    );
+    assert_eq!(chromium["inbound"]["audio"]["codec"], "audio/opus");
+    assert!(
+        chromium["inbound"]["audio"]["totalSamplesReceived"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{chromium}"
+    );
+    // We decoded Chromium's H.264 and Opus.
+    assert!(ours["video_frames"].as_u64().unwrap() > 0, "{ours}");
+    assert!(ours["video_width"].as_u64().unwrap() > 0);
+    assert!(ours["audio_frames"].as_u64().unwrap() > 0, "{ours}");
+    // The data channel worked both ways.
+    let theirs: Vec<&str> = chromium["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        theirs.iter().any(|m| m.starts_with("hello from ")),
+        "{theirs:?}"
+    );
+    assert!(theirs.contains(&"binary 1,2,3,255"), "{theirs:?}");
+    let mine: Vec<&str> = ours["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(mine.contains(&"hello from chromium"), "{mine:?}");
+    assert!(mine.contains(&"binary [9, 8, 7]"), "{mine:?}");
+}
+
+#[test]
+fn chromium_offers_and_we_answer() {
+    check(&run("offer"));
+}
+
+#[test]
+fn we_offer_and_chromium_answers() {
+    check(&run("answer"));
+}

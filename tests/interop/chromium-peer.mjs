@@ -1,0 +1,108 @@
+// Runs Debian's Chromium as a WebRTC peer against parlor-rtc-peer and prints one JSON line:
+// {"chromium": {...page stats...}, "ours": {...parlor-rtc-peer result...}}.
+//
+//   node chromium-peer.mjs --chromium-role offer|answer --peer PATH [--duration SECS]
+//
+// Meant to run inside a loopback-only network namespace (unshare -n); it contacts nothing but
+// 127.0.0.1.
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+import { spawn } from 'node:child_process';
+import readline from 'node:readline';
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
+  if (fallback === undefined) throw new Error(`--${name} is required`);
+  return fallback;
+}
+
+const chromiumRole = option('chromium-role');
+const peerPath = option('peer');
+const duration = Number(option('duration', '4'));
+const ourRole = chromiumRole === 'offer' ? 'answer' : 'offer';
+const here = dirname(fileURLToPath(import.meta.url));
+const page_html = readFileSync(join(here, 'page.html'));
+const deadline = (ms, what) => new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms));
+
+const server = http.createServer((_, res) => {
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+  res.end(page_html);
+});
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+// Playwright gives the browser a fresh temporary profile of its own.
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+
+let peer;
+let exitCode = 0;
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
+  page.on('pageerror', (e) => process.stderr.write(`[page error] ${e}\n`));
+
+  peer = spawn(peerPath, ['--role', ourRole, '--tone', '440', '--duration', String(duration)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  let ours = null;
+  let pageReady = false;
+  const early = [];
+  // One at a time and in order: a candidate must not overtake the description it belongs to.
+  let chain = Promise.resolve();
+  const deliver = (line) => {
+    chain = chain.then(() => page.evaluate((l) => window.onSignal(l), line))
+      .catch((e) => process.stderr.write(`signal: ${e}\n`));
+  };
+  const oursDone = new Promise((resolve) => {
+    readline.createInterface({ input: peer.stdout }).on('line', (line) => {
+      const value = JSON.parse(line);
+      if (value.result) {
+        ours = value.result;
+        resolve();
+      } else if (pageReady) {
+        deliver(line);
+      } else {
+        early.push(line); // the page is not listening yet
+      }
+    });
+    peer.on('exit', () => resolve());
+  });
+  await page.exposeFunction('sendSignal', (line) => { peer.stdin.write(line + '\n'); });
+  await page.goto(url);
+  await page.evaluate((role) => window.start(role), chromiumRole);
+  pageReady = true;
+  for (const line of early.splice(0)) deliver(line);
+
+  await Promise.race([
+    page.waitForFunction(() => window.isConnected(), null, { polling: 50, timeout: 30000 }),
+    deadline(31000, 'Chromium connecting'),
+  ]);
+  // Both sides run for `duration` seconds from connecting; read Chromium's view just before ours ends.
+  await new Promise((r) => setTimeout(r, Math.max(500, duration * 1000 - 800)));
+  const chromiumReport = await page.evaluate(() => window.report());
+  await Promise.race([oursDone, deadline(30000, 'parlor-rtc-peer result')]);
+  process.stdout.write(JSON.stringify({ chromium: chromiumReport, ours }) + '\n');
+} catch (e) {
+  process.stderr.write(`interop failed: ${e.stack || e}\n`);
+  exitCode = 1;
+} finally {
+  if (peer && peer.exitCode === null) peer.kill();
+  await browser.close().catch(() => {});
+  server.close();
+}
+process.exit(exitCode);
