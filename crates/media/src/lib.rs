@@ -6,11 +6,15 @@
 //! is why they run on their own threads.
 
 pub mod analysis;
+#[cfg(feature = "audio-devices")]
+pub mod audio_io;
 pub mod error;
 pub mod frame;
 pub mod h264;
 pub mod opus_codec;
 pub mod pattern;
+pub mod playout;
+pub mod resample;
 pub mod source;
 pub mod tone;
 pub mod wav;
