@@ -6,12 +6,14 @@ set -euo pipefail
 
 packages=()
 # Building: nasm gives OpenH264 its SIMD code (without it, it silently builds slow); cmake
-# builds libopus.
-build=(nasm cmake pkg-config)
+# builds libopus; clang/libclang-dev let nokhwa generate its V4L2 bindings; libasound2-dev is
+# what cpal links on Linux.
+build=(nasm cmake pkg-config clang libclang-dev libasound2-dev)
 case "${1:-test}" in
   # openssl: the TURN credential test checks our HMAC against openssl's.
   # chromium, iproute2: the browser interop tests (Chromium in a loopback-only namespace).
-  test) packages+=("${build[@]}" openssl chromium iproute2) ;;
+  # pulseaudio, pulseaudio-utils: a user-space sound server for the real-device audio test.
+  test) packages+=("${build[@]}" openssl chromium iproute2 pulseaudio pulseaudio-utils) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac

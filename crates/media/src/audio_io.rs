@@ -137,7 +137,7 @@ fn choose_config(
         best.max_sample_rate()
     };
     let format = best.sample_format();
-    let buffer = best.buffer_size().clone();
+    let buffer = *best.buffer_size();
     let mut config = best.with_sample_rate(rate).config();
     // Output asks for 20 ms periods: a sound server's default can be seconds per request,
     // far more than the jitter buffer holds. (Input keeps the default: PulseAudio's record

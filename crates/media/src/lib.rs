@@ -8,6 +8,9 @@
 pub mod analysis;
 #[cfg(feature = "audio-devices")]
 pub mod audio_io;
+#[cfg(all(feature = "camera", not(any(target_os = "android", target_os = "ios"))))]
+pub mod camera;
+pub mod convert;
 pub mod error;
 pub mod frame;
 pub mod h264;
