@@ -49,6 +49,9 @@ struct Args {
     /// Do not send audio.
     #[arg(long)]
     no_audio: bool,
+    /// ICE check interval in ms (default: the library's).
+    #[arg(long)]
+    ice_check_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -113,6 +116,9 @@ async fn main() {
     let mut out = stdout.lock().await;
     let _ = out.write_all(format!("{result}\n").as_bytes()).await;
     let _ = out.flush().await;
+    // Done. Exit now rather than let the runtime wait for the blocking stdin reader, which
+    // would keep us alive as long as whoever feeds our stdin does.
+    std::process::exit(0);
 }
 
 async fn run(

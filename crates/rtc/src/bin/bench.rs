@@ -1,0 +1,316 @@
+//! `parlor-rtc-bench`: prints Parlor's media and RTC figures on this machine. It measures; it
+//! never passes or fails on time.
+//!
+//! * CPU per stream: H.264 encode and decode of the test pattern at 480p30 and 720p30, as the
+//!   share of one core a real-time stream needs (thread CPU time, not wall time).
+//! * Call setup between two peers on loopback: offer → connected, offer → first decoded frame.
+//! * Data-channel throughput on loopback.
+//! * Glass-to-glass latency at 720p30: capture time stamped into the pattern's pixels versus the
+//!   wall clock when the decoded frame comes out of the receiver; and the process CPU of that call.
+//!
+//! Run it with `cargo run --release -p parlor-rtc --bin parlor-rtc-bench`.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parlor_media::frame::wall_clock;
+use parlor_media::h264::{H264Config, H264Decoder, H264Encoder};
+use parlor_media::pattern::{read_stamp, TestPattern};
+use parlor_media::source::VideoConstraints;
+use parlor_rtc::{
+    DataChannelEvent, DataChannelOptions, LocalVideoTrack, PeerConnection, PeerEvent, RemoteTrack,
+    RtcClient, RtcConfig, VideoTrackOptions,
+};
+use tokio::sync::mpsc;
+
+fn cpu_time(thread_only: bool) -> Duration {
+    #[cfg(unix)]
+    {
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let who = if thread_only {
+            libc::RUSAGE_THREAD
+        } else {
+            libc::RUSAGE_SELF
+        };
+        // SAFETY: getrusage writes into the struct we own.
+        unsafe { libc::getrusage(who, &mut usage) };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = thread_only;
+        Duration::ZERO
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn codec_cpu(width: usize, height: usize) {
+    let fps = 30;
+    let pattern = TestPattern::new(VideoConstraints { width, height, fps }).unwrap();
+    // Pre-render so only the codec is measured.
+    let frames: Vec<_> = (0..60).map(|n| pattern.render(n, Duration::ZERO)).collect();
+    let mut encoder = H264Encoder::new(H264Config::for_size(width, height, fps)).unwrap();
+    let n = 300;
+    let mut encoded = Vec::with_capacity(n);
+    let start = cpu_time(true);
+    for i in 0..n {
+        if let Some(e) = encoder.encode(&frames[i % frames.len()]).unwrap() {
+            encoded.push(e.data);
+        }
+    }
+    let encode = cpu_time(true) - start;
+    let mut decoder = H264Decoder::new().unwrap();
+    let start = cpu_time(true);
+    for unit in &encoded {
+        let _ = decoder.decode(unit, Duration::ZERO).unwrap();
+    }
+    let decode = cpu_time(true) - start;
+    let share =
+        |cpu: Duration, frames: usize| cpu.as_secs_f64() / frames as f64 * fps as f64 * 100.0;
+    let bitrate =
+        encoded.iter().map(Vec::len).sum::<usize>() as f64 * 8.0 / (n as f64 / fps as f64) / 1e6;
+    println!(
+        "  {height}p{fps}: encode {:.1} % of a core ({:.2} ms/frame), decode {:.1} % ({:.2} ms/frame), {:.2} Mbit/s",
+        share(encode, n),
+        encode.as_secs_f64() * 1000.0 / n as f64,
+        share(decode, encoded.len()),
+        decode.as_secs_f64() * 1000.0 / encoded.len() as f64,
+        bitrate
+    );
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn peer() -> (Arc<PeerConnection>, mpsc::UnboundedReceiver<PeerEvent>) {
+    let config = RtcConfig {
+        data_channel_buffer: env_usize(
+            "PARLOR_BENCH_DC_BUFFER",
+            RtcConfig::loopback().data_channel_buffer,
+        ),
+        ..RtcConfig::loopback()
+    };
+    let pc = Arc::new(
+        RtcClient::new(config)
+            .create_peer_connection()
+            .await
+            .unwrap(),
+    );
+    let events = pc.take_events().unwrap();
+    (pc, events)
+}
+
+/// Relays candidates between the two and forwards the other events.
+fn relay(
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+    to: Arc<PeerConnection>,
+) -> mpsc::UnboundedReceiver<PeerEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                PeerEvent::IceCandidate(c) => {
+                    let _ = to.add_ice_candidate(c).await;
+                }
+                other => {
+                    if tx.send(other).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn negotiate(a: &PeerConnection, b: &PeerConnection) {
+    let offer = a.create_offer().await.unwrap();
+    a.set_local_description(offer.clone()).await.unwrap();
+    b.set_remote_description(offer).await.unwrap();
+    let answer = b.create_answer().await.unwrap();
+    b.set_local_description(answer.clone()).await.unwrap();
+    a.set_remote_description(answer).await.unwrap();
+}
+
+/// One call setup: returns (offer → connected, offer → first decoded frame) in ms.
+async fn setup_once(width: usize, height: usize) -> (f64, f64) {
+    let (a, a_events) = peer().await;
+    let (b, b_events) = peer().await;
+    let pattern = TestPattern::new(VideoConstraints {
+        width,
+        height,
+        fps: 30,
+    })
+    .unwrap();
+    let track = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).unwrap();
+    a.add_video_track(&track).await.unwrap();
+    let _a_events = relay(a_events, b.clone());
+    let mut b_events = relay(b_events, a.clone());
+    let t0 = Instant::now();
+    negotiate(&a, &b).await;
+    a.wait_connected(Duration::from_secs(20)).await.unwrap();
+    let connected = t0.elapsed().as_secs_f64() * 1000.0;
+    let remote = loop {
+        match b_events.recv().await.expect("events") {
+            PeerEvent::TrackAdded(RemoteTrack::Video(v)) => break v,
+            _ => continue,
+        }
+    };
+    remote.next_frame().await.expect("a frame");
+    let first_frame = t0.elapsed().as_secs_f64() * 1000.0;
+    track.stop();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    (connected, first_frame)
+}
+
+async fn data_channel_throughput() -> f64 {
+    let (a, a_events) = peer().await;
+    let (b, b_events) = peer().await;
+    let channel = a
+        .create_data_channel("bulk", DataChannelOptions::default())
+        .await
+        .unwrap();
+    let _a_events = relay(a_events, b.clone());
+    let mut b_events = relay(b_events, a.clone());
+    negotiate(&a, &b).await;
+    let remote = loop {
+        if let PeerEvent::DataChannel(dc) = b_events.recv().await.expect("events") {
+            break dc;
+        }
+    };
+    channel.wait_open().await.unwrap();
+    let chunk = vec![0x5a; env_usize("PARLOR_BENCH_DC_MESSAGE", 64 * 1024)];
+    let total_bytes: usize = 256 * 1024 * 1024;
+    let receiver = tokio::spawn(async move {
+        let mut received = 0usize;
+        let mut started = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while received < total_bytes && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(5), remote.next_event()).await {
+                Ok(Some(DataChannelEvent::Message(parlor_rtc::Message::Binary(data)))) => {
+                    started.get_or_insert_with(Instant::now);
+                    received += data.len();
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        (received, started.map(|s| s.elapsed()).unwrap_or_default())
+    });
+    let send_deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0;
+    while sent < total_bytes && Instant::now() < send_deadline {
+        if channel.send_binary(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let (received, elapsed) = receiver.await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    received as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9) / 1e6
+}
+
+/// A 720p30 call for `seconds`: glass-to-glass latency from the pattern's stamps, and the
+/// process CPU (both peers, both directions of nothing else) per second.
+async fn glass_to_glass(width: usize, height: usize, seconds: u64) -> (f64, f64, f64, u64, f64) {
+    let (a, a_events) = peer().await;
+    let (b, b_events) = peer().await;
+    let pattern = TestPattern::new(VideoConstraints {
+        width,
+        height,
+        fps: 30,
+    })
+    .unwrap();
+    let track = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).unwrap();
+    a.add_video_track(&track).await.unwrap();
+    let _a_events = relay(a_events, b.clone());
+    let mut b_events = relay(b_events, a.clone());
+    negotiate(&a, &b).await;
+    let remote = loop {
+        if let PeerEvent::TrackAdded(RemoteTrack::Video(v)) = b_events.recv().await.expect("events")
+        {
+            break v;
+        }
+    };
+    // Warm up for a second, then measure.
+    let warm = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < warm {
+        let _ = remote.next_frame().await;
+    }
+    let cpu_start = cpu_time(false);
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    let mut frames = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let Some(frame) = remote.next_frame().await else {
+            break;
+        };
+        frames += 1;
+        if let Some(stamp) = read_stamp(&frame) {
+            latencies.push(wall_clock().saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
+        }
+    }
+    let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / start.elapsed().as_secs_f64() * 100.0;
+    track.stop();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    latencies.sort_by(|x, y| x.total_cmp(y));
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    (p(0.5), p(0.95), cpu, frames, frames as f64 / seconds as f64)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--data-channel-only") {
+        println!(
+            "data channel: {:.0} Mbit/s",
+            data_channel_throughput().await
+        );
+        return;
+    }
+    println!("parlor-rtc-bench (release build recommended; figures vary with machine load)");
+    println!("H.264 CPU per real-time stream (test pattern, one thread):");
+    codec_cpu(640, 480);
+    codec_cpu(1280, 720);
+
+    let mut connected = Vec::new();
+    let mut first = Vec::new();
+    for _ in 0..5 {
+        let (c, f) = setup_once(640, 480).await;
+        connected.push(c);
+        first.push(f);
+    }
+    println!(
+        "Call setup on loopback, 640x480 (median of 5, trickle ICE, both peers in one process):"
+    );
+    println!(
+        "  offer -> connected:           {:.0} ms",
+        median(connected)
+    );
+    println!("  offer -> first decoded frame: {:.0} ms", median(first));
+
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(data_channel_throughput().await);
+    }
+    let best = runs.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "Data channel on loopback (reliable, ordered, 64 KiB messages, 3 runs): median {:.0} Mbit/s, best {best:.0}",
+        median(runs)
+    );
+
+    let (p50, p95, cpu, frames, fps) = glass_to_glass(1280, 720, 5).await;
+    println!("720p30 one-way call, 5 s (capture -> encode -> RTP -> decode, one process):");
+    println!("  glass-to-glass latency: median {p50:.1} ms, p95 {p95:.1} ms ({frames} frames, {fps:.1} fps received)");
+    println!("  process CPU for the call (sender and receiver): {cpu:.0} % of one core");
+}
