@@ -11,6 +11,7 @@ pub mod audio_io;
 #[cfg(all(feature = "camera", not(any(target_os = "android", target_os = "ios"))))]
 pub mod camera;
 pub mod convert;
+pub mod devices;
 pub mod error;
 pub mod frame;
 pub mod h264;

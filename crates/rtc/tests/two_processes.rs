@@ -19,7 +19,8 @@ fn spawn(role: &str, tone: &str) -> Child {
             "--height",
             "240",
             "--duration",
-            "2",
+            "4",
+            "--large-messages",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -88,6 +89,13 @@ fn check(result: &Value, heard_hz: f64, from: &str) {
         "{messages:?}"
     );
     assert!(messages.contains(&"binary [1, 2, 3, 255]"), "{messages:?}");
+    // The 1 MiB message arrived whole: same length and checksum as sent.
+    let big: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sum = big
+        .iter()
+        .fold(0u32, |acc, &b| acc.wrapping_mul(31).wrapping_add(b as u32));
+    let expected = format!("binary {} bytes, checksum {sum:08x}", big.len());
+    assert!(messages.contains(&expected.as_str()), "{messages:?}");
     let stats = &result["stats"];
     assert!(stats["selected_pair"]["local_address"]
         .as_str()

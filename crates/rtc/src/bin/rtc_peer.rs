@@ -49,6 +49,10 @@ struct Args {
     /// Do not send audio.
     #[arg(long)]
     no_audio: bool,
+    /// Open the data channel with large-message support and send a 1 MiB message too (both
+    /// ends must be parlor-rtc-peer: browsers do not speak the chunked sub-protocol).
+    #[arg(long)]
+    large_messages: bool,
     /// ICE check interval in ms (default: the library's).
     #[arg(long)]
     ice_check_ms: Option<u64>,
@@ -164,10 +168,22 @@ async fn run(
     let mut t0 = Instant::now();
     if offerer {
         let channel = pc
-            .create_data_channel("chat", DataChannelOptions::default())
+            .create_data_channel(
+                "chat",
+                DataChannelOptions {
+                    large_messages: args.large_messages,
+                    ..DataChannelOptions::default()
+                },
+            )
             .await
             .map_err(|e| e.to_string())?;
-        serve_channel(channel, args.role.clone(), t0, outcome.clone());
+        serve_channel(
+            channel,
+            args.role.clone(),
+            args.large_messages,
+            t0,
+            outcome.clone(),
+        );
         let offer = pc.create_offer().await.map_err(|e| e.to_string())?;
         pc.set_local_description(offer.clone())
             .await
@@ -248,9 +264,13 @@ async fn run(
                     return Err("the connection failed".into());
                 }
             }
-            PeerEvent::DataChannel(channel) => {
-                serve_channel(channel, args.role.clone(), t0, outcome.clone())
-            }
+            PeerEvent::DataChannel(channel) => serve_channel(
+                channel,
+                args.role.clone(),
+                args.large_messages,
+                t0,
+                outcome.clone(),
+            ),
             PeerEvent::TrackAdded(RemoteTrack::Video(track)) => {
                 let outcome = outcome.clone();
                 receivers.push(tokio::spawn(async move {
@@ -318,7 +338,23 @@ async fn run(
     Ok(())
 }
 
-fn serve_channel(channel: DataChannel, role: String, t0: Instant, outcome: Shared<Outcome>) {
+/// The 1 MiB message: a known pattern, reported by length and checksum on arrival.
+fn large_message() -> Vec<u8> {
+    (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect()
+}
+
+fn checksum(data: &[u8]) -> u32 {
+    data.iter()
+        .fold(0u32, |acc, &b| acc.wrapping_mul(31).wrapping_add(b as u32))
+}
+
+fn serve_channel(
+    channel: DataChannel,
+    role: String,
+    large: bool,
+    t0: Instant,
+    outcome: Shared<Outcome>,
+) {
     tokio::spawn(async move {
         while let Some(event) = channel.next_event().await {
             match event {
@@ -326,9 +362,20 @@ fn serve_channel(channel: DataChannel, role: String, t0: Instant, outcome: Share
                     outcome.lock().await.data_channel_open_ms = Some(ms_since(t0));
                     let _ = channel.send_text(&format!("hello from {role}")).await;
                     let _ = channel.send_binary(&[1, 2, 3, 255]).await;
+                    if large {
+                        let _ = channel.send_binary(&large_message()).await;
+                    }
                 }
                 DataChannelEvent::Message(Message::Text(text)) => {
                     outcome.lock().await.messages.push(text)
+                }
+                DataChannelEvent::Message(Message::Binary(data)) if data.len() > 64 => {
+                    let line = format!(
+                        "binary {} bytes, checksum {:08x}",
+                        data.len(),
+                        checksum(&data)
+                    );
+                    outcome.lock().await.messages.push(line)
                 }
                 DataChannelEvent::Message(Message::Binary(data)) => outcome
                     .lock()
