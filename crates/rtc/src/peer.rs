@@ -140,6 +140,8 @@ pub(crate) struct Shared {
     pub(crate) outbound: Mutex<Vec<crate::stats::OutboundSource>>,
     pub(crate) inbound: Mutex<Vec<crate::stats::InboundSource>>,
     pub(crate) previous: Mutex<crate::stats::Previous>,
+    /// Remote tracks already reported as removed.
+    pub(crate) removed: Mutex<std::collections::HashSet<String>>,
     pub(crate) tasks: Arc<TaskCounter>,
     pub(crate) keyframe_requests: broadcast::Sender<u32>,
     pub(crate) closed: tokio_util_like::Cancel,
@@ -296,6 +298,7 @@ impl PeerConnection {
             outbound: Mutex::new(Vec::new()),
             inbound: Mutex::new(Vec::new()),
             previous: Mutex::new(Default::default()),
+            removed: Mutex::new(Default::default()),
             tasks: Arc::new(TaskCounter::default()),
             keyframe_requests: keyframe_tx.clone(),
             closed: tokio_util_like::Cancel::new(),
@@ -448,6 +451,9 @@ impl PeerConnection {
             .await
             .map_err(|e| RtcError::Sdp(e.to_string()))?;
         self.shared.negotiations.send_modify(|n| *n += 1);
+        if let Some(remote) = self.raw.remote_description().await {
+            self.report_removed_tracks(&remote.sdp);
+        }
         for candidate in early.drain(..) {
             if let Err(e) = self.apply_candidate(candidate).await {
                 tracing::debug!("an early candidate was refused: {e}");
@@ -462,6 +468,33 @@ impl PeerConnection {
 
     pub async fn remote_description(&self) -> Option<SessionDescription> {
         self.raw.remote_description().await.map(to_description)
+    }
+
+    /// A renegotiation in which the other side stopped sending a track ends that track here, as
+    /// browsers do (webrtc-rs itself does not end it).
+    fn report_removed_tracks(&self, remote_sdp: &str) {
+        let sending = sending_track_ids(remote_sdp);
+        let known: Vec<String> = self
+            .shared
+            .inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|t| t.track_id.clone())
+            .collect();
+        let mut removed = self
+            .shared
+            .removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for track_id in known {
+            if !sending.contains(&track_id) && removed.insert(track_id.clone()) {
+                let _ = self
+                    .shared
+                    .events
+                    .send(PeerEvent::TrackRemoved { track_id });
+            }
+        }
     }
 
     /// Adds a candidate trickled by the other side. One that arrives before the remote
@@ -612,6 +645,27 @@ impl PeerConnection {
     }
 }
 
+/// Track ids the SDP's author is sending: `a=msid` of media sections that send.
+fn sending_track_ids(sdp: &str) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let lines: Vec<&str> = section.lines().map(str::trim).collect();
+        let sends = !lines
+            .iter()
+            .any(|l| *l == "a=recvonly" || *l == "a=inactive");
+        if sends {
+            for line in &lines {
+                if let Some(msid) = line.strip_prefix("a=msid:") {
+                    if let Some(track) = msid.split_whitespace().nth(1) {
+                        ids.insert(track.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    ids
+}
+
 /// RFC 8839 `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>`.
 fn check_candidate_syntax(candidate: &str) -> Result<()> {
     let body = candidate.strip_prefix("a=").unwrap_or(candidate);
@@ -650,4 +704,21 @@ fn from_description(d: SessionDescription) -> Result<RTCSessionDescription> {
         SdpType::Rollback => return Err(RtcError::Sdp("rollback is not supported".into())),
     };
     parsed.map_err(|e| RtcError::Sdp(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sending_track_ids;
+
+    #[test]
+    fn only_sending_sections_count() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\na=msid:s a1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=recvonly\r\na=msid:s v1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=msid:s v2\r\n";
+        let ids = sending_track_ids(sdp);
+        assert!(
+            ids.contains("a1") && ids.contains("v2") && !ids.contains("v1"),
+            "{ids:?}"
+        );
+    }
 }

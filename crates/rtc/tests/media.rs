@@ -289,3 +289,40 @@ async fn switching_the_source_needs_no_renegotiation() {
     a.pc.close().await.unwrap();
     b.pc.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_keeps_media_flowing_and_removing_a_track_ends_it_remotely() {
+    let (a, mut b, a_media, _b_media) = call().await;
+    let (video, _audio) = remote_tracks(&mut b).await;
+    moving_frames(&video, 5).await;
+
+    // ICE restart: new credentials in a new offer; the call carries on.
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=ice-ufrag:"))
+            .map(str::to_owned)
+    };
+    let before = ufrag(&a.pc.local_description().await.unwrap().sdp);
+    a.pc.restart_ice().await.unwrap();
+    negotiate(&a.pc, &b.pc).await;
+    let after = ufrag(&a.pc.local_description().await.unwrap().sdp);
+    assert_ne!(before, after, "the restart changed the ICE credentials");
+    let numbers = moving_frames(&video, 10).await;
+    assert!(numbers.len() == 10);
+    assert_eq!(
+        a.pc.connection_state(),
+        parlor_rtc::ConnectionState::Connected
+    );
+
+    // Removing the video track and renegotiating ends it on the other side.
+    a.pc.remove_track(a_media.video.id()).await.unwrap();
+    negotiate(&a.pc, &b.pc).await;
+    let removed = next_matching(&mut b.events, "track removed", |e| match e {
+        PeerEvent::TrackRemoved { track_id } => Some(track_id),
+        _ => None,
+    })
+    .await;
+    assert_eq!(removed, video.id());
+    a.pc.close().await.unwrap();
+    b.pc.close().await.unwrap();
+}
