@@ -1,0 +1,356 @@
+//! A connection to the signaling server that stays up by itself. One task owns the socket:
+//! it matches replies to requests, forwards events, and when the socket drops it fails the
+//! requests in flight, waits as the [`ReconnectPolicy`] says, reconnects and authenticates
+//! again with the session token. Callers see the state on a watch channel and a `Connected`
+//! event after every (re)connect, which is their cue to re-sync.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use parlor_protocol::{
+    decode_server_frame, encode_request, ErrorCode, Event, Reply, Request, ServerFrame, User,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::reconnect::ReconnectPolicy;
+use crate::ClientError;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long one request may wait for its reply.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connecting,
+    Connected,
+    /// The socket dropped; attempt `attempt` is next.
+    Reconnecting {
+        attempt: u32,
+    },
+    /// Closed by the caller, refused credentials, or attempts used up.
+    Offline,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionEvent {
+    /// Authenticated; `resumed` is true after a reconnect.
+    Connected {
+        user: User,
+        resumed: bool,
+    },
+    Server(Event),
+}
+
+/// How to authenticate a socket.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Token(String),
+    Login {
+        username: String,
+        password: String,
+    },
+    Register {
+        username: String,
+        display_name: String,
+        password: String,
+    },
+}
+
+enum Command {
+    Request(Request, oneshot::Sender<Result<Reply, ClientError>>),
+    Close,
+}
+
+pub struct Connection {
+    commands: mpsc::Sender<Command>,
+    events: Mutex<mpsc::UnboundedReceiver<ConnectionEvent>>,
+    state: watch::Receiver<ConnectionState>,
+    token: watch::Receiver<Option<String>>,
+}
+
+impl Connection {
+    /// Starts connecting in the background; use [`Connection::wait_connected`] to wait.
+    pub fn open(url: &str, credentials: Credentials, policy: ReconnectPolicy) -> Connection {
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
+        let (token_tx, token_rx) = watch::channel(match &credentials {
+            Credentials::Token(t) => Some(t.clone()),
+            _ => None,
+        });
+        let actor = Actor {
+            url: url.to_owned(),
+            credentials,
+            policy,
+            commands: commands_rx,
+            events: events_tx,
+            state: state_tx,
+            token: token_tx,
+        };
+        tokio::spawn(actor.run());
+        Connection {
+            commands: commands_tx,
+            events: Mutex::new(events_rx),
+            state: state_rx,
+            token: token_rx,
+        }
+    }
+
+    pub fn state(&self) -> ConnectionState {
+        self.state.borrow().clone()
+    }
+
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.clone()
+    }
+
+    /// The session token once known (after login or register, or the one given).
+    pub fn token(&self) -> Option<String> {
+        self.token.borrow().clone()
+    }
+
+    /// Waits until connected; fails if the connection goes offline first.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        let mut state = self.state.clone();
+        let done =
+            state.wait_for(|s| matches!(s, ConnectionState::Connected | ConnectionState::Offline));
+        let state = tokio::time::timeout(timeout, done)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|_| ClientError::Disconnected)?;
+        match *state {
+            ConnectionState::Connected => Ok(()),
+            _ => Err(ClientError::Disconnected),
+        }
+    }
+
+    /// The next event; `None` once the connection is closed for good.
+    pub async fn next_event(&self) -> Option<ConnectionEvent> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Sends a request and waits for its reply. Fails fast with `Disconnected` while offline.
+    pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Request(request, tx))
+            .await
+            .map_err(|_| ClientError::Disconnected)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    /// Closes the socket and stops reconnecting.
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::Close).await;
+    }
+}
+
+struct Actor {
+    url: String,
+    credentials: Credentials,
+    policy: ReconnectPolicy,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<ConnectionEvent>,
+    state: watch::Sender<ConnectionState>,
+    token: watch::Sender<Option<String>>,
+}
+
+enum Ended {
+    Closed,
+    Dropped,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let mut attempt = 0u32;
+        let mut connected_before = false;
+        loop {
+            match self.connect().await {
+                Ok((socket, user)) => {
+                    attempt = 0;
+                    self.state.send_replace(ConnectionState::Connected);
+                    let _ = self.events.send(ConnectionEvent::Connected {
+                        user,
+                        resumed: connected_before,
+                    });
+                    connected_before = true;
+                    if let Ended::Closed = self.serve(socket).await {
+                        break;
+                    }
+                }
+                Err(ClientError::Refused(e))
+                    if e.code == ErrorCode::Unauthorized || e.code == ErrorCode::Conflict =>
+                {
+                    tracing::warn!("credentials refused: {e}");
+                    break;
+                }
+                Err(e) => tracing::debug!("connecting failed: {e}"),
+            }
+            attempt += 1;
+            let Some(delay) = self.policy.delay(attempt, rand::random::<f64>()) else {
+                tracing::warn!("giving up after {} attempts", attempt - 1);
+                break;
+            };
+            self.state
+                .send_replace(ConnectionState::Reconnecting { attempt });
+            if self.wait_offline(delay).await {
+                break;
+            }
+        }
+        self.state.send_replace(ConnectionState::Offline);
+        // Anyone still asking gets a prompt answer.
+        self.commands.close();
+        while let Some(command) = self.commands.recv().await {
+            if let Command::Request(_, reply) = command {
+                let _ = reply.send(Err(ClientError::Disconnected));
+            }
+        }
+    }
+
+    /// Sleeps `delay` while failing requests at once (nothing can be sent). True if closed.
+    async fn wait_offline(&mut self, delay: Duration) -> bool {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return false,
+                command = self.commands.recv() => match command {
+                    Some(Command::Request(_, reply)) => { let _ = reply.send(Err(ClientError::Disconnected)); }
+                    Some(Command::Close) | None => return true,
+                },
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(Socket, User), ClientError> {
+        let (mut socket, _) = tokio_tungstenite::connect_async(self.url.as_str())
+            .await
+            .map_err(|_| ClientError::Disconnected)?;
+        let token = self.token.borrow().clone();
+        let request = match (&token, &self.credentials) {
+            (Some(token), _) => Request::Authenticate {
+                token: token.clone(),
+            },
+            (None, Credentials::Login { username, password }) => Request::Login {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (
+                None,
+                Credentials::Register {
+                    username,
+                    display_name,
+                    password,
+                },
+            ) => Request::Register {
+                username: username.clone(),
+                display_name: display_name.clone(),
+                password: password.clone(),
+            },
+            (None, Credentials::Token(t)) => Request::Authenticate { token: t.clone() },
+        };
+        socket
+            .send(Message::Text(encode_request(Some(0), &request).into()))
+            .await
+            .map_err(|_| ClientError::Disconnected)?;
+        loop {
+            let frame = tokio::time::timeout(REQUEST_TIMEOUT, socket.next())
+                .await
+                .map_err(|_| ClientError::Timeout)?;
+            let Some(Ok(Message::Text(text))) = frame else {
+                match frame {
+                    Some(Ok(_)) => continue,
+                    _ => return Err(ClientError::Disconnected),
+                }
+            };
+            match decode_server_frame(text.as_str())
+                .map_err(|e| ClientError::Protocol(e.to_string()))?
+            {
+                ServerFrame::Reply {
+                    id: 0,
+                    reply: Reply::Session { user, token, .. },
+                } => {
+                    self.token.send_replace(Some(token));
+                    return Ok((socket, user));
+                }
+                ServerFrame::Reply {
+                    id: 0,
+                    reply: Reply::Authenticated { user, .. },
+                } => return Ok((socket, user)),
+                ServerFrame::Error { id: Some(0), error } => {
+                    return Err(ClientError::Refused(error))
+                }
+                // Events right after authenticating (ongoing calls) are kept for the caller.
+                ServerFrame::Event(event) => {
+                    let _ = self.events.send(ConnectionEvent::Server(event));
+                }
+                other => return Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            }
+        }
+    }
+
+    async fn serve(&mut self, mut socket: Socket) -> Ended {
+        let mut pending: HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>> = HashMap::new();
+        let mut next_id = 1u64;
+        let ended = loop {
+            tokio::select! {
+                frame = socket.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Ended::Dropped,
+                        Some(Ok(_)) => continue,
+                    };
+                    match decode_server_frame(text.as_str()) {
+                        Ok(ServerFrame::Reply { id, reply }) => {
+                            if let Some(waiter) = pending.remove(&id) {
+                                let _ = waiter.send(Ok(reply));
+                            }
+                        }
+                        Ok(ServerFrame::Error { id: Some(id), error }) => {
+                            if let Some(waiter) = pending.remove(&id) {
+                                let _ = waiter.send(Err(ClientError::Refused(error)));
+                            }
+                        }
+                        Ok(ServerFrame::Error { id: None, error }) => tracing::warn!("server error: {error}"),
+                        Ok(ServerFrame::Event(Event::SessionRevoked)) => {
+                            let _ = self.events.send(ConnectionEvent::Server(Event::SessionRevoked));
+                            break Ended::Closed;
+                        }
+                        Ok(ServerFrame::Event(event)) => {
+                            let _ = self.events.send(ConnectionEvent::Server(event));
+                        }
+                        Err(e) => tracing::warn!("undecodable frame: {e}"),
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    Some(Command::Request(request, reply)) => {
+                        let id = next_id;
+                        next_id += 1;
+                        if socket.send(Message::Text(encode_request(Some(id), &request).into())).await.is_err() {
+                            let _ = reply.send(Err(ClientError::Disconnected));
+                            break Ended::Dropped;
+                        }
+                        pending.insert(id, reply);
+                    }
+                    Some(Command::Close) | None => {
+                        let _ = socket.close(None).await;
+                        break Ended::Closed;
+                    }
+                },
+            }
+        };
+        // Whatever was in flight may or may not have been done; callers retry what must be
+        // done (sends carry a client id, so a retry is never a duplicate).
+        for (_, waiter) in pending.drain() {
+            let _ = waiter.send(Err(ClientError::Disconnected));
+        }
+        ended
+    }
+}

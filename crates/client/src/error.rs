@@ -1,0 +1,22 @@
+use parlor_protocol::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused the request; `code` says why.
+    #[error("refused: {0}")]
+    Refused(ErrorBody),
+    /// No connection right now (the request was not sent, or its answer was lost with the socket).
+    #[error("not connected")]
+    Disconnected,
+    /// Gave up reconnecting after the policy's attempts.
+    #[error("gave up reconnecting after {0} attempts")]
+    GaveUp(u32),
+    #[error("the server sent something unexpected: {0}")]
+    Protocol(String),
+    #[error("local store: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("local store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("timed out")]
+    Timeout,
+}

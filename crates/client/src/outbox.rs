@@ -1,0 +1,85 @@
+//! Delivering the outbox and catching up on rooms: what a client does after every (re)connect.
+use parlor_protocol::{ErrorCode, Reply, Request, RoomId};
+
+use crate::connection::Connection;
+use crate::store::Store;
+use crate::ClientError;
+
+/// Sends every pending outbox message, oldest first. Stops at the first transport failure
+/// (they stay pending, to be retried with the same client id); a refusal that retrying cannot
+/// fix marks the message failed. Returns how many were delivered.
+pub async fn deliver(connection: &Connection, store: &Store) -> Result<usize, ClientError> {
+    let mut delivered = 0;
+    for outgoing in store.outbox().await? {
+        if outgoing.state != "pending" {
+            continue;
+        }
+        store.outbox_attempted(&outgoing.client_id).await?;
+        let request = Request::SendMessage {
+            room_id: outgoing.room_id,
+            client_id: outgoing.client_id.clone(),
+            text: outgoing.text.clone(),
+        };
+        match connection.request(request).await {
+            // A duplicate is the original, sent before a crash or a dropped reply: also done.
+            Ok(Reply::MessageSent { message, .. }) => {
+                store
+                    .outbox_delivered(&outgoing.client_id, &message)
+                    .await?;
+                delivered += 1;
+            }
+            Ok(other) => return Err(ClientError::Protocol(format!("unexpected reply {other:?}"))),
+            Err(ClientError::Refused(e)) if permanent(e.code) => {
+                store
+                    .outbox_failed(&outgoing.client_id, &e.to_string())
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(delivered)
+}
+
+fn permanent(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotMember
+            | ErrorCode::NotFound
+            | ErrorCode::Forbidden
+            | ErrorCode::Invalid
+            | ErrorCode::TooLarge
+    )
+}
+
+/// Brings one room's local copy up to date from the last applied position.
+pub async fn sync_room(
+    connection: &Connection,
+    store: &Store,
+    room: RoomId,
+) -> Result<usize, ClientError> {
+    let mut applied = 0;
+    loop {
+        let since = store.synced_seq(room).await?;
+        match connection
+            .request(Request::Sync {
+                room_id: room,
+                since_seq: since,
+                limit: None,
+            })
+            .await?
+        {
+            Reply::Sync {
+                entries, has_more, ..
+            } => {
+                for entry in &entries {
+                    store.apply(entry).await?;
+                }
+                applied += entries.len();
+                if !has_more || entries.is_empty() {
+                    return Ok(applied);
+                }
+            }
+            other => return Err(ClientError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+}
