@@ -43,6 +43,8 @@ pub enum ConnectionEvent {
         resumed: bool,
     },
     Server(Event),
+    /// The server refused the credentials; the connection stops.
+    Refused(parlor_protocol::ErrorBody),
 }
 
 /// How to authenticate a socket.
@@ -187,9 +189,13 @@ impl Actor {
                     }
                 }
                 Err(ClientError::Refused(e))
-                    if e.code == ErrorCode::Unauthorized || e.code == ErrorCode::Conflict =>
+                    if matches!(
+                        e.code,
+                        ErrorCode::Unauthorized | ErrorCode::Conflict | ErrorCode::Invalid
+                    ) =>
                 {
-                    tracing::warn!("credentials refused: {e}");
+                    tracing::debug!("credentials refused: {e}");
+                    let _ = self.events.send(ConnectionEvent::Refused(e));
                     break;
                 }
                 Err(e) => tracing::debug!("connecting failed: {e}"),

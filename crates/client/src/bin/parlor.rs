@@ -1,0 +1,447 @@
+//! `parlor`: the command-line client.
+//!
+//!   parlor --server ws://HOST:PORT/ws [--data-dir DIR] [--json] <command>
+//!
+//! The session (server, token, user) is kept in `<data-dir>/session.json` (mode 0600) and the
+//! local copy of rooms and messages in `<data-dir>/<user id>.db`. Exit codes: 0 done, 1 refused
+//! by the server (the message says why), 2 bad usage, 3 cannot reach the server (a `send` is
+//! then queued in the outbox and goes out with the next command that connects).
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use parlor_client::connection::{ConnectionEvent, Credentials};
+use parlor_client::reconnect::ReconnectPolicy;
+use parlor_client::store::Store;
+use parlor_client::{outbox, ClientError, Connection};
+use parlor_protocol::{Reply, Request, User};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(name = "parlor", version, about = "Parlor's command-line client")]
+struct Cli {
+    /// Signaling server, e.g. ws://127.0.0.1:7700/ws (remembered after login).
+    #[arg(long, env = "PARLOR_SERVER", global = true)]
+    server: Option<String>,
+    /// Where the session and the local store live.
+    #[arg(long, env = "PARLOR_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Machine-readable output: one JSON value per line.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an account (the password comes from PARLOR_PASSWORD or --password).
+    Register {
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long, env = "PARLOR_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Log in and remember the session.
+    Login {
+        username: String,
+        #[arg(long, env = "PARLOR_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// End the session on the server and forget it here.
+    Logout,
+    /// Your rooms, with unread counts.
+    Rooms,
+    CreateRoom {
+        name: String,
+        #[arg(long)]
+        private: bool,
+    },
+    Join {
+        room_id: i64,
+    },
+    /// Send a message (queued and sent later if the server cannot be reached).
+    Send {
+        room_id: i64,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Catch up, then show the latest messages.
+    History {
+        room_id: i64,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Search the local copy of your messages.
+    Search {
+        query: Vec<String>,
+    },
+    /// Print incoming events as JSON lines.
+    Tail {
+        /// Stop after this many seconds (default: run until interrupted).
+        #[arg(long = "for")]
+        seconds: Option<f64>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Session {
+    server: String,
+    token: String,
+    user: User,
+}
+
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match e {
+            ClientError::Refused(_) => 1,
+            ClientError::Disconnected | ClientError::Timeout | ClientError::GaveUp(_) => 3,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+fn data_dir(cli: &Cli) -> PathBuf {
+    cli.data_dir.clone().unwrap_or_else(|| {
+        dirs::data_dir()
+            .map(|d| d.join("parlor").join("cli"))
+            .unwrap_or_else(|| PathBuf::from(".parlor"))
+    })
+}
+
+fn session_path(dir: &Path) -> PathBuf {
+    dir.join("session.json")
+}
+
+fn load_session(dir: &Path) -> Result<Session, Failure> {
+    let text = std::fs::read_to_string(session_path(dir))
+        .map_err(|_| fail(2, "not logged in: run `parlor login` first"))?;
+    serde_json::from_str(&text).map_err(|e| fail(2, format!("damaged session file: {e}")))
+}
+
+fn save_session(dir: &Path, session: &Session) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| fail(1, e.to_string()))?;
+    let path = session_path(dir);
+    let text = serde_json::to_string_pretty(session).map_err(|e| fail(1, e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| fail(1, e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+/// A CLI does not wait long for a server that is down.
+fn policy() -> ReconnectPolicy {
+    ReconnectPolicy {
+        max_attempts: 2,
+        base: Duration::from_millis(200),
+        max_delay: Duration::from_millis(500),
+    }
+}
+
+async fn connect(server: &str, credentials: Credentials) -> Result<Connection, Failure> {
+    let connection = Connection::open(server, credentials, policy());
+    match connection.wait_connected(Duration::from_secs(10)).await {
+        Ok(()) => Ok(connection),
+        Err(_) => Err(fail(
+            3,
+            format!("cannot reach {server} (or the session is no longer valid)"),
+        )),
+    }
+}
+
+fn print(json: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let dir = data_dir(&cli);
+    let json = cli.json;
+    let credentials = match &cli.command {
+        Command::Register {
+            username,
+            display_name,
+            password,
+        } => Some(Credentials::Register {
+            username: username.clone(),
+            display_name: display_name.clone().unwrap_or_else(|| username.clone()),
+            password: password.clone(),
+        }),
+        Command::Login { username, password } => Some(Credentials::Login {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(credentials) = credentials {
+        let server = cli
+            .server
+            .clone()
+            .ok_or_else(|| fail(2, "--server is required"))?;
+        let connection = Connection::open(&server, credentials, policy());
+        // Credentials are checked on the first connect; wait for the verdict.
+        let user = loop {
+            match tokio::time::timeout(Duration::from_secs(10), connection.next_event()).await {
+                Ok(Some(ConnectionEvent::Connected { user, .. })) => break user,
+                Ok(Some(ConnectionEvent::Refused(error))) => {
+                    return Err(fail(1, format!("refused: {error}")))
+                }
+                Ok(Some(_)) => continue,
+                _ => return Err(fail(3, format!("cannot reach {server}"))),
+            }
+        };
+        let token = connection
+            .token()
+            .ok_or_else(|| fail(1, "no session token"))?;
+        save_session(
+            &dir,
+            &Session {
+                server,
+                token,
+                user: user.clone(),
+            },
+        )?;
+        print(json, serde_json::json!({ "user": user }), || {
+            format!("logged in as {} ({})", user.username, user.id)
+        });
+        connection.close().await;
+        return Ok(());
+    }
+    let session = load_session(&dir)?;
+    let server = cli.server.clone().unwrap_or_else(|| session.server.clone());
+    let store = Store::open(&dir.join(format!("{}.db", session.user.id)))
+        .await
+        .map_err(Failure::from)?;
+    let result = command(&cli, &server, &session, &store, &dir).await;
+    store.close().await;
+    result
+}
+
+async fn command(
+    cli: &Cli,
+    server: &str,
+    session: &Session,
+    store: &Store,
+    dir: &Path,
+) -> Result<(), Failure> {
+    let json = cli.json;
+    // A send works offline: queue first, then try to deliver everything queued.
+    if let Command::Send { room_id, text } = &cli.command {
+        let client_id = store
+            .outbox_add(*room_id, &text.join(" "))
+            .await
+            .map_err(Failure::from)?;
+        let connection = match connect(server, Credentials::Token(session.token.clone())).await {
+            Ok(c) => c,
+            Err(e) => {
+                print(json, serde_json::json!({ "queued": client_id }), || {
+                    "queued: the server cannot be reached; it will be sent next time".into()
+                });
+                return Err(e);
+            }
+        };
+        let result = outbox::deliver(&connection, store).await;
+        connection.close().await;
+        result.map_err(Failure::from)?;
+        let left = store.outbox().await.map_err(Failure::from)?;
+        if let Some(failed) = left.iter().find(|m| m.client_id == client_id) {
+            return Err(fail(
+                1,
+                failed
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "refused".into()),
+            ));
+        }
+        let sent = store
+            .history(*room_id, None, 200)
+            .await
+            .map_err(Failure::from)?
+            .into_iter()
+            .find(|m| m.client_id == client_id);
+        print(json, serde_json::json!({ "sent": sent }), || {
+            format!("sent (#{})", sent.map(|m| m.seq).unwrap_or(0))
+        });
+        return Ok(());
+    }
+    let connection = connect(server, Credentials::Token(session.token.clone())).await?;
+    // Anything left in the outbox from an earlier offline `send` goes out now.
+    let _ = outbox::deliver(&connection, store).await;
+    let result = match &cli.command {
+        Command::Logout => {
+            let r = connection.request(Request::Logout).await;
+            let _ = std::fs::remove_file(session_path(dir));
+            r.map(|_| {
+                print(json, serde_json::json!({ "logged_out": true }), || {
+                    "logged out".into()
+                })
+            })
+            .map_err(Failure::from)
+        }
+        Command::Rooms => match connection
+            .request(Request::ListRooms)
+            .await
+            .map_err(Failure::from)?
+        {
+            Reply::Rooms { rooms } => {
+                for r in &rooms {
+                    store.upsert_room(&r.room).await.map_err(Failure::from)?;
+                }
+                if json {
+                    println!("{}", serde_json::json!({ "rooms": rooms }));
+                } else {
+                    for r in rooms {
+                        println!("{:>5}  {}  ({} unread)", r.room.id, r.room.name, r.unread);
+                    }
+                }
+                Ok(())
+            }
+            other => Err(fail(1, format!("unexpected reply {other:?}"))),
+        },
+        Command::CreateRoom { name, private } => {
+            match connection
+                .request(Request::CreateRoom {
+                    name: name.clone(),
+                    public: !private,
+                })
+                .await
+                .map_err(Failure::from)?
+            {
+                Reply::Room { room } => {
+                    store.upsert_room(&room).await.map_err(Failure::from)?;
+                    print(json, serde_json::json!({ "room": room }), || {
+                        format!("created room {} ({})", room.name, room.id)
+                    });
+                    Ok(())
+                }
+                other => Err(fail(1, format!("unexpected reply {other:?}"))),
+            }
+        }
+        Command::Join { room_id } => match connection
+            .request(Request::JoinRoom { room_id: *room_id })
+            .await
+            .map_err(Failure::from)?
+        {
+            Reply::Room { room } => {
+                store.upsert_room(&room).await.map_err(Failure::from)?;
+                print(json, serde_json::json!({ "room": room }), || {
+                    format!("joined {} ({})", room.name, room.id)
+                });
+                Ok(())
+            }
+            other => Err(fail(1, format!("unexpected reply {other:?}"))),
+        },
+        Command::History { room_id, limit } => {
+            outbox::sync_room(&connection, store, *room_id)
+                .await
+                .map_err(Failure::from)?;
+            let messages = store
+                .history(*room_id, None, *limit)
+                .await
+                .map_err(Failure::from)?;
+            if json {
+                for m in messages {
+                    println!("{}", serde_json::json!(m));
+                }
+            } else {
+                for m in messages {
+                    let text = if m.deleted {
+                        "(deleted)".to_owned()
+                    } else {
+                        m.text
+                    };
+                    println!("#{} user {}: {}", m.seq, m.author_id, text);
+                }
+            }
+            Ok(())
+        }
+        Command::Search { query } => {
+            for room in store.room_ids().await.map_err(Failure::from)? {
+                let _ = outbox::sync_room(&connection, store, room).await;
+            }
+            let found = store
+                .search(&query.join(" "))
+                .await
+                .map_err(Failure::from)?;
+            if json {
+                for m in found {
+                    println!("{}", serde_json::json!(m));
+                }
+            } else {
+                for m in found {
+                    println!("room {} #{}: {}", m.room_id, m.seq, m.text);
+                }
+            }
+            Ok(())
+        }
+        Command::Tail { seconds } => {
+            let until = seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
+            loop {
+                let next = match until {
+                    Some(t) => {
+                        match tokio::time::timeout_at(t.into(), connection.next_event()).await {
+                            Ok(event) => event,
+                            Err(_) => break,
+                        }
+                    }
+                    None => connection.next_event().await,
+                };
+                match next {
+                    Some(ConnectionEvent::Server(event)) => {
+                        if let parlor_protocol::Event::Timeline { entry } = &event {
+                            let _ = store.apply(entry).await;
+                        }
+                        println!("{}", serde_json::to_string(&event).unwrap_or_default());
+                    }
+                    Some(ConnectionEvent::Connected { .. }) => {}
+                    Some(ConnectionEvent::Refused(error)) => {
+                        return Err(fail(1, format!("refused: {error}")))
+                    }
+                    None => break,
+                }
+            }
+            Ok(())
+        }
+        Command::Register { .. } | Command::Login { .. } | Command::Send { .. } => {
+            unreachable!("handled above")
+        }
+    };
+    connection.close().await;
+    result
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("parlor: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The `parlor` command-line client, as processes, against the real server (in-process).
+use std::path::Path;
+use std::process::Output;
+
+use tokio::sync::oneshot;
+
+struct Server {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn server(db: &Path) -> Server {
+    let mut settings = parlor_signaling::config::Settings::for_database(db);
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    let server = parlor_signaling::server::Server::bind(settings)
+        .await
+        .unwrap();
+    let url = format!("ws://{}/ws", server.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    Server {
+        url,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Server {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn parlor(data_dir: &Path, url: &str, password: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .arg("--server")
+        .arg(url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--json")
+        .args(args)
+        .env("PARLOR_PASSWORD", password)
+        .env_remove("PARLOR_SERVER")
+        .output()
+        .await
+        .expect("run parlor")
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "parlor failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.lines().last().expect("output")).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cli_clients_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let (ann, bob) = (dir.path().join("ann"), dir.path().join("bob"));
+
+    stdout_json(&parlor(&ann, &server.url, "ann-password", &["register", "ann"]).await);
+    stdout_json(&parlor(&bob, &server.url, "bob-password", &["register", "bob"]).await);
+    let room = stdout_json(&parlor(&ann, &server.url, "", &["create-room", "general"]).await)
+        ["room"]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    stdout_json(&parlor(&bob, &server.url, "", &["join", &room]).await);
+
+    // Bob tails while Ann sends.
+    let tail = tokio::spawn({
+        let (bob, url) = (bob.clone(), server.url.clone());
+        async move { parlor(&bob, &url, "", &["tail", "--for", "4"]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let sent = stdout_json(
+        &parlor(
+            &ann,
+            &server.url,
+            "",
+            &["send", &room, "hello", "from", "the", "CLI"],
+        )
+        .await,
+    );
+    assert_eq!(sent["sent"]["text"], "hello from the CLI");
+    let tail = tail.await.unwrap();
+    assert!(tail.status.success());
+    let events = String::from_utf8_lossy(&tail.stdout);
+    assert!(
+        events.contains("hello from the CLI"),
+        "tail printed: {events}"
+    );
+
+    // And the other way round, read with history; search finds it.
+    stdout_json(&parlor(&bob, &server.url, "", &["send", &room, "hi ann"]).await);
+    let history = parlor(&ann, &server.url, "", &["history", &room]).await;
+    let texts: Vec<String> = String::from_utf8_lossy(&history.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, vec!["hello from the CLI", "hi ann"]);
+    let found = parlor(&bob, &server.url, "", &["search", "hello"]).await;
+    assert!(String::from_utf8_lossy(&found.stdout).contains("hello from the CLI"));
+    let rooms = stdout_json(&parlor(&ann, &server.url, "", &["rooms"]).await);
+    assert_eq!(rooms["rooms"][0]["unread"], 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_errors_are_clear_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let (ann, eve) = (dir.path().join("ann"), dir.path().join("eve"));
+    stdout_json(&parlor(&ann, &server.url, "ann-password", &["register", "ann"]).await);
+    let room = stdout_json(
+        &parlor(
+            &ann,
+            &server.url,
+            "",
+            &["create-room", "secret", "--private"],
+        )
+        .await,
+    )["room"]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+
+    let wrong = parlor(&eve, &server.url, "not-her-password", &["login", "ann"]).await;
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    let not_logged_in = parlor(&eve, &server.url, "", &["rooms"]).await;
+    assert_eq!(not_logged_in.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_logged_in.stderr).contains("not logged in"));
+
+    stdout_json(&parlor(&eve, &server.url, "eve-password", &["register", "eve"]).await);
+    let refused = parlor(&eve, &server.url, "", &["send", &room, "let me in"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not_member"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // With the server gone, a send is queued (exit 3) and goes out with the next command.
+    let url = server.url.clone();
+    server.stop().await;
+    let queued = parlor(&ann, &url, "", &["send", &room, "queued while down"]).await;
+    assert_eq!(
+        queued.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&queued.stderr)
+    );
+    assert!(String::from_utf8_lossy(&queued.stdout).contains("queued"));
+}
