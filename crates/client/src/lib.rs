@@ -2,6 +2,7 @@
 //! by itself, and the offline-first local store with its outbox. The typed client API, calls
 //! and the `parlor` CLI build on these.
 
+pub mod call;
 pub mod connection;
 pub mod error;
 pub mod outbox;
