@@ -3,6 +3,7 @@
 //! and the `parlor` CLI build on these.
 
 pub mod call;
+pub mod call_session;
 pub mod connection;
 pub mod error;
 pub mod outbox;

@@ -171,3 +171,104 @@ async fn cli_errors_are_clear_and_exit_non_zero() {
     );
     assert!(String::from_utf8_lossy(&queued.stdout).contains("queued"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_cli_clients_in_a_mesh_call_receive_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let names = ["ann", "bob", "cat"];
+    let tones = ["440", "660", "880"];
+    let mut ids = Vec::new();
+    for name in names {
+        let out = stdout_json(
+            &parlor(
+                &dir.path().join(name),
+                &server.url,
+                "password-123",
+                &["register", name],
+            )
+            .await,
+        );
+        ids.push(out["user"]["id"].as_i64().unwrap());
+    }
+    let room = stdout_json(
+        &parlor(
+            &dir.path().join("ann"),
+            &server.url,
+            "",
+            &["create-room", "call"],
+        )
+        .await,
+    )["room"]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    for name in &names[1..] {
+        stdout_json(&parlor(&dir.path().join(name), &server.url, "", &["join", &room]).await);
+    }
+    let mut calls = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (data, url, room, tone) = (
+            dir.path().join(name),
+            server.url.clone(),
+            room.clone(),
+            tones[i],
+        );
+        let stats = dir.path().join(format!("{name}.json"));
+        calls.push(tokio::spawn(async move {
+            let audio = format!("tone:{tone}");
+            let args = [
+                "call",
+                &room,
+                "--video",
+                "test-pattern",
+                "--audio",
+                &audio,
+                "--duration",
+                "8",
+                "--bind",
+                "127.0.0.1",
+                "--stats-json",
+                stats.to_str().unwrap(),
+            ];
+            let out = parlor(&data, &url, "", &args).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(stats).unwrap())
+                .unwrap()
+        }));
+        // Stagger the joins a little, as people do.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let mut reports = Vec::new();
+    for call in calls {
+        reports.push(call.await.unwrap());
+    }
+    for (i, report) in reports.iter().enumerate() {
+        for (j, other) in ids.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let peer = &report["peers"][other.to_string()];
+            assert!(
+                peer["video_frames"].as_u64().unwrap_or(0) > 30,
+                "{} from {}: {peer}",
+                names[i],
+                names[j]
+            );
+            assert!(peer["stamped_frames"].as_u64().unwrap_or(0) > 30, "{peer}");
+            let hz = peer["audio_hz"].as_f64().unwrap_or(0.0);
+            let want: f64 = tones[j].parse().unwrap();
+            assert!(
+                (hz - want).abs() < 5.0,
+                "{} heard {hz} Hz from {}, expected {want}",
+                names[i],
+                names[j]
+            );
+        }
+    }
+    server.stop().await;
+}

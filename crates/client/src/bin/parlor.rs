@@ -78,6 +78,24 @@ enum Command {
     Search {
         query: Vec<String>,
     },
+    /// Join a room's call (mesh) for a while, sending the chosen media; prints what arrived.
+    Call {
+        room_id: i64,
+        /// test-pattern | file:PATH.y4m | camera:ID | none
+        #[arg(long, default_value = "test-pattern")]
+        video: String,
+        /// tone:HZ | file:PATH.wav | mic:ID | mic | none
+        #[arg(long, default_value = "tone:440")]
+        audio: String,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Local address for media (e.g. 127.0.0.1); default: all interfaces.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// Write the call's report (received media and stats per participant) here.
+        #[arg(long)]
+        stats_json: Option<PathBuf>,
+    },
     /// Print incoming events as JSON lines.
     Tail {
         /// Stop after this many seconds (default: run until interrupted).
@@ -398,6 +416,47 @@ async fn command(
             }
             Ok(())
         }
+        Command::Call {
+            room_id,
+            video,
+            audio,
+            duration,
+            bind,
+            stats_json,
+        } => {
+            let options = call_options(video, audio, *bind)?;
+            let report = parlor_client::call_session::run_call(
+                &connection,
+                session.user.id,
+                *room_id,
+                options,
+                Duration::from_secs_f64(*duration),
+            )
+            .await
+            .map_err(Failure::from)?;
+            let value = serde_json::to_value(&report).map_err(|e| fail(1, e.to_string()))?;
+            if let Some(path) = stats_json {
+                std::fs::write(
+                    path,
+                    serde_json::to_string_pretty(&value).unwrap_or_default(),
+                )
+                .map_err(|e| fail(1, e.to_string()))?;
+            }
+            print(json, value, || {
+                report
+                    .peers
+                    .iter()
+                    .map(|(user, r)| {
+                        format!(
+                            "user {user}: {} video frames, {} audio frames ({:?} Hz)",
+                            r.video_frames, r.audio_frames, r.audio_hz
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
         Command::Tail { seconds } => {
             let until = seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
             loop {
@@ -432,6 +491,100 @@ async fn command(
     };
     connection.close().await;
     result
+}
+
+type VideoMaker = Box<
+    dyn Fn() -> Result<Box<dyn parlor_media::VideoSource>, parlor_media::MediaError> + Send + Sync,
+>;
+type AudioMaker = Box<
+    dyn Fn() -> Result<Box<dyn parlor_media::AudioSource>, parlor_media::MediaError> + Send + Sync,
+>;
+
+/// Turns `--video` and `--audio` into source factories (each link's sender shares them).
+fn call_options(
+    video: &str,
+    audio: &str,
+    bind: Option<std::net::IpAddr>,
+) -> Result<parlor_client::call_session::CallOptions, Failure> {
+    use parlor_media::source::VideoConstraints;
+    let video: Option<VideoMaker> = match video {
+        "none" => None,
+        "test-pattern" => Some(Box::new(|| {
+            Ok(Box::new(parlor_media::pattern::TestPattern::new(
+                VideoConstraints::default(),
+            )?) as Box<dyn parlor_media::VideoSource>)
+        })),
+        other if other.starts_with("file:") => {
+            let path = PathBuf::from(&other[5..]);
+            Some(Box::new(move || {
+                Ok(Box::new(parlor_media::y4m::Y4mSource::open(&path, true)?)
+                    as Box<dyn parlor_media::VideoSource>)
+            }))
+        }
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        other if other.starts_with("camera:") => {
+            let id = other[7..].to_owned();
+            Some(Box::new(move || {
+                Ok(Box::new(parlor_media::camera::Camera::open(
+                    &id,
+                    VideoConstraints::default(),
+                )?) as Box<dyn parlor_media::VideoSource>)
+            }))
+        }
+        other => {
+            return Err(fail(
+                2,
+                format!("--video {other}: use test-pattern, file:PATH, camera:ID or none"),
+            ))
+        }
+    };
+    let audio: Option<AudioMaker> = match audio {
+        "none" => None,
+        other if other.starts_with("tone:") => {
+            let hz: f64 = other[5..]
+                .parse()
+                .map_err(|_| fail(2, format!("--audio {other}: tone:HZ")))?;
+            Some(Box::new(move || {
+                Ok(Box::new(parlor_media::tone::Tone::new(
+                    hz,
+                    1,
+                    Duration::from_millis(20),
+                )?) as Box<dyn parlor_media::AudioSource>)
+            }))
+        }
+        other if other.starts_with("file:") => {
+            let path = PathBuf::from(&other[5..]);
+            Some(Box::new(move || {
+                Ok(Box::new(parlor_media::wav::WavSource::open(&path, true)?)
+                    as Box<dyn parlor_media::AudioSource>)
+            }))
+        }
+        "mic" => Some(Box::new(|| {
+            Ok(Box::new(parlor_media::audio_io::Microphone::open(None, 1)?)
+                as Box<dyn parlor_media::AudioSource>)
+        })),
+        other if other.starts_with("mic:") => {
+            let id = other[4..].to_owned();
+            Some(Box::new(move || {
+                Ok(
+                    Box::new(parlor_media::audio_io::Microphone::open(Some(&id), 1)?)
+                        as Box<dyn parlor_media::AudioSource>,
+                )
+            }))
+        }
+        other => {
+            return Err(fail(
+                2,
+                format!("--audio {other}: use tone:HZ, file:PATH, mic[:ID] or none"),
+            ))
+        }
+    };
+    let mut rtc = parlor_rtc::RtcConfig::default();
+    if let Some(ip) = bind {
+        rtc.udp_addrs = vec![std::net::SocketAddr::new(ip, 0)];
+        rtc.resolve_mdns = !ip.is_loopback();
+    }
+    Ok(parlor_client::call_session::CallOptions { video, audio, rtc })
 }
 
 #[tokio::main]
