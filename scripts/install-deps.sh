@@ -13,7 +13,8 @@ case "${1:-test}" in
   # openssl: the TURN credential test checks our HMAC against openssl's.
   # chromium, iproute2: the browser interop tests (Chromium in a loopback-only namespace).
   # pulseaudio, pulseaudio-utils: a user-space sound server for the real-device audio test.
-  test) packages+=("${build[@]}" openssl chromium iproute2 pulseaudio pulseaudio-utils) ;;
+  # coturn: the TURN server the relay-only call test starts on loopback.
+  test) packages+=("${build[@]}" openssl chromium iproute2 pulseaudio pulseaudio-utils coturn) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac

@@ -112,6 +112,7 @@ pub async fn run_call(
     };
 
     let mut machine = CallMachine::new(me);
+    let mut final_stats: HashMap<UserId, parlor_rtc::stats::CallStats> = HashMap::new();
     let mut links: HashMap<UserId, Arc<PeerConnection>> = HashMap::new();
     let received: Arc<Mutex<HashMap<UserId, Received>>> = Arc::default();
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<(UserId, PeerEvent)>();
@@ -171,6 +172,8 @@ pub async fn run_call(
                 }
                 Action::CloseLink { user } => {
                     if let Some(pc) = links.remove(&user) {
+                        // Keep what the link measured: the report covers people who left too.
+                        final_stats.insert(user, pc.stats().await);
                         let _ = pc.close().await;
                     }
                     vec![]
@@ -278,7 +281,7 @@ pub async fn run_call(
     let mut report = CallReport {
         room,
         peers: received.lock().await.clone(),
-        stats: HashMap::new(),
+        stats: final_stats,
     };
     for (user, pc) in &links {
         report.stats.insert(*user, pc.stats().await);

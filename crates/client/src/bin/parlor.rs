@@ -95,6 +95,9 @@ enum Command {
         /// Write the call's report (received media and stats per participant) here.
         #[arg(long)]
         stats_json: Option<PathBuf>,
+        /// Use only TURN relays (hides your addresses from the other participants).
+        #[arg(long)]
+        relay_only: bool,
     },
     /// Print incoming events as JSON lines.
     Tail {
@@ -423,8 +426,12 @@ async fn command(
             duration,
             bind,
             stats_json,
+            relay_only,
         } => {
-            let options = call_options(video, audio, *bind)?;
+            let mut options = call_options(video, audio, *bind)?;
+            if *relay_only {
+                options.rtc.ice_transport_policy = parlor_rtc::IceTransportPolicy::Relay;
+            }
             let report = parlor_client::call_session::run_call(
                 &connection,
                 session.user.id,

@@ -1,0 +1,176 @@
+//! A relay-only call through a real coturn (apt package `coturn`) started by the test on
+//! loopback with `use-auth-secret`, using the time-limited credentials our server issues.
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+const SECRET: &str = "parlor-test-secret";
+
+struct Turn(Child);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_turn(port: u16) -> Turn {
+    let child = Command::new("turnserver")
+        .args([
+            "-n",
+            "--listening-ip",
+            "127.0.0.1",
+            "--relay-ip",
+            "127.0.0.1",
+        ])
+        .args([
+            "--listening-port",
+            &port.to_string(),
+            "--min-port",
+            "49160",
+            "--max-port",
+            "49260",
+        ])
+        .args([
+            "--use-auth-secret",
+            "--static-auth-secret",
+            SECRET,
+            "--realm",
+            "parlor.test",
+        ])
+        .args([
+            "--allow-loopback-peers",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--fingerprint",
+        ])
+        .args(["--log-file", "stdout", "--simple-log"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("turnserver (apt package coturn) must be installed");
+    std::thread::sleep(Duration::from_millis(800));
+    Turn(child)
+}
+
+async fn parlor(data_dir: &Path, url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .arg("--server")
+        .arg(url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--json")
+        .args(args)
+        .env("PARLOR_PASSWORD", "password-123")
+        .output()
+        .await
+        .expect("run parlor")
+}
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_call_goes_through_coturn_with_server_issued_credentials() {
+    let turn_port = free_udp_port();
+    let _turn = start_turn(turn_port);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings =
+        parlor_signaling::config::Settings::for_database(&dir.path().join("server.db"));
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.turn_urls = vec![format!("turn:127.0.0.1:{turn_port}?transport=udp")];
+    settings.turn_secret = Some(SECRET.into());
+    let server = parlor_signaling::server::Server::bind(settings)
+        .await
+        .unwrap();
+    let url = format!("ws://{}/ws", server.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let (ann, bob) = (dir.path().join("ann"), dir.path().join("bob"));
+    let ann_id = json(&parlor(&ann, &url, &["register", "ann"]).await)["user"]["id"]
+        .as_i64()
+        .unwrap();
+    let bob_id = json(&parlor(&bob, &url, &["register", "bob"]).await)["user"]["id"]
+        .as_i64()
+        .unwrap();
+    let room = json(&parlor(&ann, &url, &["create-room", "relayed"]).await)["room"]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    json(&parlor(&bob, &url, &["join", &room]).await);
+
+    let call = |data: std::path::PathBuf, tone: &'static str| {
+        let (url, room) = (url.clone(), room.clone());
+        tokio::spawn(async move {
+            let stats = data.join("call.json");
+            let audio = format!("tone:{tone}");
+            let args = [
+                "call",
+                &room,
+                "--relay-only",
+                "--bind",
+                "127.0.0.1",
+                "--duration",
+                "8",
+                "--audio",
+                &audio,
+                "--stats-json",
+                stats.to_str().unwrap(),
+            ];
+            let out = parlor(&data, &url, &args).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(stats).unwrap())
+                .unwrap()
+        })
+    };
+    let a = call(ann.clone(), "440");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = call(bob.clone(), "660");
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+
+    for (report, other, hz) in [(&a, bob_id, 660.0), (&b, ann_id, 440.0)] {
+        let peer = &report["peers"][other.to_string()];
+        assert!(peer["video_frames"].as_u64().unwrap_or(0) > 20, "{report}");
+        let heard = peer["audio_hz"].as_f64().unwrap_or(0.0);
+        assert!((heard - hz).abs() < 5.0, "heard {heard} Hz");
+        let pair = &report["stats"][other.to_string()]["selected_pair"];
+        assert_eq!(
+            pair["local_type"], "relay",
+            "the media went through the relay: {}",
+            report["stats"]
+        );
+    }
+    let _ = stop.send(());
+    let _ = task.await;
+}
