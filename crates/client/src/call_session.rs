@@ -35,6 +35,9 @@ pub struct CallReport {
     pub room: RoomId,
     pub peers: HashMap<UserId, Received>,
     pub stats: HashMap<UserId, parlor_rtc::stats::CallStats>,
+    /// Members who said they were busy in another call, or declined.
+    pub busy: Vec<UserId>,
+    pub declined: Vec<UserId>,
 }
 
 /// Makes a video source for the call (called once; the track fans it out to every link).
@@ -113,6 +116,7 @@ pub async fn run_call(
 
     let mut machine = CallMachine::new(me);
     let mut final_stats: HashMap<UserId, parlor_rtc::stats::CallStats> = HashMap::new();
+    let (mut busy, mut declined) = (Vec::new(), Vec::new());
     let mut links: HashMap<UserId, Arc<PeerConnection>> = HashMap::new();
     let received: Arc<Mutex<HashMap<UserId, Received>>> = Arc::default();
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<(UserId, PeerEvent)>();
@@ -254,6 +258,14 @@ pub async fn run_call(
                     Event::CallAnswer { room_id, from, sdp, .. } if room_id == room => Some(Input::Answer { from, sdp }),
                     Event::CallIce { room_id, from, candidate, .. } if room_id == room => Some(Input::Candidate { from, candidate }),
                     Event::CallStarted { call, by } => Some(Input::Ring { call, by }),
+                    Event::CallBusy { room_id, user_id, .. } if room_id == room => {
+                        busy.push(user_id);
+                        None
+                    }
+                    Event::CallDeclined { room_id, user_id, .. } if room_id == room => {
+                        declined.push(user_id);
+                        None
+                    }
                     _ => None,
                 },
                 Some(_) => None,
@@ -282,6 +294,8 @@ pub async fn run_call(
         room,
         peers: received.lock().await.clone(),
         stats: final_stats,
+        busy,
+        declined,
     };
     for (user, pc) in &links {
         report.stats.insert(*user, pc.stats().await);

@@ -272,3 +272,162 @@ async fn three_cli_clients_in_a_mesh_call_receive_each_other() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_listed_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args(["--json", "--data-dir"])
+        .arg(dir.path())
+        .arg("devices")
+        .env_remove("PARLOR_SERVER")
+        .output()
+        .await
+        .unwrap();
+    let value = stdout_json(&out);
+    for key in ["microphones", "speakers", "cameras"] {
+        assert!(value[key].is_array(), "{value}");
+    }
+}
+
+async fn registered(dir: &Path, url: &str, name: &str) -> i64 {
+    stdout_json(&parlor(&dir.join(name), url, "password-123", &["register", name]).await)["user"]
+        ["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn room_with(dir: &Path, url: &str, owner: &str, members: &[&str]) -> String {
+    let room = stdout_json(&parlor(&dir.join(owner), url, "", &["create-room", "r"]).await)["room"]
+        ["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    for m in members {
+        stdout_json(&parlor(&dir.join(m), url, "", &["join", &room]).await);
+    }
+    room
+}
+
+fn call(
+    dir: &Path,
+    url: &str,
+    name: &str,
+    room: &str,
+    seconds: &str,
+    tone: &str,
+) -> tokio::task::JoinHandle<serde_json::Value> {
+    let (data, url, room, seconds, tone) = (
+        dir.join(name),
+        url.to_owned(),
+        room.to_owned(),
+        seconds.to_owned(),
+        format!("tone:{tone}"),
+    );
+    tokio::spawn(async move {
+        let stats = data.join(format!("call-{room}.json"));
+        let args = [
+            "call",
+            &room,
+            "--audio",
+            &tone,
+            "--duration",
+            &seconds,
+            "--bind",
+            "127.0.0.1",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ];
+        let out = parlor(&data, &url, "", &args).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_already_in_another_call_answers_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let url = server.url.clone();
+    registered(dir.path(), &url, "ann").await;
+    let bob = registered(dir.path(), &url, "bob").await;
+    registered(dir.path(), &url, "cat").await;
+    let first = room_with(dir.path(), &url, "bob", &["cat"]).await;
+    let second = room_with(dir.path(), &url, "ann", &["bob"]).await;
+    // Bob and Cat are in a call; then Ann rings Bob from another room.
+    let bob_call = call(dir.path(), &url, "bob", &first, "8", "440");
+    let cat_call = call(dir.path(), &url, "cat", &first, "8", "660");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let ann_report = call(dir.path(), &url, "ann", &second, "3", "880")
+        .await
+        .unwrap();
+    let busy: Vec<i64> = ann_report["busy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_i64())
+        .collect();
+    assert_eq!(busy, vec![bob], "{ann_report}");
+    // Bob stayed in his call throughout.
+    let bob_report = bob_call.await.unwrap();
+    cat_call.await.unwrap();
+    let from_cat = bob_report["peers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        from_cat["video_frames"].as_u64().unwrap_or(0) > 20,
+        "{bob_report}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leaves_and_another_joins_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let url = server.url.clone();
+    let ann = registered(dir.path(), &url, "ann").await;
+    registered(dir.path(), &url, "bob").await;
+    let cat = registered(dir.path(), &url, "cat").await;
+    let room = room_with(dir.path(), &url, "ann", &["bob", "cat"]).await;
+    // Ann stays 4 s; Bob 10 s; Cat comes in at 5 s, after Ann has gone.
+    let ann_call = call(dir.path(), &url, "ann", &room, "4", "440");
+    let bob_call = call(dir.path(), &url, "bob", &room, "10", "660");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let cat_report = call(dir.path(), &url, "cat", &room, "4", "880")
+        .await
+        .unwrap();
+    let ann_report = ann_call.await.unwrap();
+    let bob_report = bob_call.await.unwrap();
+    // Bob received Ann before she left and Cat after she came. (Frequencies are checked in the
+    // mesh test; here the point is who was connected to whom.)
+    for who in [ann, cat] {
+        let peer = &bob_report["peers"][who.to_string()];
+        assert!(
+            peer["video_frames"].as_u64().unwrap_or(0) > 10,
+            "{who}: {peer}"
+        );
+        assert!(
+            peer["audio_frames"].as_u64().unwrap_or(0) > 10,
+            "{who}: {peer}"
+        );
+    }
+    // Ann and Cat never overlapped.
+    assert!(
+        ann_report["peers"][cat.to_string()].is_null(),
+        "{ann_report}"
+    );
+    assert!(
+        cat_report["peers"][ann.to_string()].is_null(),
+        "{cat_report}"
+    );
+    server.stop().await;
+}

@@ -99,6 +99,8 @@ enum Command {
         #[arg(long)]
         relay_only: bool,
     },
+    /// List microphones, speakers and cameras (no server needed).
+    Devices,
     /// Print incoming events as JSON lines.
     Tail {
         /// Stop after this many seconds (default: run until interrupted).
@@ -218,6 +220,50 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }),
         _ => None,
     };
+    if let Command::Devices = cli.command {
+        let list = parlor_media::devices::list_devices();
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        let cameras: Vec<serde_json::Value> = list
+            .cameras
+            .iter()
+            .map(|c| serde_json::json!({ "id": c.id, "name": c.name }))
+            .collect();
+        #[cfg(any(target_os = "android", target_os = "ios"))]
+        let cameras: Vec<serde_json::Value> = Vec::new();
+        let audio = |devices: &[parlor_media::audio_io::AudioDevice]| -> Vec<serde_json::Value> {
+            devices
+                .iter()
+                .map(|d| serde_json::json!({ "id": d.id, "name": d.name, "default": d.is_default }))
+                .collect()
+        };
+        let value = serde_json::json!({
+            "microphones": audio(&list.microphones),
+            "speakers": audio(&list.speakers),
+            "cameras": cameras,
+        });
+        print(json, value.clone(), || {
+            let mut lines = Vec::new();
+            for (kind, key) in [
+                ("microphone", "microphones"),
+                ("speaker", "speakers"),
+                ("camera", "cameras"),
+            ] {
+                for d in value[key].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "{kind}: {}  [{}]",
+                        d["name"].as_str().unwrap_or(""),
+                        d["id"].as_str().unwrap_or("")
+                    ));
+                }
+            }
+            if lines.is_empty() {
+                "no devices".to_owned()
+            } else {
+                lines.join("\n")
+            }
+        });
+        return Ok(());
+    }
     if let Some(credentials) = credentials {
         let server = cli
             .server
@@ -492,7 +538,10 @@ async fn command(
             }
             Ok(())
         }
-        Command::Register { .. } | Command::Login { .. } | Command::Send { .. } => {
+        Command::Register { .. }
+        | Command::Login { .. }
+        | Command::Send { .. }
+        | Command::Devices => {
             unreachable!("handled above")
         }
     };
