@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parlor_media::analysis::{dominant_frequency, first_channel};
+use parlor_media::analysis::{first_channel, percentile, ToneMeter};
 use parlor_media::pattern::read_stamp;
 use parlor_media::{AudioSource, VideoSource};
 use parlor_protocol::{Event, IceCandidate as WireCandidate, Reply, Request, RoomId, UserId};
@@ -28,6 +28,18 @@ pub struct Received {
     pub latency_ms_median: Option<f64>,
     pub audio_frames: u64,
     pub audio_hz: Option<f64>,
+    /// Raw material for the summaries above, which are computed once, for the report.
+    #[serde(skip)]
+    latencies: Vec<f64>,
+    #[serde(skip)]
+    tone: ToneMeter,
+}
+
+impl Received {
+    fn summarize(&mut self) {
+        self.latency_ms_median = percentile(&self.latencies, 50);
+        self.audio_hz = self.tone.frequency();
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -290,9 +302,11 @@ pub async fn run_call(
         }
     }
 
+    let mut peers = received.lock().await.clone();
+    peers.values_mut().for_each(Received::summarize);
     let mut report = CallReport {
         room,
-        peers: received.lock().await.clone(),
+        peers,
         stats: final_stats,
         busy,
         declined,
@@ -332,39 +346,24 @@ fn spawn_receiver(
     tokio::spawn(async move {
         match track {
             RemoteTrack::Video(track) => {
-                let mut latencies = Vec::new();
                 while let Some(frame) = track.next_frame().await {
                     let mut all = received.lock().await;
                     let r = all.entry(user).or_default();
                     r.video_frames += 1;
                     if let Some(stamp) = read_stamp(&frame) {
                         r.stamped_frames += 1;
-                        let ms = parlor_media::frame::wall_clock()
-                            .saturating_sub(stamp.captured_at)
-                            .as_secs_f64()
-                            * 1000.0;
-                        latencies.push(ms);
-                        let mut sorted = latencies.clone();
-                        sorted.sort_by(|a, b| a.total_cmp(b));
-                        r.latency_ms_median = Some(sorted[sorted.len() / 2]);
+                        let age =
+                            parlor_media::frame::wall_clock().saturating_sub(stamp.captured_at);
+                        r.latencies.push(age.as_secs_f64() * 1000.0);
                     }
                 }
             }
             RemoteTrack::Audio(track) => {
-                let mut samples = Vec::new();
                 while let Some(frame) = track.next_frame().await {
-                    samples.extend(first_channel(&frame.samples, frame.channels));
                     let mut all = received.lock().await;
                     let r = all.entry(user).or_default();
                     r.audio_frames += 1;
-                    if samples.len() >= 48_000 {
-                        r.audio_hz = dominant_frequency(
-                            &samples[samples.len() - 24_000..],
-                            48_000,
-                            100.0,
-                            4000.0,
-                        );
-                    }
+                    r.tone.push(&first_channel(&frame.samples, frame.channels));
                 }
             }
         }

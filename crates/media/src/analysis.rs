@@ -46,6 +46,46 @@ pub fn rms(samples: &[i16]) -> f64 {
     (sum / samples.len() as f64).sqrt()
 }
 
+/// The `pct`-th percentile of `values` (the value at rank `len * pct / 100`); `None` when empty.
+pub fn percentile(values: &[f64], pct: usize) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    Some(sorted[(sorted.len() * pct / 100).min(sorted.len() - 1)])
+}
+
+/// Follows a received mono signal and says which tone it carries: it keeps only the last half
+/// second (memory stays bounded however long the call) and answers once at least a second has
+/// arrived, so the decoder's start-up is not judged.
+#[derive(Debug, Clone, Default)]
+pub struct ToneMeter {
+    recent: std::collections::VecDeque<i16>,
+    received: usize,
+}
+
+impl ToneMeter {
+    const WINDOW: usize = 24_000;
+    const WARM_UP: usize = 48_000;
+
+    pub fn push(&mut self, mono: &[i16]) {
+        self.received += mono.len();
+        self.recent.extend(mono);
+        let excess = self.recent.len().saturating_sub(Self::WINDOW);
+        self.recent.drain(..excess);
+    }
+
+    /// The dominant frequency of the last half second (48 kHz), if enough has arrived.
+    pub fn frequency(&self) -> Option<f64> {
+        if self.received < Self::WARM_UP {
+            return None;
+        }
+        let window: Vec<i16> = self.recent.iter().copied().collect();
+        dominant_frequency(&window, 48_000, 100.0, 4000.0)
+    }
+}
+
 /// The left channel of interleaved samples.
 pub fn first_channel(samples: &[i16], channels: u16) -> Vec<i16> {
     samples
@@ -70,5 +110,30 @@ mod tests {
             assert!((found - hz).abs() < 2.0, "{hz} Hz found as {found}");
         }
         assert_eq!(dominant_frequency(&[0; 4800], 48_000, 100.0, 4000.0), None);
+    }
+
+    #[test]
+    fn the_tone_meter_waits_a_second_and_keeps_half_of_one() {
+        let mut tone = Tone::unpaced(660.0, 1, Duration::from_millis(20)).unwrap();
+        let mut meter = ToneMeter::default();
+        for _ in 0..49 {
+            meter.push(&tone.render().samples);
+        }
+        assert_eq!(meter.frequency(), None, "less than a second");
+        meter.push(&tone.render().samples);
+        assert!((meter.frequency().unwrap() - 660.0).abs() < 2.0);
+        for _ in 0..500 {
+            meter.push(&tone.render().samples);
+        }
+        assert_eq!(meter.recent.len(), ToneMeter::WINDOW);
+    }
+
+    #[test]
+    fn percentiles_use_the_rank_below() {
+        assert_eq!(percentile(&[], 50), None);
+        let values: Vec<f64> = (1..=20).rev().map(f64::from).collect();
+        assert_eq!(percentile(&values, 50), Some(11.0));
+        assert_eq!(percentile(&values, 95), Some(20.0));
+        assert_eq!(percentile(&[3.0], 95), Some(3.0));
     }
 }

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use parlor_media::analysis::{dominant_frequency, first_channel};
+use parlor_media::analysis::{first_channel, percentile, ToneMeter};
 use parlor_media::frame::wall_clock;
 use parlor_media::pattern::{read_stamp, TestPattern};
 use parlor_media::source::VideoConstraints;
 use parlor_media::tone::Tone;
 use parlor_rtc::{
     DataChannel, DataChannelEvent, DataChannelOptions, IceCandidate, LocalAudioTrack,
-    LocalVideoTrack, Message, PeerConnection, PeerEvent, RemoteTrack, RtcClient, RtcConfig,
-    SessionDescription, VideoTrackOptions,
+    LocalVideoTrack, Message, PeerEvent, RemoteTrack, RtcClient, RtcConfig, SessionDescription,
+    VideoTrackOptions,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -83,6 +83,11 @@ struct Outcome {
     messages: Vec<String>,
     stats: Option<parlor_rtc::stats::CallStats>,
     error: Option<String>,
+    /// Raw material for the summaries above, computed once when reporting.
+    #[serde(skip)]
+    latencies: Vec<f64>,
+    #[serde(skip)]
+    tone: ToneMeter,
 }
 
 type Shared<T> = Arc<Mutex<T>>;
@@ -116,7 +121,12 @@ async fn main() {
     if let Err(e) = run(&args, stdout.clone(), outcome.clone()).await {
         outcome.lock().await.error = Some(e);
     }
-    let result = serde_json::json!({ "result": &*outcome.lock().await });
+    let mut o = outcome.lock().await;
+    o.latency_ms_median = percentile(&o.latencies, 50);
+    o.latency_ms_p95 = percentile(&o.latencies, 95);
+    o.audio_hz = o.tone.frequency();
+    let result = serde_json::json!({ "result": &*o });
+    drop(o);
     let mut out = stdout.lock().await;
     let _ = out.write_all(format!("{result}\n").as_bytes()).await;
     let _ = out.flush().await;
@@ -274,7 +284,6 @@ async fn run(
             PeerEvent::TrackAdded(RemoteTrack::Video(track)) => {
                 let outcome = outcome.clone();
                 receivers.push(tokio::spawn(async move {
-                    let mut latencies = Vec::new();
                     let mut last: Option<u32> = None;
                     while let Some(frame) = track.next_frame().await {
                         let mut o = outcome.lock().await;
@@ -288,14 +297,8 @@ async fn run(
                                 o.stamps_in_order = false;
                             }
                             last = Some(stamp.frame_number);
-                            let now = wall_clock();
-                            latencies
-                                .push(now.saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
-                            latencies.sort_by(|a, b| a.total_cmp(b));
-                            o.latency_ms_median = Some(latencies[latencies.len() / 2]);
-                            o.latency_ms_p95 = Some(
-                                latencies[(latencies.len() * 95 / 100).min(latencies.len() - 1)],
-                            );
+                            let age = wall_clock().saturating_sub(stamp.captured_at);
+                            o.latencies.push(age.as_secs_f64() * 1000.0);
                         }
                     }
                 }));
@@ -303,20 +306,11 @@ async fn run(
             PeerEvent::TrackAdded(RemoteTrack::Audio(track)) => {
                 let outcome = outcome.clone();
                 receivers.push(tokio::spawn(async move {
-                    let mut samples = Vec::new();
                     while let Some(frame) = track.next_frame().await {
-                        samples.extend(first_channel(&frame.samples, frame.channels));
                         let mut o = outcome.lock().await;
                         o.audio_frames += 1;
                         o.first_audio_ms.get_or_insert_with(|| ms_since(t0));
-                        if samples.len() >= 48_000 {
-                            o.audio_hz = dominant_frequency(
-                                &samples[samples.len() - 24_000..],
-                                48_000,
-                                100.0,
-                                4000.0,
-                            );
-                        }
+                        o.tone.push(&first_channel(&frame.samples, frame.channels));
                     }
                 }));
             }
@@ -388,6 +382,3 @@ fn serve_channel(
         }
     });
 }
-
-#[allow(dead_code)]
-fn unused(_: PeerConnection) {}
