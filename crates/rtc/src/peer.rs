@@ -166,10 +166,6 @@ pub(crate) mod tokio_util_like {
         pub fn cancel(&self) {
             self.0.send_replace(true);
         }
-        #[allow(dead_code)]
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.borrow()
-        }
         pub async fn cancelled(&self) {
             let mut rx = self.0.subscribe();
             let _ = rx.wait_for(|c| *c).await;
@@ -582,27 +578,24 @@ impl PeerConnection {
 
     /// Sends a local video track on this connection.
     pub async fn add_video_track(&self, track: &LocalVideoTrack) -> Result<()> {
-        let rtp = track.binding()?;
-        let sender = self
-            .raw
-            .add_track(rtp.clone() as Arc<dyn webrtc::media_stream::track_local::TrackLocal>)
-            .await
-            .map_err(RtcError::from)?;
-        track.start_sending(rtp, sender.clone(), &self.shared);
-        self.senders_mut().push((track.id().to_owned(), sender));
-        Ok(())
+        self.add_pipeline(track.pipeline()).await
     }
 
     /// Sends a local audio track on this connection.
     pub async fn add_audio_track(&self, track: &LocalAudioTrack) -> Result<()> {
-        let rtp = track.binding()?;
+        self.add_pipeline(track.pipeline()).await
+    }
+
+    /// Gives a local track an RTP binding of its own on this connection and starts feeding it.
+    async fn add_pipeline(&self, pipeline: &Arc<crate::track_local::Pipeline>) -> Result<()> {
+        let rtp = pipeline.binding()?;
         let sender = self
             .raw
             .add_track(rtp.clone() as Arc<dyn webrtc::media_stream::track_local::TrackLocal>)
             .await
             .map_err(RtcError::from)?;
-        track.start_sending(rtp, sender.clone(), &self.shared);
-        self.senders_mut().push((track.id().to_owned(), sender));
+        pipeline.start_sending(rtp, sender.clone(), &self.shared);
+        self.senders_mut().push((pipeline.id.clone(), sender));
         Ok(())
     }
 

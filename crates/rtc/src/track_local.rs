@@ -19,7 +19,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::broadcast;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::{MediaStreamTrack, Track};
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -58,12 +57,11 @@ pub struct SendCounters {
 struct Encoded {
     data: bytes::Bytes,
     duration: Duration,
-    keyframe: bool,
 }
 
 /// What a local track's capture thread and its bindings share.
-struct Pipeline {
-    id: String,
+pub(crate) struct Pipeline {
+    pub(crate) id: String,
     stream_id: String,
     kind: MediaKind,
     enabled: AtomicBool,
@@ -102,7 +100,7 @@ impl Pipeline {
     }
 
     /// A new RTP track for one peer connection.
-    fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
+    pub(crate) fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
         let (codec, kind) = match self.kind {
             MediaKind::Video => (codecs::h264(), RtpCodecKind::Video),
             MediaKind::Audio => (codecs::opus(), RtpCodecKind::Audio),
@@ -129,7 +127,7 @@ impl Pipeline {
 
     /// Forwards encoded frames to one connection until the track stops or the connection
     /// closes. Keyframe requests naming this binding's SSRC reach the shared encoder.
-    fn start_sending(
+    pub(crate) fn start_sending(
         self: &Arc<Self>,
         rtp: Arc<TrackLocalStaticSample>,
         sender: Arc<dyn RtpSender>,
@@ -203,7 +201,6 @@ impl Pipeline {
                                 tracing::debug!("writing a sample: {e}");
                                 payload_type = None;
                             }
-                            let _ = frame.keyframe;
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             // Frames were skipped; the far side needs a fresh start.
@@ -350,11 +347,10 @@ impl LocalVideoTrack {
                         c.height = frame.height as u32;
                         c.encode_time += spent;
                     }
-                    let EncodedFrame { data, keyframe } = encoded;
+                    let EncodedFrame { data, .. } = encoded;
                     let _ = pipeline.frames.send(Arc::new(Encoded {
                         data: data.into(),
                         duration,
-                        keyframe,
                     }));
                 }
             })
@@ -404,17 +400,8 @@ impl LocalVideoTrack {
         self.pipeline.stop.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
-        self.pipeline.binding()
-    }
-
-    pub(crate) fn start_sending(
-        &self,
-        rtp: Arc<TrackLocalStaticSample>,
-        sender: Arc<dyn RtpSender>,
-        shared: &Arc<Shared>,
-    ) {
-        self.pipeline.start_sending(rtp, sender, shared)
+    pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
 }
 
@@ -486,7 +473,6 @@ impl LocalAudioTrack {
                             let _ = pipeline.frames.send(Arc::new(Encoded {
                                 data: packet.into(),
                                 duration: frame.duration(),
-                                keyframe: false,
                             }));
                         }
                         Err(e) => set_error(&pipeline, &e),
@@ -526,21 +512,7 @@ impl LocalAudioTrack {
         self.pipeline.stop.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
-        self.pipeline.binding()
+    pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
-
-    pub(crate) fn start_sending(
-        &self,
-        rtp: Arc<TrackLocalStaticSample>,
-        sender: Arc<dyn RtpSender>,
-        shared: &Arc<Shared>,
-    ) {
-        self.pipeline.start_sending(rtp, sender, shared)
-    }
-}
-
-#[allow(dead_code)]
-fn assert_track_local(t: Arc<TrackLocalStaticSample>) -> Arc<dyn TrackLocal> {
-    t
 }

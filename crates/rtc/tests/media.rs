@@ -1,7 +1,6 @@
 //! Audio and video between two real peer connections on loopback, with real codecs.
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -285,7 +284,6 @@ async fn switching_the_source_needs_no_renegotiation() {
         }
     }
     assert!((hz - 880.0).abs() < 5.0, "still hearing {hz} Hz");
-    let _ = Arc::new(());
     a.pc.close().await.unwrap();
     b.pc.close().await.unwrap();
 }
