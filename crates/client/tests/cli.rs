@@ -2,38 +2,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use tokio::sync::oneshot;
+mod common;
 
-struct Server {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn server(db: &Path) -> Server {
-    let mut settings = parlor_signaling::config::Settings::for_database(db);
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    let server = parlor_signaling::server::Server::bind(settings)
-        .await
-        .unwrap();
-    let url = format!("ws://{}/ws", server.local_addr());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
-    Server {
-        url,
-        stop: Some(tx),
-        task,
-    }
-}
-
-impl Server {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.task.await;
-    }
-}
+use common::server;
 
 async fn parlor(data_dir: &Path, url: &str, password: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))

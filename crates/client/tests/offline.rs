@@ -1,7 +1,5 @@
 //! The client against the real server (in-process, loopback, temporary SQLite): reconnecting,
 //! the outbox across a server outage and an app restart, and catching up.
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use parlor_client::connection::{ConnectionEvent, Credentials};
@@ -9,47 +7,12 @@ use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::store::Store;
 use parlor_client::{outbox, ClientError, Connection, ConnectionState};
 use parlor_protocol::{Reply, Request};
-use tokio::sync::oneshot;
+
+mod common;
+
+use common::Server;
 
 const PATIENCE: Duration = Duration::from_secs(20);
-
-struct Server {
-    addr: SocketAddr,
-    db: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(db: &Path, addr: SocketAddr) -> Server {
-        let mut settings = parlor_signaling::config::Settings::for_database(db);
-        settings.listen = addr;
-        let server = parlor_signaling::server::Server::bind(settings)
-            .await
-            .expect("bind");
-        let addr = server.local_addr();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        Server {
-            addr,
-            db: db.to_path_buf(),
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    async fn stop(mut self) -> (PathBuf, SocketAddr) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.task.await;
-        (self.db, self.addr)
-    }
-}
 
 fn policy() -> ReconnectPolicy {
     ReconnectPolicy {
@@ -106,7 +69,7 @@ async fn reconnects_after_the_server_restarts_and_keeps_the_session() {
         "127.0.0.1:0".parse().unwrap(),
     )
     .await;
-    let url = server.url();
+    let url = server.url.clone();
     let ann = connect(&url, register("ann")).await;
     assert!(matches!(
         ann.next_event().await,
@@ -157,7 +120,7 @@ async fn a_message_written_while_the_server_is_down_is_delivered_exactly_once() 
         "127.0.0.1:0".parse().unwrap(),
     )
     .await;
-    let url = server.url();
+    let url = server.url.clone();
     let ann = connect(&url, register("ann")).await;
     let bob = connect(&url, register("bob")).await;
     let room = create_room(&ann, "team").await;
@@ -188,7 +151,7 @@ async fn a_message_written_while_the_server_is_down_is_delivered_exactly_once() 
 
     // The server comes back; the restarted app reconnects with its token and delivers.
     let server = Server::start(&db, addr).await;
-    let ann = connect(&server.url(), Credentials::Token(token)).await;
+    let ann = connect(&server.url.clone(), Credentials::Token(token)).await;
     assert_eq!(outbox::deliver(&ann, &store).await.unwrap(), 1);
     assert!(store.outbox().await.unwrap().is_empty());
     assert_eq!(
@@ -239,7 +202,7 @@ async fn an_offline_client_catches_up_and_finds_messages_by_search() {
         "127.0.0.1:0".parse().unwrap(),
     )
     .await;
-    let url = server.url();
+    let url = server.url.clone();
     let ann = connect(&url, register("ann")).await;
     let bob = connect(&url, register("bob")).await;
     let bob_token = bob.token().unwrap();

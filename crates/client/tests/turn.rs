@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+mod common;
+
+use common::Server;
 
 const SECRET: &str = "parlor-test-secret";
 
@@ -104,14 +106,8 @@ async fn a_relay_only_call_goes_through_coturn_with_server_issued_credentials() 
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.turn_urls = vec![format!("turn:127.0.0.1:{turn_port}?transport=udp")];
     settings.turn_secret = Some(SECRET.into());
-    let server = parlor_signaling::server::Server::bind(settings)
-        .await
-        .unwrap();
-    let url = format!("ws://{}/ws", server.local_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = Server::start_with(settings).await;
+    let url = server.url.clone();
 
     let (ann, bob) = (dir.path().join("ann"), dir.path().join("bob"));
     let ann_id = json(&parlor(&ann, &url, &["register", "ann"]).await)["user"]["id"]
@@ -171,6 +167,5 @@ async fn a_relay_only_call_goes_through_coturn_with_server_issued_credentials() 
             report["stats"]
         );
     }
-    let _ = stop.send(());
-    let _ = task.await;
+    server.stop().await;
 }
