@@ -174,6 +174,41 @@ struct Captured {
     error: Option<String>,
 }
 
+/// Starts a freshly built stream, says whether that worked, and keeps it alive until `stop`:
+/// a cpal stream must stay on the thread that built it.
+fn keep_running(
+    stream: Result<cpal::Stream, cpal::Error>,
+    kind: &'static str,
+    id: &str,
+    ready: &mpsc::Sender<Result<(), MediaError>>,
+    stop: &AtomicBool,
+) {
+    let stream = match stream.and_then(|s| s.play().map(|_| s)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            let _ = ready.send(Err(busy(kind, id, e)));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stream);
+}
+
+/// Waits for [`keep_running`]'s verdict.
+fn wait_started(
+    ready: &mpsc::Receiver<Result<(), MediaError>>,
+    kind: &'static str,
+    id: &str,
+) -> Result<(), MediaError> {
+    match ready.recv_timeout(Duration::from_secs(5)) {
+        Ok(result) => result,
+        Err(_) => Err(busy(kind, id, "the device did not start")),
+    }
+}
+
 /// A microphone as an [`AudioSource`]: 48 kHz, 20 ms frames, mono or stereo.
 pub struct Microphone {
     shared: Arc<(Mutex<Captured>, Condvar)>,
@@ -267,25 +302,10 @@ impl Microphone {
                         None,
                     ),
                 };
-                let stream = match stream.and_then(|s| s.play().map(|_| s)) {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(busy("microphone", &thread_id, e)));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                while !thread_stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                drop(stream);
+                keep_running(stream, "microphone", &thread_id, &ready_tx, &thread_stop);
             })
             .map_err(MediaError::Io)?;
-        match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(busy("microphone", &device_id, "the device did not start")),
-        }
+        wait_started(&ready_rx, "microphone", &device_id)?;
         Ok(Microphone {
             shared,
             channels,
@@ -461,25 +481,10 @@ impl Speaker {
                         None,
                     ),
                 };
-                let stream = match stream.and_then(|s| s.play().map(|_| s)) {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(busy("speaker", &thread_id, e)));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                while !thread_stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                drop(stream);
+                keep_running(stream, "speaker", &thread_id, &ready_tx, &thread_stop);
             })
             .map_err(MediaError::Io)?;
-        match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(busy("speaker", &device_id, "the device did not start")),
-        }
+        wait_started(&ready_rx, "speaker", &device_id)?;
         Ok(Speaker {
             mixer,
             stop,
