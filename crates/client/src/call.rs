@@ -3,6 +3,10 @@
 //! offers to whom (the lower user id, always, so two sides never offer at once), holds remote
 //! ICE candidates until a peer's remote description is set, answers a ring with `busy` when
 //! already in a call, and restarts ICE on a failed link (the offerer does).
+//!
+//! Renegotiation (a track added mid-call) may start on either side. When both sides offer at
+//! once, the lower id (the first offerer) keeps its offer and ignores the other; the higher id
+//! rolls its own offer back, answers, then offers again — WebRTC's "perfect negotiation".
 use std::collections::BTreeMap;
 
 use parlor_protocol::{CallInfo, IceCandidate, RoomId, UserId};
@@ -76,6 +80,11 @@ pub enum Input {
     },
     /// A local track was added to the links: they need a new offer.
     TracksChanged,
+    /// The link to `user` needs a new offer (we answered an offer that had no room for one of
+    /// our tracks, so this side must offer it).
+    NegotiationNeeded {
+        user: UserId,
+    },
     Leave,
 }
 
@@ -110,10 +119,12 @@ pub enum Action {
         user: UserId,
         restart_ice: bool,
     },
-    /// Apply the remote offer and send back an answer.
+    /// Apply the remote offer and send back an answer; first roll back our own unanswered
+    /// offer when `rollback` (we lost an offer collision).
     Answer {
         user: UserId,
         sdp: String,
+        rollback: bool,
     },
     ApplyAnswer {
         user: UserId,
@@ -127,7 +138,12 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Link {
+    /// This side makes the first offer (and the ICE restarts), and wins offer collisions.
     offerer: bool,
+    /// An offer of ours is waiting for its answer.
+    offer_pending: bool,
+    /// Offer again once the pending offer is answered (tracks changed meanwhile).
+    offer_again: bool,
     remote_description_set: bool,
     held_candidates: Vec<IceCandidate>,
     connected: bool,
@@ -185,6 +201,8 @@ impl CallMachine {
             user,
             Link {
                 offerer,
+                offer_pending: offerer,
+                offer_again: false,
                 remote_description_set: false,
                 held_candidates: Vec::new(),
                 connected: false,
@@ -192,6 +210,19 @@ impl CallMachine {
         );
         actions.push(Action::CreateLink { user });
         if offerer {
+            actions.push(Action::Offer {
+                user,
+                restart_ice: false,
+            });
+        }
+    }
+
+    /// Offers now, or right after the answer to the offer already out.
+    fn offer_when_stable(user: UserId, link: &mut Link, actions: &mut Vec<Action>) {
+        if link.offer_pending {
+            link.offer_again = true;
+        } else {
+            link.offer_pending = true;
             actions.push(Action::Offer {
                 user,
                 restart_ice: false,
@@ -277,16 +308,41 @@ impl CallMachine {
                         self.link(from, &mut actions);
                     }
                     if let Some(link) = self.links.get_mut(&from) {
-                        if !link.offerer {
-                            actions.push(Action::Answer { user: from, sdp });
+                        if !link.offer_pending {
+                            actions.push(Action::Answer {
+                                user: from,
+                                sdp,
+                                rollback: false,
+                            });
+                        } else if !link.offerer {
+                            // A collision we lose: take theirs, then send ours again.
+                            link.offer_pending = true;
+                            actions.push(Action::Answer {
+                                user: from,
+                                sdp,
+                                rollback: true,
+                            });
+                            actions.push(Action::Offer {
+                                user: from,
+                                restart_ice: false,
+                            });
                         }
+                        // A collision we win: ours stands, theirs is ignored.
                     }
                 }
             }
             Input::Answer { from, sdp } => {
-                if let Some(link) = self.links.get(&from) {
-                    if link.offerer {
+                if let Some(link) = self.links.get_mut(&from) {
+                    if link.offer_pending {
+                        link.offer_pending = false;
                         actions.push(Action::ApplyAnswer { user: from, sdp });
+                        if std::mem::take(&mut link.offer_again) {
+                            link.offer_pending = true;
+                            actions.push(Action::Offer {
+                                user: from,
+                                restart_ice: false,
+                            });
+                        }
                     }
                 }
             }
@@ -319,6 +375,7 @@ impl CallMachine {
                 if let Some(link) = self.links.get_mut(&user) {
                     link.connected = false;
                     if link.offerer {
+                        link.offer_pending = true;
                         actions.push(Action::Offer {
                             user,
                             restart_ice: true,
@@ -327,13 +384,14 @@ impl CallMachine {
                 }
             }
             Input::TracksChanged => {
-                for (user, link) in &self.links {
-                    if link.offerer {
-                        actions.push(Action::Offer {
-                            user: *user,
-                            restart_ice: false,
-                        });
-                    }
+                // Whoever changed tracks offers, on every link.
+                for (user, link) in self.links.iter_mut() {
+                    Self::offer_when_stable(*user, link, &mut actions);
+                }
+            }
+            Input::NegotiationNeeded { user } => {
+                if let Some(link) = self.links.get_mut(&user) {
+                    Self::offer_when_stable(user, link, &mut actions);
                 }
             }
             Input::Leave => {
@@ -451,7 +509,8 @@ mod tests {
             }),
             vec![Action::Answer {
                 user: 3,
-                sdp: "o".into()
+                sdp: "o".into(),
+                rollback: false
             }]
         );
         assert_eq!(
@@ -489,7 +548,8 @@ mod tests {
                 Action::CreateLink { user: 1 },
                 Action::Answer {
                     user: 1,
-                    sdp: "early".into()
+                    sdp: "early".into(),
+                    rollback: false
                 }
             ]
         );
@@ -618,9 +678,121 @@ mod tests {
         assert_eq!(
             me.handle(Input::TracksChanged),
             vec![Action::Offer {
+                user: 3,
+                restart_ice: false
+            }],
+            "8 still owes the answer to the restart: it is offered to again after it"
+        );
+        assert_eq!(
+            me.handle(Input::Answer {
+                from: 8,
+                sdp: "a".into()
+            }),
+            vec![
+                Action::ApplyAnswer {
+                    user: 8,
+                    sdp: "a".into()
+                },
+                Action::Offer {
+                    user: 8,
+                    restart_ice: false
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn either_side_renegotiates_and_offer_collisions_resolve_by_id() {
+        // 5 links to 3 (3 offers) and 8 (5 offers); both initial offers are answered.
+        let mut me = CallMachine::new(5);
+        me.handle(Input::StartCall { room: 1 });
+        me.handle(Input::Joined {
+            call: call(1, &[3, 5, 8]),
+        });
+        me.handle(Input::Offer {
+            from: 3,
+            sdp: "o3".into(),
+        });
+        me.handle(Input::Answer {
+            from: 8,
+            sdp: "a8".into(),
+        });
+        // A camera turned on here: offer on both links, also to 3 who made the first offer.
+        assert_eq!(
+            me.handle(Input::TracksChanged),
+            vec![
+                Action::Offer {
+                    user: 3,
+                    restart_ice: false
+                },
+                Action::Offer {
+                    user: 8,
+                    restart_ice: false
+                }
+            ]
+        );
+        // 3 offered at the same moment and wins (lower id): roll back, answer, offer again.
+        assert_eq!(
+            me.handle(Input::Offer {
+                from: 3,
+                sdp: "o3b".into()
+            }),
+            vec![
+                Action::Answer {
+                    user: 3,
+                    sdp: "o3b".into(),
+                    rollback: true
+                },
+                Action::Offer {
+                    user: 3,
+                    restart_ice: false
+                }
+            ]
+        );
+        // 8 offered at the same moment too and loses: its offer is ignored; it answers ours.
+        assert_eq!(
+            me.handle(Input::Offer {
+                from: 8,
+                sdp: "o8".into()
+            }),
+            vec![]
+        );
+        // A renegotiation started by 8 later, with nothing of ours pending, is answered.
+        me.handle(Input::Answer {
+            from: 8,
+            sdp: "a8b".into(),
+        });
+        assert_eq!(
+            me.handle(Input::Offer {
+                from: 8,
+                sdp: "o8b".into()
+            }),
+            vec![Action::Answer {
+                user: 8,
+                sdp: "o8b".into(),
+                rollback: false
+            }]
+        );
+        assert_eq!(
+            me.handle(Input::Answer {
+                from: 8,
+                sdp: "stale".into()
+            }),
+            vec![],
+            "an answer to nothing is dropped"
+        );
+        // An answered offer without room for our camera: we offer it ourselves.
+        assert_eq!(
+            me.handle(Input::NegotiationNeeded { user: 8 }),
+            vec![Action::Offer {
                 user: 8,
                 restart_ice: false
             }]
+        );
+        assert_eq!(
+            me.handle(Input::NegotiationNeeded { user: 8 }),
+            vec![],
+            "one offer at a time"
         );
     }
 

@@ -458,6 +458,16 @@ impl PeerConnection {
         Ok(())
     }
 
+    /// Withdraws our unanswered offer (back to the stable state), to take the other side's
+    /// offer instead when both offered at once.
+    pub async fn rollback(&self) -> Result<()> {
+        self.set_local_description(SessionDescription {
+            sdp_type: SdpType::Rollback,
+            sdp: String::new(),
+        })
+        .await
+    }
+
     pub async fn local_description(&self) -> Option<SessionDescription> {
         self.raw.local_description().await.map(to_description)
     }
@@ -694,7 +704,7 @@ fn from_description(d: SessionDescription) -> Result<RTCSessionDescription> {
         SdpType::Offer => RTCSessionDescription::offer(d.sdp),
         SdpType::Answer => RTCSessionDescription::answer(d.sdp),
         SdpType::Pranswer => RTCSessionDescription::pranswer(d.sdp),
-        SdpType::Rollback => return Err(RtcError::Sdp("rollback is not supported".into())),
+        SdpType::Rollback => RTCSessionDescription::rollback((!d.sdp.is_empty()).then_some(d.sdp)),
     };
     parsed.map_err(|e| RtcError::Sdp(e.to_string()))
 }
