@@ -23,7 +23,8 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long one request may wait for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum ConnectionState {
     Connecting,
     Connected,

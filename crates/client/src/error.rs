@@ -19,4 +19,15 @@ pub enum ClientError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("timed out")]
     Timeout,
+    /// Refused here before reaching the server (empty message, already in a call, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The call this handle controlled is over.
+    #[error("the call has ended")]
+    CallEnded,
+    /// A capture device or media file could not be used.
+    #[error("media: {0}")]
+    Media(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use parlor_protocol::{Message, Room, RoomId, Seq, TimelineEntry};
+use parlor_protocol::{
+    Member, Message, Role, Room, RoomId, RoomKind, Seq, TimelineEntry, User, UserId,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
@@ -21,6 +23,16 @@ pub struct OutgoingMessage {
     /// `pending` (will be sent) or `failed` (the server refused it for good).
     pub state: String,
     pub last_error: Option<String>,
+}
+
+/// A room as the sidebar shows it, from the local copy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomView {
+    pub room: Room,
+    /// Messages by others after the read marker, not counting deleted ones.
+    pub unread: i64,
+    pub last_read_seq: Seq,
+    pub last_message: Option<Message>,
 }
 
 pub struct Store {
@@ -80,6 +92,159 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Forgets a room and everything in it (deleted, or no longer a member).
+    pub async fn forget_room(&self, room: RoomId) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for statement in [
+            "DELETE FROM messages WHERE room_id = ?",
+            "DELETE FROM members WHERE room_id = ?",
+            "DELETE FROM outbox WHERE room_id = ?",
+            "DELETE FROM rooms WHERE id = ?",
+        ] {
+            sqlx::query(statement).bind(room).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every known room with its unread count and last message, most recently active first.
+    pub async fn rooms(&self, me: UserId) -> Result<Vec<RoomView>, ClientError> {
+        self.room_views(me, None).await
+    }
+
+    pub async fn room(&self, me: UserId, room: RoomId) -> Result<Option<RoomView>, ClientError> {
+        Ok(self.room_views(me, Some(room)).await?.pop())
+    }
+
+    async fn room_views(
+        &self,
+        me: UserId,
+        only: Option<RoomId>,
+    ) -> Result<Vec<RoomView>, ClientError> {
+        // Rooms first seen through a timeline entry have no kind until the room list arrives.
+        let rows = sqlx::query(
+            "SELECT id, name, kind, owner_id, last_read_seq FROM rooms
+              WHERE kind != '' AND (?1 IS NULL OR id = ?1)",
+        )
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: RoomId = row.get("id");
+            let kind: String = row.get("kind");
+            let room = Room {
+                id,
+                name: row.get("name"),
+                kind: serde_json::from_value(serde_json::Value::String(kind))
+                    .unwrap_or(RoomKind::Private),
+                owner_id: row.get("owner_id"),
+                created_at: 0,
+            };
+            views.push(RoomView {
+                room,
+                unread: self.unread(id, me).await?,
+                last_read_seq: row.get("last_read_seq"),
+                last_message: self.history(id, None, 1).await?.pop(),
+            });
+        }
+        views.sort_by_key(|v| {
+            std::cmp::Reverse(v.last_message.as_ref().map(|m| m.sent_at).unwrap_or(0))
+        });
+        Ok(views)
+    }
+
+    /// Messages by others after the read marker, not counting deleted ones.
+    pub async fn unread(&self, room: RoomId, me: UserId) -> Result<i64, ClientError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages m JOIN rooms r ON r.id = m.room_id
+              WHERE m.room_id = ? AND m.seq > r.last_read_seq AND m.author_id != ? AND m.deleted = 0",
+        )
+        .bind(room)
+        .bind(me)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Moves the read marker forward (never back: markers from other devices may arrive late).
+    pub async fn set_read_marker(&self, room: RoomId, seq: Seq) -> Result<(), ClientError> {
+        sqlx::query("UPDATE rooms SET last_read_seq = MAX(last_read_seq, ?) WHERE id = ?")
+            .bind(seq)
+            .bind(room)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The newest message position in a room's local copy (0 when empty).
+    pub async fn last_message_seq(&self, room: RoomId) -> Result<Seq, ClientError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?")
+                .bind(room)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Replaces a room's member list with the server's.
+    pub async fn set_members(&self, room: RoomId, members: &[Member]) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM members WHERE room_id = ?")
+            .bind(room)
+            .execute(&mut *tx)
+            .await?;
+        for m in members {
+            insert_member(&mut tx, room, &m.user, m.role).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn add_member(&self, room: RoomId, user: &User) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        insert_member(&mut tx, room, user, Role::Member).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), ClientError> {
+        sqlx::query("DELETE FROM members WHERE room_id = ? AND user_id = ?")
+            .bind(room)
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A room's members as last seen, by display name.
+    pub async fn members(&self, room: RoomId) -> Result<Vec<(User, Role)>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT user_id, username, display_name, role FROM members WHERE room_id = ?
+              ORDER BY display_name COLLATE NOCASE, user_id",
+        )
+        .bind(room)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let role: String = r.get("role");
+                (
+                    User {
+                        id: r.get("user_id"),
+                        username: r.get("username"),
+                        display_name: r.get("display_name"),
+                    },
+                    if role == "owner" {
+                        Role::Owner
+                    } else {
+                        Role::Member
+                    },
+                )
+            })
+            .collect())
     }
 
     pub async fn room_ids(&self) -> Result<Vec<RoomId>, ClientError> {
@@ -266,6 +431,38 @@ impl Store {
         Ok(())
     }
 
+    /// One outbox message, if still there.
+    pub async fn outbox_message(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<OutgoingMessage>, ClientError> {
+        Ok(self
+            .outbox()
+            .await?
+            .into_iter()
+            .find(|m| m.client_id == client_id))
+    }
+
+    /// Puts a failed message back in line to be sent (same client id: never a duplicate).
+    pub async fn outbox_retry(&self, client_id: &str) -> Result<bool, ClientError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'pending', last_error = NULL WHERE client_id = ? AND state = 'failed'",
+        )
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up on a failed message.
+    pub async fn outbox_discard(&self, client_id: &str) -> Result<bool, ClientError> {
+        let done = sqlx::query("DELETE FROM outbox WHERE client_id = ? AND state = 'failed'")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub(crate) async fn outbox_failed(
         &self,
         client_id: &str,
@@ -294,6 +491,30 @@ async fn insert_message(tx: &mut sqlx::SqliteConnection, m: &Message) -> Result<
     .bind(m.sent_at)
     .bind(m.edited_at)
     .bind(m.deleted)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_member(
+    tx: &mut sqlx::SqliteConnection,
+    room: RoomId,
+    user: &User,
+    role: Role,
+) -> Result<(), ClientError> {
+    sqlx::query(
+        "INSERT INTO members (room_id, user_id, username, display_name, role) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET username = excluded.username,
+             display_name = excluded.display_name",
+    )
+    .bind(room)
+    .bind(user.id)
+    .bind(&user.username)
+    .bind(&user.display_name)
+    .bind(match role {
+        Role::Owner => "owner",
+        Role::Member => "member",
+    })
     .execute(tx)
     .await?;
     Ok(())

@@ -186,9 +186,23 @@ async fn three_cli_clients_in_a_mesh_call_receive_each_other() {
             tones[i],
         );
         let stats = dir.path().join(format!("{name}.json"));
+        // Ann also records what she receives.
+        let record: Vec<String> = if i == 0 {
+            [("--record-video", "ann.y4m"), ("--record-audio", "ann.wav")]
+                .iter()
+                .flat_map(|(flag, file)| {
+                    [
+                        flag.to_string(),
+                        dir.path().join(file).to_string_lossy().into_owned(),
+                    ]
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         calls.push(tokio::spawn(async move {
             let audio = format!("tone:{tone}");
-            let args = [
+            let mut args = vec![
                 "call",
                 &room,
                 "--video",
@@ -202,6 +216,7 @@ async fn three_cli_clients_in_a_mesh_call_receive_each_other() {
                 "--stats-json",
                 stats.to_str().unwrap(),
             ];
+            args.extend(record.iter().map(String::as_str));
             let out = parlor(&data, &url, "", &args).await;
             assert!(
                 out.status.success(),
@@ -241,6 +256,49 @@ async fn three_cli_clients_in_a_mesh_call_receive_each_other() {
             );
         }
     }
+    // Ann's recordings hold the first participant she heard, readable as files.
+    let recorded = &reports[0]["recorded"];
+    let video_from = recorded["video_from"].as_i64().expect("video recorded");
+    assert!(ids[1..].contains(&video_from), "{recorded}");
+    let frames = recorded["video_frames"].as_u64().unwrap();
+    assert!(frames > 30, "{recorded}");
+    let path = dir.path().join("ann.y4m");
+    let mut clip = parlor_media::y4m::Y4mSource::open(&path, false).unwrap();
+    let format = parlor_media::VideoSource::format(&clip);
+    // The file holds exactly the frames counted (the source plays back in real time, so
+    // only the first second is decoded and checked for the sender's stamps).
+    let header = std::fs::read(&path)
+        .unwrap()
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let frame_bytes = 6 + format.width * format.height * 3 / 2;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        (header + frames as usize * frame_bytes) as u64
+    );
+    for _ in 0..30 {
+        let frame = parlor_media::VideoSource::next_frame(&mut clip).unwrap();
+        assert!(parlor_media::pattern::read_stamp(&frame).is_some());
+    }
+    let audio_from = recorded["audio_from"].as_i64().expect("audio recorded");
+    let want: f64 = tones[ids.iter().position(|&id| id == audio_from).unwrap()]
+        .parse()
+        .unwrap();
+    let (samples, channels, rate) =
+        parlor_media::wav::read_all(&dir.path().join("ann.wav")).unwrap();
+    assert_eq!(rate, 48_000);
+    let mono: Vec<i16> = samples.iter().step_by(channels as usize).copied().collect();
+    assert!(
+        mono.len() > 48_000,
+        "over a second of audio: {}",
+        mono.len()
+    );
+    let hz =
+        parlor_media::analysis::dominant_frequency(&mono[mono.len() / 2..], rate, 100.0, 2000.0)
+            .unwrap_or(0.0);
+    assert!((hz - want).abs() < 5.0, "recorded {hz} Hz, sent {want}");
     server.stop().await;
 }
 

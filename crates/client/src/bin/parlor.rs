@@ -11,12 +11,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use parlor_client::call_session::{AudioMaker, CallEvent, VideoMaker};
 use parlor_client::connection::{ConnectionEvent, Credentials};
 use parlor_client::reconnect::ReconnectPolicy;
+use parlor_client::recorder::Recorder;
 use parlor_client::store::Store;
-use parlor_client::{outbox, ClientError, Connection};
+use parlor_client::{outbox, Client, ClientError, Connection};
 use parlor_protocol::{Reply, Request, User};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "parlor", version, about = "Parlor's command-line client")]
@@ -98,6 +101,12 @@ enum Command {
         /// Use only TURN relays (hides your addresses from the other participants).
         #[arg(long)]
         relay_only: bool,
+        /// Record the video of the first participant heard to this Y4M file.
+        #[arg(long)]
+        record_video: Option<PathBuf>,
+        /// Record the audio of the first participant heard to this WAV file.
+        #[arg(long)]
+        record_audio: Option<PathBuf>,
     },
     /// List microphones, speakers and cameras (no server needed).
     Devices,
@@ -300,6 +309,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let session = load_session(&dir)?;
     let server = cli.server.clone().unwrap_or_else(|| session.server.clone());
+    if let Command::Call { .. } = &cli.command {
+        return call(&cli, &server, &session, &dir).await;
+    }
     let store = Store::open(&dir.join(format!("{}.db", session.user.id)))
         .await
         .map_err(Failure::from)?;
@@ -465,51 +477,6 @@ async fn command(
             }
             Ok(())
         }
-        Command::Call {
-            room_id,
-            video,
-            audio,
-            duration,
-            bind,
-            stats_json,
-            relay_only,
-        } => {
-            let mut options = call_options(video, audio, *bind)?;
-            if *relay_only {
-                options.rtc.ice_transport_policy = parlor_rtc::IceTransportPolicy::Relay;
-            }
-            let report = parlor_client::call_session::run_call(
-                &connection,
-                session.user.id,
-                *room_id,
-                options,
-                Duration::from_secs_f64(*duration),
-            )
-            .await
-            .map_err(Failure::from)?;
-            let value = serde_json::to_value(&report).map_err(|e| fail(1, e.to_string()))?;
-            if let Some(path) = stats_json {
-                std::fs::write(
-                    path,
-                    serde_json::to_string_pretty(&value).unwrap_or_default(),
-                )
-                .map_err(|e| fail(1, e.to_string()))?;
-            }
-            print(json, value, || {
-                report
-                    .peers
-                    .iter()
-                    .map(|(user, r)| {
-                        format!(
-                            "user {user}: {} video frames, {} audio frames ({:?} Hz)",
-                            r.video_frames, r.audio_frames, r.audio_hz
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-            Ok(())
-        }
         Command::Tail { seconds } => {
             let until = seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
             loop {
@@ -541,6 +508,7 @@ async fn command(
         Command::Register { .. }
         | Command::Login { .. }
         | Command::Send { .. }
+        | Command::Call { .. }
         | Command::Devices => {
             unreachable!("handled above")
         }
@@ -549,12 +517,90 @@ async fn command(
     result
 }
 
-type VideoMaker = Box<
-    dyn Fn() -> Result<Box<dyn parlor_media::VideoSource>, parlor_media::MediaError> + Send + Sync,
->;
-type AudioMaker = Box<
-    dyn Fn() -> Result<Box<dyn parlor_media::AudioSource>, parlor_media::MediaError> + Send + Sync,
->;
+/// `parlor call`: joins through the full client (which routes the call's signaling), stays for
+/// `--duration` or until the call ends, then reports what arrived from each participant.
+async fn call(cli: &Cli, server: &str, session: &Session, dir: &Path) -> Result<(), Failure> {
+    let Command::Call {
+        room_id,
+        video,
+        audio,
+        duration,
+        bind,
+        stats_json,
+        relay_only,
+        record_video,
+        record_audio,
+    } = &cli.command
+    else {
+        unreachable!("only called for `call`")
+    };
+    let mut options = call_options(video, audio, *bind)?;
+    if *relay_only {
+        options.rtc.ice_transport_policy = parlor_rtc::IceTransportPolicy::Relay;
+    }
+    let recorder = Arc::new(Recorder::new(
+        record_video.as_deref(),
+        record_audio.as_deref(),
+    ));
+    options.sink = Some(recorder.clone());
+    let client = Client::connect(
+        server,
+        dir,
+        Credentials::Token(session.token.clone()),
+        policy(),
+    )
+    .await
+    .map_err(|e| match e {
+        ClientError::Disconnected | ClientError::Timeout => fail(
+            3,
+            format!("cannot reach {server} (or the session is no longer valid)"),
+        ),
+        e => Failure::from(e),
+    })?;
+    let result = async {
+        let handle = client
+            .join_call(*room_id, options)
+            .await
+            .map_err(Failure::from)?;
+        let until = tokio::time::Instant::now() + Duration::from_secs_f64(*duration);
+        loop {
+            match tokio::time::timeout_at(until, handle.next_event()).await {
+                Err(_) | Ok(None) | Ok(Some(CallEvent::Ended)) => break,
+                Ok(Some(_)) => {}
+            }
+        }
+        handle.leave().await.map_err(Failure::from)
+    }
+    .await;
+    client.close().await;
+    let report = result?;
+    let recorded = recorder.finish().map_err(|e| fail(1, e.to_string()))?;
+    let mut value = serde_json::to_value(&report).map_err(|e| fail(1, e.to_string()))?;
+    if record_video.is_some() || record_audio.is_some() {
+        value["recorded"] = serde_json::to_value(&recorded).unwrap_or_default();
+    }
+    if let Some(path) = stats_json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&value).unwrap_or_default(),
+        )
+        .map_err(|e| fail(1, e.to_string()))?;
+    }
+    print(cli.json, value, || {
+        report
+            .peers
+            .iter()
+            .map(|(user, r)| {
+                format!(
+                    "user {user}: {} video frames, {} audio frames ({:?} Hz)",
+                    r.video_frames, r.audio_frames, r.audio_hz
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
 
 /// Turns `--video` and `--audio` into source factories (each link's sender shares them).
 fn call_options(
@@ -640,7 +686,12 @@ fn call_options(
         rtc.udp_addrs = vec![std::net::SocketAddr::new(ip, 0)];
         rtc.resolve_mdns = !ip.is_loopback();
     }
-    Ok(parlor_client::call_session::CallOptions { video, audio, rtc })
+    Ok(parlor_client::call_session::CallOptions {
+        video,
+        audio,
+        rtc,
+        sink: None,
+    })
 }
 
 #[tokio::main]

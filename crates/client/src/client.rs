@@ -1,0 +1,837 @@
+//! The client API a UI (or a bot) uses: one typed method per thing a user does, and one
+//! stream of [`ClientEvent`]s saying what changed. Underneath, a pump task reads the signaling
+//! connection, keeps the local store current, re-syncs every room after each reconnect, sends
+//! the outbox, and routes call signaling to the call in progress.
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parlor_protocol::{
+    CallInfo, Event, Member, Message, Presence, Reply, Request, Room, RoomId, Seq, TimelineEntry,
+    User, UserId,
+};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::call_session::{self, CallHandle, CallOptions};
+use crate::connection::{Connection, ConnectionEvent, ConnectionState, Credentials};
+use crate::outbox::{self, Delivery};
+use crate::reconnect::ReconnectPolicy;
+use crate::store::{OutgoingMessage, RoomView, Store};
+use crate::ClientError;
+
+/// How many events a slow subscriber may fall behind before it is told it lagged (and should
+/// reload what it shows from the store).
+const EVENT_BUFFER: usize = 4096;
+
+/// Longest message text accepted locally (the server's limit; longer is refused at once
+/// rather than queued to fail later).
+pub const MAX_MESSAGE_CHARS: usize = 16_000;
+
+/// Where an outgoing message stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum OutboxState {
+    /// Stored here; goes out as soon as the server can be reached.
+    Pending,
+    /// The server refused it for good; the user may retry or discard it.
+    Failed { error: String },
+    /// Accepted by the server as message `seq`.
+    Sent { seq: Seq },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxView {
+    pub client_id: String,
+    pub room_id: RoomId,
+    pub text: String,
+    pub created_at: i64,
+    #[serde(flatten)]
+    pub state: OutboxState,
+}
+
+impl From<OutgoingMessage> for OutboxView {
+    fn from(m: OutgoingMessage) -> Self {
+        OutboxView {
+            state: if m.state == "failed" {
+                OutboxState::Failed {
+                    error: m.last_error.unwrap_or_default(),
+                }
+            } else {
+                OutboxState::Pending
+            },
+            client_id: m.client_id,
+            room_id: m.room_id,
+            text: m.text,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// Everything a UI needs to hear about, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum ClientEvent {
+    Connection(ConnectionState),
+    /// The whole room list (after a (re)sync).
+    Rooms {
+        rooms: Vec<RoomView>,
+    },
+    /// One room's sidebar entry changed (unread count, last message, name).
+    Room {
+        room: RoomView,
+    },
+    RoomRemoved {
+        room_id: RoomId,
+    },
+    /// A message, edit or deletion, already applied to the store.
+    Timeline {
+        entry: TimelineEntry,
+    },
+    Outbox {
+        message: OutboxView,
+    },
+    MemberJoined {
+        room_id: RoomId,
+        user: User,
+    },
+    MemberLeft {
+        room_id: RoomId,
+        user_id: UserId,
+    },
+    Presence {
+        user_id: UserId,
+        presence: Presence,
+    },
+    Typing {
+        room_id: RoomId,
+        user_id: UserId,
+        typing: bool,
+    },
+    /// Someone started a call in one of our rooms: ring (accept with `join_call`).
+    IncomingCall {
+        call: CallInfo,
+        by: UserId,
+    },
+    /// A call is in progress in one of our rooms (sent after connecting).
+    CallOngoing {
+        call: CallInfo,
+    },
+    CallEnded {
+        room_id: RoomId,
+    },
+    /// Every room is caught up and the outbox was tried.
+    Synced,
+    /// The session is over (revoked elsewhere, expired, or refused); log in again.
+    SessionEnded {
+        reason: String,
+    },
+}
+
+/// A logged-in client. Cheap to clone; every clone is the same client.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: Arc<Connection>,
+    store: Store,
+    me: User,
+    events: broadcast::Sender<ClientEvent>,
+    presence: Mutex<HashMap<UserId, Presence>>,
+    /// The call in progress: its room and where its signaling goes.
+    call: Mutex<Option<(RoomId, mpsc::UnboundedSender<Event>)>>,
+    /// One outbox delivery at a time (two would send the same message twice; harmless
+    /// thanks to client ids, but wasteful).
+    delivering: tokio::sync::Mutex<()>,
+}
+
+impl Client {
+    /// Connects and authenticates, then opens this account's store in `data_dir`
+    /// (`<user id>.db`). Refused credentials are an error; the rest keeps retrying per `policy`.
+    pub async fn connect(
+        server: &str,
+        data_dir: &Path,
+        credentials: Credentials,
+        policy: ReconnectPolicy,
+    ) -> Result<Client, ClientError> {
+        let connection = Arc::new(Connection::open(server, credentials, policy));
+        let mut early = Vec::new();
+        let me = loop {
+            match tokio::time::timeout(Duration::from_secs(30), connection.next_event()).await {
+                Ok(Some(ConnectionEvent::Connected { user, .. })) => break user,
+                Ok(Some(ConnectionEvent::Refused(error))) => {
+                    return Err(ClientError::Refused(error))
+                }
+                Ok(Some(ConnectionEvent::Server(event))) => early.push(event),
+                Ok(None) | Err(_) => {
+                    connection.close().await;
+                    return Err(ClientError::Disconnected);
+                }
+            }
+        };
+        let store = Store::open(&data_dir.join(format!("{}.db", me.id))).await?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let inner = Arc::new(Inner {
+            connection,
+            store,
+            me,
+            events,
+            presence: Mutex::default(),
+            call: Mutex::default(),
+            delivering: tokio::sync::Mutex::default(),
+        });
+        tokio::spawn(forward_state(
+            inner.connection.watch_state(),
+            inner.events.clone(),
+        ));
+        tokio::spawn(pump(inner.clone(), early));
+        Ok(Client { inner })
+    }
+
+    /// Events from now on. Subscribe before acting on the store to miss nothing.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn me(&self) -> &User {
+        &self.inner.me
+    }
+
+    /// The session token, to resume later without the password.
+    pub fn token(&self) -> Option<String> {
+        self.inner.connection.token()
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.connection.state()
+    }
+
+    /// The local store, for reading (history, search) without the network.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    async fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        self.inner.connection.request(request).await
+    }
+
+    // --- rooms ---
+
+    /// The room list from the local copy (shown at once; `Rooms` events follow each sync).
+    pub async fn rooms(&self) -> Result<Vec<RoomView>, ClientError> {
+        self.inner.store.rooms(self.inner.me.id).await
+    }
+
+    pub async fn create_room(&self, name: &str, public: bool) -> Result<Room, ClientError> {
+        let room = expect_room(
+            self.request(Request::CreateRoom {
+                name: name.into(),
+                public,
+            })
+            .await?,
+        )?;
+        self.inner.room_joined(&room).await?;
+        Ok(room)
+    }
+
+    pub async fn rename_room(&self, room: RoomId, name: &str) -> Result<Room, ClientError> {
+        let room = expect_room(
+            self.request(Request::RenameRoom {
+                room_id: room,
+                name: name.into(),
+            })
+            .await?,
+        )?;
+        self.inner.store.upsert_room(&room).await?;
+        self.inner.emit_room(room.id).await;
+        Ok(room)
+    }
+
+    pub async fn delete_room(&self, room: RoomId) -> Result<(), ClientError> {
+        self.request(Request::DeleteRoom { room_id: room }).await?;
+        self.inner.room_gone(room).await
+    }
+
+    pub async fn join_room(&self, room: RoomId) -> Result<Room, ClientError> {
+        let room = expect_room(self.request(Request::JoinRoom { room_id: room }).await?)?;
+        self.inner.room_joined(&room).await?;
+        Ok(room)
+    }
+
+    pub async fn leave_room(&self, room: RoomId) -> Result<(), ClientError> {
+        self.request(Request::LeaveRoom { room_id: room }).await?;
+        self.inner.room_gone(room).await
+    }
+
+    /// The direct room with `username`, created the first time.
+    pub async fn open_direct(&self, username: &str) -> Result<Room, ClientError> {
+        let room = expect_room(
+            self.request(Request::OpenDirect {
+                username: username.into(),
+            })
+            .await?,
+        )?;
+        self.inner.room_joined(&room).await?;
+        Ok(room)
+    }
+
+    /// Public rooms whose name matches.
+    pub async fn find_rooms(&self, query: &str) -> Result<Vec<Room>, ClientError> {
+        match self
+            .request(Request::FindRooms {
+                query: query.into(),
+            })
+            .await?
+        {
+            Reply::PublicRooms { rooms } => Ok(rooms),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn add_member(&self, room: RoomId, username: &str) -> Result<(), ClientError> {
+        self.request(Request::AddMember {
+            room_id: room,
+            username: username.into(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A room's members with presence: from the server when reachable, else the local copy
+    /// (presence then as last heard).
+    pub async fn members(&self, room: RoomId) -> Result<Vec<Member>, ClientError> {
+        match self.request(Request::ListMembers { room_id: room }).await {
+            Ok(Reply::Members { members }) => {
+                self.inner.store.set_members(room, &members).await?;
+                self.inner.note_presence(&members);
+                Ok(members)
+            }
+            Ok(other) => Err(unexpected(other)),
+            Err(ClientError::Disconnected | ClientError::Timeout) => {
+                let local = self.inner.store.members(room).await?;
+                Ok(local
+                    .into_iter()
+                    .map(|(user, role)| Member {
+                        presence: self.presence(user.id),
+                        user,
+                        role,
+                        last_read_seq: 0,
+                    })
+                    .collect())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn presence(&self, user: UserId) -> Presence {
+        if user == self.inner.me.id && self.connection_state() == ConnectionState::Connected {
+            return Presence::Online;
+        }
+        self.inner
+            .presence
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&user).copied())
+            .unwrap_or(Presence::Offline)
+    }
+
+    // --- messages ---
+
+    /// Queues a message and sends it when it can; returns it as pending. Later `Outbox` events
+    /// say when it was sent (or refused). Survives restarts; never duplicated.
+    pub async fn send(&self, room: RoomId, text: &str) -> Result<OutboxView, ClientError> {
+        let text = text.trim_end();
+        if text.trim().is_empty() {
+            return Err(ClientError::Invalid("a message needs some text".into()));
+        }
+        if text.chars().count() > MAX_MESSAGE_CHARS {
+            return Err(ClientError::Invalid(format!(
+                "a message has at most {MAX_MESSAGE_CHARS} characters"
+            )));
+        }
+        let client_id = self.inner.store.outbox_add(room, text).await?;
+        let view: OutboxView = self
+            .inner
+            .store
+            .outbox_message(&client_id)
+            .await?
+            .ok_or_else(|| ClientError::Protocol("queued message vanished".into()))?
+            .into();
+        self.inner.emit(ClientEvent::Outbox {
+            message: view.clone(),
+        });
+        tokio::spawn(self.inner.clone().deliver());
+        Ok(view)
+    }
+
+    /// Messages not yet accepted by the server in `room` (pending and failed), oldest first.
+    pub async fn outbox(&self, room: RoomId) -> Result<Vec<OutboxView>, ClientError> {
+        Ok(self
+            .inner
+            .store
+            .outbox()
+            .await?
+            .into_iter()
+            .filter(|m| m.room_id == room)
+            .map(OutboxView::from)
+            .collect())
+    }
+
+    /// Sends a failed message again.
+    pub async fn retry(&self, client_id: &str) -> Result<(), ClientError> {
+        if !self.inner.store.outbox_retry(client_id).await? {
+            return Err(ClientError::Invalid(
+                "no failed message with that id".into(),
+            ));
+        }
+        if let Some(m) = self.inner.store.outbox_message(client_id).await? {
+            self.inner.emit(ClientEvent::Outbox { message: m.into() });
+        }
+        tokio::spawn(self.inner.clone().deliver());
+        Ok(())
+    }
+
+    /// Drops a failed message.
+    pub async fn discard(&self, client_id: &str) -> Result<(), ClientError> {
+        if self.inner.store.outbox_discard(client_id).await? {
+            Ok(())
+        } else {
+            Err(ClientError::Invalid(
+                "no failed message with that id".into(),
+            ))
+        }
+    }
+
+    pub async fn edit(&self, room: RoomId, seq: Seq, text: &str) -> Result<(), ClientError> {
+        let reply = self
+            .request(Request::EditMessage {
+                room_id: room,
+                seq,
+                text: text.into(),
+            })
+            .await?;
+        self.inner.applied_reply(reply).await
+    }
+
+    pub async fn delete(&self, room: RoomId, seq: Seq) -> Result<(), ClientError> {
+        let reply = self
+            .request(Request::DeleteMessage { room_id: room, seq })
+            .await?;
+        self.inner.applied_reply(reply).await
+    }
+
+    /// The newest `limit` messages before `before` from the local copy, oldest first (the
+    /// local copy holds the whole synced timeline, so scrolling back needs no network).
+    pub async fn history(
+        &self,
+        room: RoomId,
+        before: Option<Seq>,
+        limit: u32,
+    ) -> Result<Vec<Message>, ClientError> {
+        self.inner.store.history(room, before, limit).await
+    }
+
+    /// Catches one room up now (also done for every room after each reconnect).
+    pub async fn sync(&self, room: RoomId) -> Result<usize, ClientError> {
+        self.inner.sync_room(room).await
+    }
+
+    pub async fn search(&self, query: &str) -> Result<Vec<Message>, ClientError> {
+        self.inner.store.search(query).await
+    }
+
+    /// Marks everything in `room` as read, here and on the user's other devices.
+    pub async fn mark_read(&self, room: RoomId) -> Result<(), ClientError> {
+        let seq = self.inner.store.last_message_seq(room).await?;
+        if seq == 0 {
+            return Ok(());
+        }
+        self.request(Request::MarkRead { room_id: room, seq })
+            .await?;
+        self.inner.store.set_read_marker(room, seq).await?;
+        self.inner.emit_room(room).await;
+        Ok(())
+    }
+
+    /// Tells the room's members this user is (or stopped) typing.
+    pub async fn set_typing(&self, room: RoomId, typing: bool) -> Result<(), ClientError> {
+        self.request(Request::Typing {
+            room_id: room,
+            typing,
+        })
+        .await?;
+        Ok(())
+    }
+
+    // --- calls ---
+
+    /// Starts or joins `room`'s call (also how an incoming call is accepted).
+    pub async fn join_call(
+        &self,
+        room: RoomId,
+        options: CallOptions,
+    ) -> Result<CallHandle, ClientError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut call = self.inner.call.lock().map_err(|_| ClientError::CallEnded)?;
+            if let Some((_, existing)) = call.as_ref() {
+                if !existing.is_closed() {
+                    return Err(ClientError::Invalid("already in a call".into()));
+                }
+            }
+            *call = Some((room, tx));
+        }
+        let started = call_session::start_call(
+            self.inner.connection.clone(),
+            rx,
+            self.inner.me.id,
+            room,
+            options,
+        )
+        .await;
+        if started.is_err() {
+            if let Ok(mut call) = self.inner.call.lock() {
+                *call = None;
+            }
+        }
+        started
+    }
+
+    /// Declines an incoming call.
+    pub async fn decline_call(&self, room: RoomId) -> Result<(), ClientError> {
+        self.request(Request::CallDecline { room_id: room }).await?;
+        Ok(())
+    }
+
+    // --- session ---
+
+    /// Ends the session on the server (the token stops working) and disconnects.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let result = self.request(Request::Logout).await.map(|_| ());
+        self.inner.connection.close().await;
+        result
+    }
+
+    /// Disconnects, keeping the session for next time.
+    pub async fn close(&self) {
+        self.inner.connection.close().await;
+    }
+}
+
+fn unexpected(reply: Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+fn expect_room(reply: Reply) -> Result<Room, ClientError> {
+    match reply {
+        Reply::Room { room } => Ok(room),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn forward_state(
+    mut state: tokio::sync::watch::Receiver<ConnectionState>,
+    events: broadcast::Sender<ClientEvent>,
+) {
+    loop {
+        let now = state.borrow_and_update().clone();
+        let _ = events.send(ClientEvent::Connection(now.clone()));
+        if now == ConnectionState::Offline || state.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Reads the connection until it closes for good.
+async fn pump(inner: Arc<Inner>, early: Vec<Event>) {
+    inner.resync().await;
+    for event in early {
+        inner.on_server_event(event).await;
+    }
+    while let Some(event) = inner.connection.next_event().await {
+        match event {
+            ConnectionEvent::Connected { .. } => inner.resync().await,
+            ConnectionEvent::Server(event) => inner.on_server_event(event).await,
+            ConnectionEvent::Refused(error) => inner.emit(ClientEvent::SessionEnded {
+                reason: error.to_string(),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn emit(&self, event: ClientEvent) {
+        // No subscriber is fine: the store has everything.
+        let _ = self.events.send(event);
+    }
+
+    async fn emit_room(&self, room: RoomId) {
+        match self.store.room(self.me.id, room).await {
+            Ok(Some(room)) => self.emit(ClientEvent::Room { room }),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("reading room {room}: {e}"),
+        }
+    }
+
+    fn note_presence(&self, members: &[Member]) {
+        if let Ok(mut presence) = self.presence.lock() {
+            for m in members {
+                presence.insert(m.user.id, m.presence);
+            }
+        }
+    }
+
+    async fn room_joined(&self, room: &Room) -> Result<(), ClientError> {
+        self.store.upsert_room(room).await?;
+        // Members and history in the background would race the caller; a new room is small.
+        if let Ok(Reply::Members { members }) = self
+            .connection
+            .request(Request::ListMembers { room_id: room.id })
+            .await
+        {
+            self.store.set_members(room.id, &members).await?;
+            self.note_presence(&members);
+        }
+        self.sync_room(room.id).await?;
+        self.emit_room(room.id).await;
+        Ok(())
+    }
+
+    async fn room_gone(&self, room: RoomId) -> Result<(), ClientError> {
+        self.store.forget_room(room).await?;
+        self.emit(ClientEvent::RoomRemoved { room_id: room });
+        Ok(())
+    }
+
+    async fn sync_room(&self, room: RoomId) -> Result<usize, ClientError> {
+        let mut applied = Vec::new();
+        let count = outbox::sync_room_reporting(&self.connection, &self.store, room, |entry| {
+            applied.push(entry.clone())
+        })
+        .await?;
+        for entry in applied {
+            self.emit(ClientEvent::Timeline { entry });
+        }
+        Ok(count)
+    }
+
+    async fn applied_reply(&self, reply: Reply) -> Result<(), ClientError> {
+        match reply {
+            Reply::TimelineEntry { entry } => {
+                self.store.apply(&entry).await?;
+                let room = room_of(&entry);
+                self.emit(ClientEvent::Timeline { entry });
+                self.emit_room(room).await;
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// After every (re)connect: the room list, each room's missed timeline and members, then
+    /// the outbox. Failures leave things for the next reconnect; nothing is lost.
+    async fn resync(&self) {
+        if let Err(e) = self.try_resync().await {
+            tracing::warn!("re-sync incomplete: {e}");
+            return;
+        }
+        self.deliver_now().await;
+        self.emit(ClientEvent::Synced);
+    }
+
+    async fn try_resync(&self) -> Result<(), ClientError> {
+        let rooms = match self.connection.request(Request::ListRooms).await? {
+            Reply::Rooms { rooms } => rooms,
+            other => return Err(unexpected(other)),
+        };
+        let current: HashSet<RoomId> = rooms.iter().map(|r| r.room.id).collect();
+        for known in self.store.room_ids().await? {
+            if !current.contains(&known) {
+                self.room_gone(known).await?;
+            }
+        }
+        for summary in &rooms {
+            self.store.upsert_room(&summary.room).await?;
+            self.store
+                .set_read_marker(summary.room.id, summary.last_read_seq)
+                .await?;
+        }
+        for summary in &rooms {
+            let room = summary.room.id;
+            self.sync_room(room).await?;
+            if let Reply::Members { members } = self
+                .connection
+                .request(Request::ListMembers { room_id: room })
+                .await?
+            {
+                self.store.set_members(room, &members).await?;
+                self.note_presence(&members);
+            }
+        }
+        self.emit(ClientEvent::Rooms {
+            rooms: self.store.rooms(self.me.id).await?,
+        });
+        Ok(())
+    }
+
+    async fn deliver(self: Arc<Self>) {
+        self.deliver_now().await;
+    }
+
+    async fn deliver_now(&self) {
+        let _one_at_a_time = self.delivering.lock().await;
+        let mut outcomes = Vec::new();
+        let result =
+            outbox::deliver_reporting(&self.connection, &self.store, |d| outcomes.push(d)).await;
+        if let Err(e) = result {
+            // Still pending; the next reconnect tries again.
+            tracing::debug!("outbox delivery paused: {e}");
+        }
+        let mut rooms = Vec::new();
+        for outcome in outcomes {
+            let (view, entry) = match outcome {
+                Delivery::Sent { client_id, message } => (
+                    OutboxView {
+                        client_id,
+                        room_id: message.room_id,
+                        text: message.text.clone(),
+                        created_at: message.sent_at,
+                        state: OutboxState::Sent { seq: message.seq },
+                    },
+                    Some(TimelineEntry::Message { message }),
+                ),
+                Delivery::Failed { client_id, error } => {
+                    let Ok(Some(m)) = self.store.outbox_message(&client_id).await else {
+                        continue;
+                    };
+                    let mut view = OutboxView::from(m);
+                    view.state = OutboxState::Failed { error };
+                    (view, None)
+                }
+            };
+            rooms.push(view.room_id);
+            self.emit(ClientEvent::Outbox { message: view });
+            if let Some(entry) = entry {
+                self.emit(ClientEvent::Timeline { entry });
+            }
+        }
+        rooms.dedup();
+        for room in rooms {
+            self.emit_room(room).await;
+        }
+    }
+
+    /// Hands call signaling to the call in progress; true if it took it.
+    fn route_to_call(&self, event: &Event) -> bool {
+        let Ok(mut call) = self.call.lock() else {
+            return false;
+        };
+        let Some((room, tx)) = call.as_ref() else {
+            return false;
+        };
+        let concerns_call = match event {
+            // A ring elsewhere is the call's to answer (busy).
+            Event::CallStarted { call, .. } => call.room_id != *room,
+            Event::CallParticipantJoined { room_id, .. }
+            | Event::CallParticipantLeft { room_id, .. }
+            | Event::CallEnded { room_id, .. }
+            | Event::CallDeclined { room_id, .. }
+            | Event::CallBusy { room_id, .. }
+            | Event::CallOffer { room_id, .. }
+            | Event::CallAnswer { room_id, .. }
+            | Event::CallIce { room_id, .. }
+            | Event::RoomDeleted { room_id } => room_id == room,
+            _ => false,
+        };
+        if !concerns_call {
+            return false;
+        }
+        if tx.send(event.clone()).is_err() {
+            // That call is over.
+            *call = None;
+            return false;
+        }
+        true
+    }
+
+    async fn on_server_event(&self, event: Event) {
+        let routed = self.route_to_call(&event);
+        let result = self.apply_event(event, routed).await;
+        if let Err(e) = result {
+            tracing::warn!("applying a server event: {e}");
+        }
+    }
+
+    async fn apply_event(&self, event: Event, routed: bool) -> Result<(), ClientError> {
+        match event {
+            Event::Timeline { entry } => {
+                self.store.apply(&entry).await?;
+                let room = room_of(&entry);
+                self.emit(ClientEvent::Timeline { entry });
+                self.emit_room(room).await;
+            }
+            Event::RoomUpdated { room } => {
+                self.store.upsert_room(&room).await?;
+                self.emit_room(room.id).await;
+            }
+            Event::RoomDeleted { room_id } => self.room_gone(room_id).await?,
+            Event::MemberJoined { room_id, user } => {
+                if user.id == self.me.id {
+                    // Joined on another device: fetch the room like a fresh sync.
+                    self.try_resync().await?;
+                } else {
+                    self.store.add_member(room_id, &user).await?;
+                    self.emit(ClientEvent::MemberJoined { room_id, user });
+                }
+            }
+            Event::MemberLeft { room_id, user_id } => {
+                if user_id == self.me.id {
+                    self.room_gone(room_id).await?;
+                } else {
+                    self.store.remove_member(room_id, user_id).await?;
+                    self.emit(ClientEvent::MemberLeft { room_id, user_id });
+                }
+            }
+            Event::Presence { user_id, presence } => {
+                if let Ok(mut known) = self.presence.lock() {
+                    known.insert(user_id, presence);
+                }
+                self.emit(ClientEvent::Presence { user_id, presence });
+            }
+            Event::Typing {
+                room_id,
+                user_id,
+                typing,
+            } if user_id != self.me.id => self.emit(ClientEvent::Typing {
+                room_id,
+                user_id,
+                typing,
+            }),
+            Event::ReadMarker { room_id, seq } => {
+                self.store.set_read_marker(room_id, seq).await?;
+                self.emit_room(room_id).await;
+            }
+            Event::CallStarted { call, by } if !routed && by != self.me.id => {
+                self.emit(ClientEvent::IncomingCall { call, by })
+            }
+            Event::CallOngoing { call } => self.emit(ClientEvent::CallOngoing { call }),
+            Event::CallEnded { room_id, .. } => self.emit(ClientEvent::CallEnded { room_id }),
+            Event::SessionRevoked => self.emit(ClientEvent::SessionEnded {
+                reason: "the session was ended elsewhere".into(),
+            }),
+            // The rest is call signaling, for the call (or stale).
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn room_of(entry: &TimelineEntry) -> RoomId {
+    match entry {
+        TimelineEntry::Message { message } => message.room_id,
+        TimelineEntry::Edit { room_id, .. } | TimelineEntry::Delete { room_id, .. } => *room_id,
+    }
+}

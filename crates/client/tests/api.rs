@@ -1,0 +1,282 @@
+//! The typed client API and its event stream, against the real server on loopback: what a UI
+//! sees of chat (unread counts, typing, presence, edits, deletions, read markers, outbox states)
+//! and how the client catches every room up after its line drops.
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{server, Proxy};
+use parlor_client::reconnect::ReconnectPolicy;
+use parlor_client::{Client, ClientEvent, ConnectionState, Credentials, OutboxState};
+use parlor_protocol::{ErrorCode, Presence, TimelineEntry};
+use tokio::sync::broadcast;
+
+/// Waits for the first event that `want` picks (a guard against hangs, not a speed check).
+async fn expect<T>(
+    events: &mut broadcast::Receiver<ClientEvent>,
+    what: &str,
+    mut want: impl FnMut(&ClientEvent) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = want(&event) {
+                        return found;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("event stream ended waiting for {what}: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {what}"))
+}
+
+async fn register(url: &str, dir: &Path, name: &str) -> Client {
+    Client::connect(
+        url,
+        &dir.join(name),
+        Credentials::Register {
+            username: name.into(),
+            display_name: name.to_uppercase(),
+            password: "password-123".into(),
+        },
+        patient(),
+    )
+    .await
+    .expect("register")
+}
+
+/// Retries for long enough to ride out a cut line in these tests.
+fn patient() -> ReconnectPolicy {
+    ReconnectPolicy {
+        max_attempts: 100,
+        base: Duration::from_millis(50),
+        max_delay: Duration::from_millis(300),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_tells_a_ui_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let bob = register(&server.url, dir.path(), "bob").await;
+    let (mut ann_events, mut bob_events) = (ann.subscribe(), bob.subscribe());
+    let room = ann.create_room("general", true).await.unwrap().id;
+    bob.join_room(room).await.unwrap();
+    let joined = expect(&mut ann_events, "bob joining", |e| match e {
+        ClientEvent::MemberJoined { room_id, user } if *room_id == room => Some(user.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(joined.display_name, "BOB");
+
+    // A message goes pending, then sent; the other side sees it and an unread count.
+    let pending = ann.send(room, "hello bob").await.unwrap();
+    assert_eq!(pending.state, OutboxState::Pending);
+    let seq = expect(&mut ann_events, "the message sent", |e| match e {
+        ClientEvent::Outbox { message } if message.client_id == pending.client_id => {
+            match message.state {
+                OutboxState::Sent { seq } => Some(seq),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+    .await;
+    expect(&mut bob_events, "the message arriving", |e| match e {
+        ClientEvent::Timeline {
+            entry: TimelineEntry::Message { message },
+        } if message.seq == seq && message.text == "hello bob" => Some(()),
+        _ => None,
+    })
+    .await;
+    expect(&mut bob_events, "an unread badge", |e| match e {
+        ClientEvent::Room { room: view } if view.room.id == room && view.unread == 1 => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(ann.outbox(room).await.unwrap().is_empty(), "sent, not kept");
+    let ann_room = ann.rooms().await.unwrap();
+    assert_eq!(ann_room[0].unread, 0, "one's own messages are not unread");
+
+    bob.mark_read(room).await.unwrap();
+    assert_eq!(bob.rooms().await.unwrap()[0].unread, 0);
+
+    // Typing, then an edit and a deletion, each seen by the other side and in its store.
+    ann.set_typing(room, true).await.unwrap();
+    expect(&mut bob_events, "ann typing", |e| match e {
+        ClientEvent::Typing {
+            user_id, typing, ..
+        } if *user_id == ann.me().id && *typing => Some(()),
+        _ => None,
+    })
+    .await;
+    ann.edit(room, seq, "hello, bob").await.unwrap();
+    expect(&mut bob_events, "the edit", |e| match e {
+        ClientEvent::Timeline {
+            entry: TimelineEntry::Edit { target_seq, .. },
+        } if *target_seq == seq => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        bob.history(room, None, 10).await.unwrap()[0].text,
+        "hello, bob"
+    );
+    assert_eq!(bob.search("hello").await.unwrap().len(), 1);
+    let refused = bob.edit(room, seq, "not yours").await.unwrap_err();
+    assert!(
+        matches!(&refused, parlor_client::ClientError::Refused(e) if e.code == ErrorCode::Forbidden),
+        "{refused}"
+    );
+    ann.delete(room, seq).await.unwrap();
+    expect(&mut bob_events, "the deletion", |e| match e {
+        ClientEvent::Timeline {
+            entry: TimelineEntry::Delete { target_seq, .. },
+        } if *target_seq == seq => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(bob.history(room, None, 10).await.unwrap()[0].deleted);
+
+    // Presence: members come with it, and going away is announced.
+    let members = bob.members(room).await.unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m.presence == Presence::Online));
+    ann.close().await;
+    expect(&mut bob_events, "ann going offline", |e| match e {
+        ClientEvent::Presence { user_id, presence } if *user_id == ann.me().id => {
+            (*presence == Presence::Offline).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(bob.presence(ann.me().id), Presence::Offline);
+
+    // A message the server refuses for good is kept as failed, to retry or discard.
+    let private = {
+        let cat = register(&server.url, dir.path(), "cat").await;
+        let room = cat.create_room("cat's den", false).await.unwrap().id;
+        cat.close().await;
+        room
+    };
+    let doomed = bob.send(private, "let me in").await.unwrap();
+    let error = expect(&mut bob_events, "the refusal", |e| match e {
+        ClientEvent::Outbox { message } if message.client_id == doomed.client_id => {
+            match &message.state {
+                OutboxState::Failed { error } => Some(error.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+    .await;
+    assert!(error.contains("not_member"), "{error}");
+    assert!(matches!(
+        bob.outbox(private).await.unwrap()[0].state,
+        OutboxState::Failed { .. }
+    ));
+    bob.discard(&doomed.client_id).await.unwrap();
+    assert!(bob.outbox(private).await.unwrap().is_empty());
+    assert!(
+        bob.send(room, "   ").await.is_err(),
+        "blank text is refused here"
+    );
+    bob.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_its_line_drops_a_client_catches_up_every_room_and_sends_its_outbox_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let proxy = Proxy::start(server.addr).await;
+    let ann = register(&proxy.url, dir.path(), "ann").await;
+    let bob = register(&server.url, dir.path(), "bob").await;
+    let rooms = [
+        ann.create_room("one", true).await.unwrap().id,
+        ann.create_room("two", true).await.unwrap().id,
+    ];
+    for room in rooms {
+        bob.join_room(room).await.unwrap();
+    }
+    let mut events = ann.subscribe();
+
+    proxy.cut();
+    expect(&mut events, "the reconnecting state", |e| match e {
+        ClientEvent::Connection(ConnectionState::Reconnecting { .. }) => Some(()),
+        _ => None,
+    })
+    .await;
+    // While ann is away: bob writes in both rooms, and ann writes one of her own.
+    for (i, room) in rooms.iter().enumerate() {
+        for n in 0..3 {
+            bob.send(*room, &format!("room {i} message {n}"))
+                .await
+                .unwrap();
+        }
+    }
+    let queued = ann.send(rooms[0], "written offline").await.unwrap();
+    assert_eq!(queued.state, OutboxState::Pending);
+    // Bob's six messages are on the server before ann comes back.
+    let mut bob_events = bob.subscribe();
+    while bob
+        .outbox(rooms[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(bob.outbox(rooms[1]).await.unwrap())
+        .next()
+        .is_some()
+    {
+        let _ = tokio::time::timeout(Duration::from_millis(200), bob_events.recv()).await;
+    }
+
+    proxy.restore();
+    expect(&mut events, "the re-sync", |e| {
+        matches!(e, ClientEvent::Synced).then_some(())
+    })
+    .await;
+    for (i, room) in rooms.iter().enumerate() {
+        let texts: Vec<String> = ann
+            .history(*room, None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        for n in 0..3 {
+            assert!(
+                texts.contains(&format!("room {i} message {n}")),
+                "room {i}: {texts:?}"
+            );
+        }
+    }
+    let unread: Vec<i64> = {
+        let mut views = ann.rooms().await.unwrap();
+        views.sort_by_key(|v| v.room.id);
+        views.iter().map(|v| v.unread).collect()
+    };
+    assert_eq!(unread, vec![3, 3]);
+    // The offline message went out exactly once.
+    bob.sync(rooms[0]).await.unwrap();
+    let copies = bob
+        .history(rooms[0], None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.text == "written offline")
+        .count();
+    assert_eq!(copies, 1);
+    assert!(ann.outbox(rooms[0]).await.unwrap().is_empty());
+    ann.close().await;
+    bob.close().await;
+    drop(proxy);
+    server.stop().await;
+}
