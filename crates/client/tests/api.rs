@@ -280,3 +280,71 @@ async fn after_its_line_drops_a_client_catches_up_every_room_and_sends_its_outbo
     drop(proxy);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_renamed_left_deleted_and_opened_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let bob = register(&server.url, dir.path(), "bob").await;
+    let (mut ann_events, mut bob_events) = (ann.subscribe(), bob.subscribe());
+
+    // A direct room appears on both sides.
+    let direct = ann.open_direct("bob").await.unwrap();
+    assert_eq!(direct.kind, parlor_protocol::RoomKind::Direct);
+    assert_eq!(
+        ann.open_direct("bob").await.unwrap().id,
+        direct.id,
+        "one per pair"
+    );
+    expect(&mut bob_events, "the direct room", |e| match e {
+        ClientEvent::Rooms { rooms } => rooms.iter().any(|r| r.room.id == direct.id).then_some(()),
+        ClientEvent::Room { room } => (room.room.id == direct.id).then_some(()),
+        _ => None,
+    })
+    .await;
+
+    // Public rooms are found by name, joined, renamed, left and deleted.
+    let room = ann.create_room("design reviews", true).await.unwrap().id;
+    let found = bob.find_rooms("design").await.unwrap();
+    assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), vec![room]);
+    bob.join_room(room).await.unwrap();
+    ann.rename_room(room, "design").await.unwrap();
+    expect(&mut bob_events, "the new name", |e| match e {
+        ClientEvent::Room { room: view } if view.room.id == room => {
+            (view.room.name == "design").then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    let refused = bob.rename_room(room, "mine now").await.unwrap_err();
+    assert!(matches!(refused, parlor_client::ClientError::Refused(_)));
+    bob.leave_room(room).await.unwrap();
+    expect(&mut ann_events, "bob leaving", |e| match e {
+        ClientEvent::MemberLeft { room_id, user_id } if *room_id == room => {
+            (*user_id == bob.me().id).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(!bob.rooms().await.unwrap().iter().any(|r| r.room.id == room));
+    let refused = bob.send(room, "still here?").await.unwrap();
+    expect(&mut bob_events, "a refusal for a room left", |e| match e {
+        ClientEvent::Outbox { message } if message.client_id == refused.client_id => {
+            matches!(message.state, OutboxState::Failed { .. }).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    bob.join_room(room).await.unwrap();
+    ann.delete_room(room).await.unwrap();
+    expect(&mut bob_events, "the room removed", |e| match e {
+        ClientEvent::RoomRemoved { room_id } => (*room_id == room).then_some(()),
+        _ => None,
+    })
+    .await;
+    assert!(bob.history(room, None, 10).await.unwrap().is_empty());
+    ann.close().await;
+    bob.close().await;
+    server.stop().await;
+}
