@@ -1,0 +1,34 @@
+// Small display rules shared by components.
+
+/** An unread badge: nothing for zero, "99+" past 99. */
+export function unreadBadge(count: number): string {
+  if (count <= 0) return '';
+  return count > 99 ? '99+' : String(count);
+}
+
+/** The health endpoint of a server given by its WebSocket URL (ws://host:port/ws). */
+export function healthUrl(server: string): string | null {
+  try {
+    const url = new URL(server.trim());
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') return null;
+    url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+    url.pathname = '/healthz';
+    url.search = '';
+    url.hash = '';
+    return url.toString();
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a server address looks usable before trying it. */
+export function validServer(server: string): boolean {
+  return healthUrl(server) !== null;
+}
+
+/** Initials for an avatar: the first letters of the first two words. */
+export function initials(name: string): string {
+  const words = name.trim().split(/\s+/).filter(Boolean);
+  const letters = words.slice(0, 2).map((w) => [...w][0] ?? '');
+  return letters.join('').toUpperCase() || '?';
+}

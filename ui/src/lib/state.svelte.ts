@@ -1,0 +1,377 @@
+// The app's state and what changes it: events from the Rust side come in here, components
+// read from here and call the actions below.
+import { isPermissionGranted, requestPermission, sendNotification } from '@tauri-apps/plugin-notification';
+import { api, asCommandError, onCallEvent, onClientEvent, type Session } from './api';
+import { t, useLanguage } from './locale.svelte';
+import { TypingTracker } from './typing';
+import { applyEntry, applyOutbox, mergeMessages, roomOfEntry } from './timeline';
+import type {
+  CallEvent,
+  CallInfo,
+  ClientEvent,
+  CommandError,
+  ConnectionState,
+  LinkQuality,
+  LinkState,
+  Member,
+  Message,
+  OutboxView,
+  Presence,
+  RoomId,
+  RoomView,
+  Settings,
+  User,
+  UserId,
+} from './types';
+import type { MessageKey } from '../i18n';
+
+export const PAGE = 50;
+
+export interface CallView {
+  room: RoomId;
+  microphone: boolean;
+  camera: boolean;
+  participants: UserId[];
+  links: Record<UserId, LinkState>;
+  quality: Record<UserId, LinkQuality>;
+  notices: string[];
+}
+
+export type Dialog = 'create' | 'join' | 'direct' | 'settings' | 'rename' | 'add_member';
+
+export const app = $state({
+  ready: false,
+  session: null as Session | null,
+  settings: { server: null, language: null, microphone: null, speaker: null, camera: null } as Settings,
+  connection: { state: 'connecting' } as ConnectionState,
+  rooms: [] as RoomView[],
+  current: null as RoomId | null,
+  messages: [] as Message[],
+  outbox: [] as OutboxView[],
+  reachedBeginning: false,
+  members: [] as Member[],
+  users: {} as Record<UserId, User>,
+  presence: {} as Record<UserId, Presence>,
+  typingVersion: 0,
+  call: null as CallView | null,
+  incoming: null as { room: RoomId; by: UserId } | null,
+  ongoing: {} as Record<RoomId, CallInfo>,
+  error: null as string | null,
+  panel: null as 'members' | 'search' | null,
+  dialog: null as Dialog | null,
+});
+
+export const typing = new TypingTracker();
+
+/** A command error in the user's language. */
+export function errorText(e: unknown): string {
+  const error: CommandError = asCommandError(e);
+  const known: Record<string, MessageKey> = {
+    unauthorized: 'error.unauthorized',
+    conflict: 'error.conflict',
+    not_member: 'error.not_member',
+    forbidden: 'error.forbidden',
+    not_found: 'error.not_found',
+    disconnected: 'error.disconnected',
+  };
+  if (error.code === 'invalid') return t('error.invalid', { message: error.message });
+  const key = known[error.code];
+  return key ? t(key) : t('error.generic', { message: error.message });
+}
+
+export function showError(e: unknown): void {
+  app.error = errorText(e);
+}
+
+export function userName(id: UserId): string {
+  if (app.session && id === app.session.user.id) return app.session.user.display_name;
+  return app.users[id]?.display_name ?? `#${id}`;
+}
+
+export function roomName(id: RoomId): string {
+  return app.rooms.find((r) => r.room.id === id)?.room.name ?? `#${id}`;
+}
+
+/** Called once at start: settings, language, events, and a saved session if any. */
+export async function start(): Promise<void> {
+  try {
+    app.settings = await api.settings();
+  } catch (e) {
+    showError(e);
+  }
+  useLanguage(app.settings.language);
+  await onClientEvent(handleClientEvent);
+  await onCallEvent(handleCallEvent);
+  try {
+    const session = await api.resume();
+    if (session) await signedIn(session);
+  } catch {
+    // A session that cannot be resumed just shows the login page.
+  }
+  app.ready = true;
+}
+
+export async function signedIn(session: Session): Promise<void> {
+  app.session = session;
+  app.users[session.user.id] = session.user;
+  app.rooms = await api.rooms();
+  if (app.current === null && app.rooms.length > 0) await openRoom(app.rooms[0].room.id);
+}
+
+export async function signOut(): Promise<void> {
+  try {
+    if (app.call) await api.leaveCall();
+    await api.logout();
+  } catch (e) {
+    showError(e);
+  }
+  Object.assign(app, {
+    session: null,
+    rooms: [],
+    current: null,
+    messages: [],
+    outbox: [],
+    members: [],
+    call: null,
+    incoming: null,
+    ongoing: {},
+    panel: null,
+    dialog: null,
+  });
+}
+
+export async function openRoom(room: RoomId): Promise<void> {
+  app.current = room;
+  app.messages = [];
+  app.outbox = [];
+  app.reachedBeginning = false;
+  try {
+    // The local copy first, at once; then members (names and presence).
+    const [messages, outbox] = await Promise.all([api.history(room, null, PAGE), api.outbox(room)]);
+    if (app.current !== room) return;
+    app.messages = messages;
+    app.outbox = outbox;
+    app.reachedBeginning = messages.length < PAGE;
+    await markRead(room);
+    const members = await api.members(room);
+    if (app.current !== room) return;
+    app.members = members;
+    for (const m of members) {
+      app.users[m.user.id] = m.user;
+      app.presence[m.user.id] = m.presence;
+    }
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** Loads the page before the oldest loaded message; false when there is nothing older. */
+export async function loadOlder(): Promise<boolean> {
+  const room = app.current;
+  if (room === null || app.reachedBeginning || app.messages.length === 0) return false;
+  const older = await api.history(room, app.messages[0].seq, PAGE);
+  if (app.current !== room) return false;
+  if (older.length < PAGE) app.reachedBeginning = true;
+  app.messages = mergeMessages(app.messages, older);
+  return older.length > 0;
+}
+
+async function markRead(room: RoomId): Promise<void> {
+  const view = app.rooms.find((r) => r.room.id === room);
+  if (view && view.unread > 0 && document.hasFocus()) {
+    try {
+      await api.markRead(room);
+    } catch {
+      // Offline: the marker moves next time.
+    }
+  }
+}
+
+function upsertRoom(view: RoomView): void {
+  const index = app.rooms.findIndex((r) => r.room.id === view.room.id);
+  if (index >= 0) app.rooms[index] = view;
+  else app.rooms = [view, ...app.rooms];
+}
+
+async function notify(title: string, body: string): Promise<void> {
+  try {
+    let allowed = await isPermissionGranted();
+    if (!allowed) allowed = (await requestPermission()) === 'granted';
+    if (allowed) sendNotification({ title, body });
+  } catch {
+    // No notification service (a bare test display): the badge still shows.
+  }
+}
+
+function handleClientEvent(event: ClientEvent): void {
+  switch (event.type) {
+    case 'connection':
+      app.connection = event.data;
+      break;
+    case 'rooms':
+      app.rooms = event.data.rooms;
+      break;
+    case 'room':
+      upsertRoom(event.data.room);
+      if (event.data.room.room.id === app.current && event.data.room.unread > 0) {
+        void markRead(event.data.room.room.id);
+      }
+      break;
+    case 'room_removed':
+      app.rooms = app.rooms.filter((r) => r.room.id !== event.data.room_id);
+      if (app.current === event.data.room_id) {
+        app.current = null;
+        app.messages = [];
+      }
+      break;
+    case 'timeline': {
+      const entry = event.data.entry;
+      const room = roomOfEntry(entry);
+      if (room === app.current) app.messages = applyEntry(app.messages, entry);
+      if (entry.kind === 'message') {
+        const author = entry.message.author_id;
+        typing.stopped(room, author);
+        app.typingVersion++;
+        const mine = author === app.session?.user.id;
+        if (!mine && (room !== app.current || !document.hasFocus())) {
+          void notify(t('notify.message', { name: userName(author), room: roomName(room) }), entry.message.text);
+        }
+      }
+      break;
+    }
+    case 'outbox':
+      if (event.data.message.room_id === app.current) {
+        app.outbox = applyOutbox(app.outbox, event.data.message);
+      }
+      break;
+    case 'member_joined':
+      app.users[event.data.user.id] = event.data.user;
+      if (event.data.room_id === app.current) void refreshMembers();
+      break;
+    case 'member_left':
+      if (event.data.room_id === app.current) void refreshMembers();
+      break;
+    case 'presence':
+      app.presence[event.data.user_id] = event.data.presence;
+      break;
+    case 'typing':
+      typing.update(event.data.room_id, event.data.user_id, event.data.typing, Date.now());
+      app.typingVersion++;
+      break;
+    case 'incoming_call':
+      app.ongoing[event.data.call.room_id] = event.data.call;
+      if (!app.call) {
+        app.incoming = { room: event.data.call.room_id, by: event.data.by };
+        void notify(t('incoming.title'), t('notify.call', { name: userName(event.data.by) }));
+      }
+      break;
+    case 'call_ongoing':
+      app.ongoing[event.data.call.room_id] = event.data.call;
+      break;
+    case 'call_ended':
+      delete app.ongoing[event.data.room_id];
+      if (app.incoming?.room === event.data.room_id) app.incoming = null;
+      break;
+    case 'synced':
+      if (app.current !== null) void refreshCurrent();
+      break;
+    case 'session_ended':
+      app.error = t('session.ended', { reason: event.data.reason });
+      void signOut();
+      break;
+  }
+}
+
+async function refreshMembers(): Promise<void> {
+  if (app.current === null) return;
+  const room = app.current;
+  try {
+    const members = await api.members(room);
+    if (app.current === room) app.members = members;
+    for (const m of members) app.users[m.user.id] = m.user;
+  } catch {
+    // Kept as it was.
+  }
+}
+
+/** After a re-sync, newer messages may be in the store: take the latest page again. */
+async function refreshCurrent(): Promise<void> {
+  const room = app.current;
+  if (room === null) return;
+  const [latest, outbox] = await Promise.all([api.history(room, null, PAGE), api.outbox(room)]);
+  if (app.current !== room) return;
+  app.messages = mergeMessages(app.messages, latest);
+  app.outbox = outbox;
+}
+
+function handleCallEvent(event: CallEvent): void {
+  const call = app.call;
+  if (!call) return;
+  switch (event.type) {
+    case 'participant_joined':
+      if (!call.participants.includes(event.data.user_id)) call.participants.push(event.data.user_id);
+      break;
+    case 'participant_left':
+      call.participants = call.participants.filter((u) => u !== event.data.user_id);
+      delete call.links[event.data.user_id];
+      break;
+    case 'link':
+      call.links[event.data.user_id] = event.data.state;
+      if (!call.participants.includes(event.data.user_id)) call.participants.push(event.data.user_id);
+      break;
+    case 'remote_track':
+      if (!call.participants.includes(event.data.user_id)) call.participants.push(event.data.user_id);
+      break;
+    case 'busy':
+      call.notices = [...call.notices, t('call.busy', { name: userName(event.data.user_id) })];
+      break;
+    case 'declined':
+      call.notices = [...call.notices, t('call.declined', { name: userName(event.data.user_id) })];
+      break;
+    case 'ended':
+      app.call = null;
+      break;
+  }
+}
+
+export async function startCall(room: RoomId): Promise<void> {
+  try {
+    app.incoming = null;
+    const status = await api.joinCall(room);
+    const participants = (app.ongoing[room]?.participants ?? [])
+      .map((p) => p.user_id)
+      .filter((u) => u !== app.session?.user.id);
+    app.call = {
+      room,
+      microphone: status.microphone,
+      camera: status.camera,
+      participants,
+      links: {},
+      quality: {},
+      notices: [],
+    };
+  } catch (e) {
+    showError(e);
+  }
+}
+
+export async function hangUp(): Promise<void> {
+  try {
+    await api.leaveCall();
+  } catch (e) {
+    showError(e);
+  }
+  app.call = null;
+}
+
+export async function declineIncoming(): Promise<void> {
+  const incoming = app.incoming;
+  app.incoming = null;
+  if (incoming) {
+    try {
+      await api.declineCall(incoming.room);
+    } catch (e) {
+      showError(e);
+    }
+  }
+}

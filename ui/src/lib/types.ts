@@ -1,0 +1,155 @@
+// Shapes of what the Rust side sends: they mirror parlor-protocol and parlor-client's serde
+// output (snake_case fields, tagged enums).
+
+export type UserId = number;
+export type RoomId = number;
+export type Seq = number;
+
+export interface User {
+  id: UserId;
+  username: string;
+  display_name: string;
+}
+
+export type RoomKind = 'public' | 'private' | 'direct';
+
+export interface Room {
+  id: RoomId;
+  name: string;
+  kind: RoomKind;
+  owner_id: UserId | null;
+  created_at: number;
+}
+
+export interface Message {
+  room_id: RoomId;
+  seq: Seq;
+  client_id: string;
+  author_id: UserId;
+  text: string;
+  sent_at: number;
+  edited_at: number | null;
+  deleted: boolean;
+}
+
+export interface RoomView {
+  room: Room;
+  unread: number;
+  last_read_seq: Seq;
+  last_message: Message | null;
+}
+
+export type TimelineEntry =
+  | { kind: 'message'; message: Message }
+  | { kind: 'edit'; room_id: RoomId; seq: Seq; target_seq: Seq; author_id: UserId; text: string; at: number }
+  | { kind: 'delete'; room_id: RoomId; seq: Seq; target_seq: Seq; by: UserId; at: number };
+
+export type OutboxState = { state: 'pending' } | { state: 'failed'; error: string } | { state: 'sent'; seq: Seq };
+
+export type OutboxView = {
+  client_id: string;
+  room_id: RoomId;
+  text: string;
+  created_at: number;
+} & OutboxState;
+
+export type ConnectionState =
+  | { state: 'connecting' }
+  | { state: 'connected' }
+  | { state: 'reconnecting'; attempt: number }
+  | { state: 'offline' };
+
+export type Presence = 'online' | 'offline';
+
+export interface Member {
+  user: User;
+  role: 'owner' | 'member';
+  presence: Presence;
+  last_read_seq: Seq;
+}
+
+export interface CallParticipant {
+  user_id: UserId;
+  joined_at: number;
+  connected: boolean;
+}
+
+export interface CallInfo {
+  room_id: RoomId;
+  call_id: string;
+  started_at: number;
+  participants: CallParticipant[];
+  max_participants: number;
+}
+
+export type ClientEvent =
+  | { type: 'connection'; data: ConnectionState }
+  | { type: 'rooms'; data: { rooms: RoomView[] } }
+  | { type: 'room'; data: { room: RoomView } }
+  | { type: 'room_removed'; data: { room_id: RoomId } }
+  | { type: 'timeline'; data: { entry: TimelineEntry } }
+  | { type: 'outbox'; data: { message: OutboxView } }
+  | { type: 'member_joined'; data: { room_id: RoomId; user: User } }
+  | { type: 'member_left'; data: { room_id: RoomId; user_id: UserId } }
+  | { type: 'presence'; data: { user_id: UserId; presence: Presence } }
+  | { type: 'typing'; data: { room_id: RoomId; user_id: UserId; typing: boolean } }
+  | { type: 'incoming_call'; data: { call: CallInfo; by: UserId } }
+  | { type: 'call_ongoing'; data: { call: CallInfo } }
+  | { type: 'call_ended'; data: { room_id: RoomId } }
+  | { type: 'synced' }
+  | { type: 'session_ended'; data: { reason: string } };
+
+export type LinkState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
+
+export type CallEvent =
+  | { type: 'participant_joined'; data: { user_id: UserId } }
+  | { type: 'participant_left'; data: { user_id: UserId } }
+  | { type: 'link'; data: { user_id: UserId; state: LinkState } }
+  | { type: 'remote_track'; data: { user_id: UserId; kind: 'audio' | 'video' } }
+  | { type: 'busy'; data: { user_id: UserId } }
+  | { type: 'declined'; data: { user_id: UserId } }
+  | { type: 'ended' };
+
+export interface Device {
+  id: string;
+  name: string;
+  default?: boolean;
+}
+
+export interface Devices {
+  microphones: Device[];
+  speakers: Device[];
+  cameras: Device[];
+}
+
+export interface Settings {
+  server: string | null;
+  language: string | null;
+  microphone: string | null;
+  speaker: string | null;
+  camera: string | null;
+}
+
+/// Per participant, what the quality badge is computed from.
+export interface LinkQuality {
+  user_id: UserId;
+  rtt_ms: number | null;
+  packets_lost: number;
+  packets_received: number;
+  jitter_ms: number | null;
+}
+
+export interface VideoEndpoint {
+  url: string;
+}
+
+export interface CallStatus {
+  room_id: RoomId;
+  microphone: boolean;
+  camera: boolean;
+}
+
+export interface CommandError {
+  code: string;
+  message: string;
+}

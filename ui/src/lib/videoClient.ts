@@ -1,0 +1,10 @@
+// One video socket for the whole page, opened on first use.
+import { api } from './api';
+import { VideoClient } from './video';
+
+let client: Promise<VideoClient> | null = null;
+
+export function videoClient(): Promise<VideoClient> {
+  client ??= api.videoEndpoint().then((endpoint) => new VideoClient(endpoint.url));
+  return client;
+}
