@@ -8,13 +8,18 @@ packages=()
 # Building: nasm gives OpenH264 its SIMD code (without it, it silently builds slow); cmake
 # builds libopus; clang/libclang-dev let nokhwa generate its V4L2 bindings; libasound2-dev is
 # what cpal links on Linux.
-build=(nasm cmake pkg-config clang libclang-dev libasound2-dev)
+# libwebkit2gtk-4.1-dev is the desktop app's web view (it pulls GTK 3 and libsoup 3), and
+# fonts-wqy-zenhei gives it Chinese, Japanese and Korean glyphs.
+build=(nasm cmake pkg-config clang libclang-dev libasound2-dev libwebkit2gtk-4.1-dev fonts-wqy-zenhei)
 case "${1:-test}" in
   # openssl: the TURN credential test checks our HMAC against openssl's.
   # chromium, iproute2: the browser interop tests (Chromium in a loopback-only namespace).
   # pulseaudio, pulseaudio-utils: a user-space sound server for the real-device audio test.
   # coturn: the TURN server the relay-only call test starts on loopback.
-  test) packages+=("${build[@]}" openssl chromium iproute2 pulseaudio pulseaudio-utils coturn) ;;
+  # xvfb, webkit2gtk-driver: the desktop app's end-to-end test (a real window on a virtual
+  # display, driven through WebKitWebDriver).
+  test) packages+=("${build[@]}" openssl chromium iproute2 pulseaudio pulseaudio-utils coturn
+                   xvfb webkit2gtk-driver) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac

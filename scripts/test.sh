@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, then every test in the workspace.
+# The whole test suite: the UI's type check, unit tests and build; Rust formatting and lints;
+# then every test in the workspace, including the desktop app's end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Builds live outside the clone so repeat runs (and fresh clones) reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parlor/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 scripts/install-deps.sh test
+echo "== tauri-driver (WebDriver for the app's window)"
+# Pinned: an unpinned install picks a 3.0 pre-release.
+if [ "$(tauri-driver --version 2>/dev/null || true)" != "tauri-driver 2.1.0" ]; then
+  cargo install tauri-driver --locked --version 2.1.0
+fi
+
+echo "== UI: npm ci, type check, unit tests, build"
+npm ci --prefix ui --no-audit --no-fund --loglevel=error
+npm run --prefix ui --silent check
+npm run --prefix ui --silent test
+# The app embeds ui/dist, so the UI is built before any Rust that includes the app.
+npm run --prefix ui --silent build
 echo "== npm ci (browser interop harness)"
 npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
 

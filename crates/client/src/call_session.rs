@@ -182,6 +182,11 @@ impl CallHandle {
         self.events.lock().await.recv().await
     }
 
+    /// Hangs up without waiting for the report (a `CallEvent::Ended` follows).
+    pub fn hang_up(&self) {
+        let _ = self.commands.send(Command::Leave);
+    }
+
     /// Hangs up (if still in the call) and returns what the call received.
     pub async fn leave(mut self) -> Result<CallReport, ClientError> {
         let _ = self.commands.send(Command::Leave);

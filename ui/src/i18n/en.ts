@@ -99,6 +99,7 @@ export const en = {
   'call.no_microphone': 'No microphone',
   'call.default_device': 'System default',
   'call.test_pattern': 'Test pattern',
+  'call.test_tone': 'Test tone',
   'incoming.title': 'Incoming call',
   'incoming.body': '{name} is calling in {room}',
   'incoming.accept': 'Accept',

@@ -99,6 +99,7 @@ export const ja: Dictionary = {
   'call.no_microphone': 'マイクなし',
   'call.default_device': 'システムの既定',
   'call.test_pattern': 'テストパターン',
+  'call.test_tone': 'テストトーン',
   'incoming.title': '着信',
   'incoming.body': '{name} さんが {room} で呼び出しています',
   'incoming.accept': '応答',

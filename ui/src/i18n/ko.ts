@@ -99,6 +99,7 @@ export const ko: Dictionary = {
   'call.no_microphone': '마이크 없음',
   'call.default_device': '시스템 기본값',
   'call.test_pattern': '테스트 패턴',
+  'call.test_tone': '테스트 톤',
   'incoming.title': '수신 전화',
   'incoming.body': '{name} 님이 {room}에서 전화를 걸고 있습니다',
   'incoming.accept': '받기',

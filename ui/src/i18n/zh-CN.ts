@@ -99,6 +99,7 @@ export const zhCN: Dictionary = {
   'call.no_microphone': '无麦克风',
   'call.default_device': '系统默认',
   'call.test_pattern': '测试图案',
+  'call.test_tone': '测试音',
   'incoming.title': '来电',
   'incoming.body': '{name} 正在 {room} 中呼叫',
   'incoming.accept': '接听',

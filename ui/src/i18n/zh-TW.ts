@@ -99,6 +99,7 @@ export const zhTW: Dictionary = {
   'call.no_microphone': '無麥克風',
   'call.default_device': '系統預設',
   'call.test_pattern': '測試圖樣',
+  'call.test_tone': '測試音',
   'incoming.title': '來電',
   'incoming.body': '{name} 正在 {room} 中撥打',
   'incoming.accept': '接聽',

@@ -113,6 +113,8 @@ export async function start(): Promise<void> {
 
 export async function signedIn(session: Session): Promise<void> {
   app.session = session;
+  // Signing in means connected now; later changes arrive as events.
+  app.connection = { state: 'connected' };
   app.users[session.user.id] = session.user;
   app.rooms = await api.rooms();
   if (app.current === null && app.rooms.length > 0) await openRoom(app.rooms[0].room.id);

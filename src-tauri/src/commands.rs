@@ -1,0 +1,609 @@
+//! The window's commands: each is a thin call into `parlor-client` (or the settings, devices
+//! and video plumbing). Business logic lives in the client library, not here.
+use std::time::Duration;
+
+use parlor_client::call_session::CallOptions;
+use parlor_client::reconnect::ReconnectPolicy;
+use parlor_client::store::RoomView;
+use parlor_client::{Client, Credentials, OutboxView};
+use parlor_protocol::{Member, Message, Room, RoomId, Seq, User, UserId};
+use serde::Serialize;
+use tauri::{AppHandle, State};
+
+use crate::media::{self, AppSink};
+use crate::settings::Settings;
+use crate::state::{AppState, CommandError, CommandResult};
+
+#[derive(Serialize)]
+pub struct Session {
+    user: User,
+    server: String,
+}
+
+#[tauri::command]
+pub fn get_settings(state: State<'_, AppState>) -> Settings {
+    state.settings()
+}
+
+#[tauri::command]
+pub fn save_settings(state: State<'_, AppState>, settings: Settings) -> CommandResult<()> {
+    state.update_settings(|s| *s = settings)
+}
+
+/// Whether the server answers its health check (GET /healthz on the WebSocket's host).
+#[tauri::command]
+pub async fn server_health(server: String) -> bool {
+    health(&server).await.unwrap_or(false)
+}
+
+async fn health(server: &str) -> Option<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = server.trim().strip_prefix("ws://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let address = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+    };
+    tokio::time::timeout(Duration::from_secs(3), check)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Retries for about a minute before showing "offline"; the user can always sign in again.
+fn policy() -> ReconnectPolicy {
+    ReconnectPolicy {
+        max_attempts: 30,
+        base: Duration::from_millis(250),
+        max_delay: Duration::from_secs(10),
+    }
+}
+
+async fn connect(
+    app: &AppHandle,
+    state: &AppState,
+    server: String,
+    credentials: Credentials,
+) -> CommandResult<Session> {
+    // A new sign-in replaces the old one (and its call).
+    state.end_call().await;
+    if let Some(old) = state.session.lock().await.take() {
+        old.client.close().await;
+    }
+    let client = Client::connect(&server, &state.store_dir(&server), credentials, policy()).await?;
+    if let Some(token) = client.token() {
+        let (tokens, key) = (state.tokens.clone(), server.clone());
+        // The keyring may block on D-Bus: keep it off the async threads.
+        let _ = tokio::task::spawn_blocking(move || tokens.save(&key, &token)).await;
+    }
+    state.update_settings(|s| s.server = Some(server.clone()))?;
+    let user = client.me().clone();
+    state.sign_in(app, client, server.clone()).await;
+    Ok(Session { user, server })
+}
+
+/// Signs in with the saved session token, if there is one for the configured server.
+#[tauri::command]
+pub async fn resume(app: AppHandle, state: State<'_, AppState>) -> CommandResult<Option<Session>> {
+    let Some(server) = state.settings().server else {
+        return Ok(None);
+    };
+    let (tokens, key) = (state.tokens.clone(), server.clone());
+    let token = tokio::task::spawn_blocking(move || tokens.load(&key))
+        .await
+        .ok()
+        .flatten();
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    match connect(&app, &state, server.clone(), Credentials::Token(token)).await {
+        Ok(session) => Ok(Some(session)),
+        Err(e) if e.code == "unauthorized" => {
+            // Expired or revoked: forget it and ask for the password.
+            let tokens = state.tokens.clone();
+            let _ = tokio::task::spawn_blocking(move || tokens.delete(&server)).await;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[tauri::command]
+pub async fn login(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    server: String,
+    username: String,
+    password: String,
+) -> CommandResult<Session> {
+    connect(
+        &app,
+        &state,
+        server,
+        Credentials::Login { username, password },
+    )
+    .await
+}
+
+#[tauri::command]
+pub async fn register(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    server: String,
+    username: String,
+    display_name: String,
+    password: String,
+) -> CommandResult<Session> {
+    connect(
+        &app,
+        &state,
+        server,
+        Credentials::Register {
+            username,
+            display_name,
+            password,
+        },
+    )
+    .await
+}
+
+#[tauri::command]
+pub async fn logout(state: State<'_, AppState>) -> CommandResult<()> {
+    state.end_call().await;
+    let Some(session) = state.session.lock().await.take() else {
+        return Ok(());
+    };
+    let result = session.client.logout().await;
+    let (tokens, server) = (state.tokens.clone(), session.server.clone());
+    let _ = tokio::task::spawn_blocking(move || tokens.delete(&server)).await;
+    // Signed out locally whatever the server said; a token it did not hear about expires.
+    if let Err(e) = result {
+        tracing::warn!("logout not confirmed by the server: {e}");
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn rooms(state: State<'_, AppState>) -> CommandResult<Vec<RoomView>> {
+    Ok(state.client().await?.rooms().await?)
+}
+
+#[tauri::command]
+pub async fn create_room(
+    state: State<'_, AppState>,
+    name: String,
+    public: bool,
+) -> CommandResult<Room> {
+    Ok(state.client().await?.create_room(&name, public).await?)
+}
+
+#[tauri::command]
+pub async fn join_room(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<Room> {
+    Ok(state.client().await?.join_room(room_id).await?)
+}
+
+#[tauri::command]
+pub async fn leave_room(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<()> {
+    Ok(state.client().await?.leave_room(room_id).await?)
+}
+
+#[tauri::command]
+pub async fn rename_room(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    name: String,
+) -> CommandResult<Room> {
+    Ok(state.client().await?.rename_room(room_id, &name).await?)
+}
+
+#[tauri::command]
+pub async fn delete_room(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<()> {
+    Ok(state.client().await?.delete_room(room_id).await?)
+}
+
+#[tauri::command]
+pub async fn find_rooms(state: State<'_, AppState>, query: String) -> CommandResult<Vec<Room>> {
+    Ok(state.client().await?.find_rooms(&query).await?)
+}
+
+#[tauri::command]
+pub async fn open_direct(state: State<'_, AppState>, username: String) -> CommandResult<Room> {
+    Ok(state.client().await?.open_direct(&username).await?)
+}
+
+#[tauri::command]
+pub async fn add_member(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    username: String,
+) -> CommandResult<()> {
+    Ok(state.client().await?.add_member(room_id, &username).await?)
+}
+
+#[tauri::command]
+pub async fn members(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<Vec<Member>> {
+    Ok(state.client().await?.members(room_id).await?)
+}
+
+/// Most messages one history page may ask for.
+const MAX_PAGE: u32 = 200;
+
+#[tauri::command]
+pub async fn history(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    before: Option<Seq>,
+    limit: u32,
+) -> CommandResult<Vec<Message>> {
+    Ok(state
+        .client()
+        .await?
+        .history(room_id, before, limit.clamp(1, MAX_PAGE))
+        .await?)
+}
+
+#[tauri::command]
+pub async fn outbox(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<Vec<OutboxView>> {
+    Ok(state.client().await?.outbox(room_id).await?)
+}
+
+#[tauri::command]
+pub async fn send(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    text: String,
+) -> CommandResult<OutboxView> {
+    Ok(state.client().await?.send(room_id, &text).await?)
+}
+
+#[tauri::command]
+pub async fn retry(state: State<'_, AppState>, client_id: String) -> CommandResult<()> {
+    Ok(state.client().await?.retry(&client_id).await?)
+}
+
+#[tauri::command]
+pub async fn discard(state: State<'_, AppState>, client_id: String) -> CommandResult<()> {
+    Ok(state.client().await?.discard(&client_id).await?)
+}
+
+#[tauri::command]
+pub async fn edit(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    seq: Seq,
+    text: String,
+) -> CommandResult<()> {
+    Ok(state.client().await?.edit(room_id, seq, &text).await?)
+}
+
+#[tauri::command]
+pub async fn delete_message(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    seq: Seq,
+) -> CommandResult<()> {
+    Ok(state.client().await?.delete(room_id, seq).await?)
+}
+
+#[tauri::command]
+pub async fn search(state: State<'_, AppState>, query: String) -> CommandResult<Vec<Message>> {
+    Ok(state.client().await?.search(&query).await?)
+}
+
+#[tauri::command]
+pub async fn mark_read(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<()> {
+    Ok(state.client().await?.mark_read(room_id).await?)
+}
+
+#[tauri::command]
+pub async fn typing(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    typing: bool,
+) -> CommandResult<()> {
+    Ok(state.client().await?.set_typing(room_id, typing).await?)
+}
+
+#[derive(Serialize)]
+pub struct Device {
+    id: String,
+    name: String,
+    default: bool,
+}
+
+#[derive(Serialize)]
+pub struct Devices {
+    microphones: Vec<Device>,
+    speakers: Vec<Device>,
+    cameras: Vec<Device>,
+}
+
+#[tauri::command]
+pub async fn devices() -> Devices {
+    // Device enumeration may block (it talks to the sound server).
+    tokio::task::spawn_blocking(|| {
+        let list = parlor_media::devices::list_devices();
+        let audio = |devices: &[parlor_media::audio_io::AudioDevice]| {
+            devices
+                .iter()
+                .map(|d| Device {
+                    id: d.id.clone(),
+                    name: d.name.clone(),
+                    default: d.is_default,
+                })
+                .collect()
+        };
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        let cameras = list
+            .cameras
+            .iter()
+            .map(|c| Device {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                default: false,
+            })
+            .collect();
+        #[cfg(any(target_os = "android", target_os = "ios"))]
+        let cameras = Vec::new();
+        Devices {
+            microphones: audio(&list.microphones),
+            speakers: audio(&list.speakers),
+            cameras,
+        }
+    })
+    .await
+    .unwrap_or(Devices {
+        microphones: Vec::new(),
+        speakers: Vec::new(),
+        cameras: Vec::new(),
+    })
+}
+
+#[derive(Serialize)]
+pub struct CallStatus {
+    room_id: RoomId,
+    /// Whether a microphone / camera is sending (false when none could be opened).
+    microphone: bool,
+    camera: bool,
+}
+
+/// Starts or joins a room's call (also how an incoming call is accepted), with the devices
+/// from the settings. A device that cannot be opened leaves the call without that medium.
+#[tauri::command]
+pub async fn join_call(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    room_id: RoomId,
+) -> CommandResult<CallStatus> {
+    let client = state.client().await?;
+    state.end_call().await;
+    let settings = state.settings();
+    let hub = state.hub.clone();
+    let (camera_choice, microphone_choice) = (settings.camera.clone(), settings.microphone.clone());
+    let (video, audio) = tokio::task::spawn_blocking(move || {
+        let video = media::open_camera(camera_choice.as_deref())
+            .map_err(|e| tracing::info!("no camera for the call: {e}"))
+            .ok();
+        let audio = media::open_microphone(microphone_choice.as_deref())
+            .map_err(|e| tracing::info!("no microphone for the call: {e}"))
+            .ok();
+        (video, audio)
+    })
+    .await
+    .map_err(|e| CommandError::new("internal", e.to_string()))?;
+    let sink = AppSink::new(state.hub.clone(), settings.speaker.as_deref());
+    let status = CallStatus {
+        room_id,
+        microphone: audio.is_some(),
+        camera: video.is_some(),
+    };
+    let options = CallOptions {
+        video: video.map(|v| media::video_once(v, hub)),
+        audio: audio.map(media::audio_once),
+        rtc: parlor_rtc::RtcConfig::default(),
+        sink: Some(sink.clone()),
+    };
+    let handle = client.join_call(room_id, options).await?;
+    state
+        .keep_call(
+            &app,
+            handle,
+            room_id,
+            sink,
+            status.microphone,
+            status.camera,
+        )
+        .await;
+    Ok(status)
+}
+
+#[tauri::command]
+pub async fn decline_call(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<()> {
+    Ok(state.client().await?.decline_call(room_id).await?)
+}
+
+#[tauri::command]
+pub async fn leave_call(state: State<'_, AppState>) -> CommandResult<()> {
+    state.end_call().await;
+    Ok(())
+}
+
+/// Mute and unmute; unmuting a call that had no microphone opens the chosen one.
+#[tauri::command]
+pub async fn set_microphone(state: State<'_, AppState>, enabled: bool) -> CommandResult<()> {
+    let handle = {
+        let call = state.call.lock().await;
+        let call = call
+            .as_ref()
+            .ok_or_else(|| CommandError::new("call_ended", "not in a call"))?;
+        if call.has_microphone || !enabled {
+            call.handle.set_microphone_enabled(enabled);
+            None
+        } else {
+            Some(call.handle.clone())
+        }
+    };
+    if let Some(handle) = handle {
+        let choice = state.settings().microphone;
+        let source = tokio::task::spawn_blocking(move || media::open_microphone(choice.as_deref()))
+            .await
+            .map_err(|e| CommandError::new("internal", e.to_string()))?
+            .map_err(|e| CommandError::new("media", e.to_string()))?;
+        handle.use_audio(media::audio_once(source)).await?;
+        handle.set_microphone_enabled(true);
+    }
+    if let Some(call) = state.call.lock().await.as_mut() {
+        call.microphone = enabled;
+        call.has_microphone |= enabled;
+    }
+    Ok(())
+}
+
+/// Camera off stops sending; on again resumes, or opens the camera if the call had none.
+#[tauri::command]
+pub async fn set_camera(state: State<'_, AppState>, enabled: bool) -> CommandResult<()> {
+    let handle = {
+        let call = state.call.lock().await;
+        let call = call
+            .as_ref()
+            .ok_or_else(|| CommandError::new("call_ended", "not in a call"))?;
+        if call.has_camera || !enabled {
+            call.handle.set_camera_enabled(enabled);
+            None
+        } else {
+            Some(call.handle.clone())
+        }
+    };
+    if let Some(handle) = handle {
+        let source = open_camera_blocking(state.settings().camera).await?;
+        handle
+            .use_video(media::video_once(source, state.hub.clone()))
+            .await?;
+        handle.set_camera_enabled(true);
+    }
+    if let Some(call) = state.call.lock().await.as_mut() {
+        call.camera = enabled;
+        call.has_camera |= enabled;
+    }
+    Ok(())
+}
+
+async fn open_camera_blocking(
+    choice: Option<String>,
+) -> CommandResult<Box<dyn parlor_media::VideoSource>> {
+    tokio::task::spawn_blocking(move || media::open_camera(choice.as_deref()))
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))?
+        .map_err(|e| CommandError::new("media", e.to_string()))
+}
+
+/// Chooses a device (saved in the settings) and, during a call, switches to it at once.
+#[tauri::command]
+pub async fn use_device(
+    state: State<'_, AppState>,
+    kind: String,
+    id: Option<String>,
+) -> CommandResult<()> {
+    state.update_settings(|s| match kind.as_str() {
+        "microphone" => s.microphone = id.clone(),
+        "speaker" => s.speaker = id.clone(),
+        "camera" => s.camera = id.clone(),
+        _ => {}
+    })?;
+    let Some((handle, sink)) = state
+        .call
+        .lock()
+        .await
+        .as_ref()
+        .map(|c| (c.handle.clone(), c.sink.clone()))
+    else {
+        return Ok(());
+    };
+    match kind.as_str() {
+        "camera" => {
+            let source = open_camera_blocking(id).await?;
+            handle
+                .use_video(media::video_once(source, state.hub.clone()))
+                .await?;
+            handle.set_camera_enabled(true);
+            if let Some(call) = state.call.lock().await.as_mut() {
+                (call.camera, call.has_camera) = (true, true);
+            }
+        }
+        "microphone" => {
+            let source = tokio::task::spawn_blocking(move || media::open_microphone(id.as_deref()))
+                .await
+                .map_err(|e| CommandError::new("internal", e.to_string()))?
+                .map_err(|e| CommandError::new("media", e.to_string()))?;
+            handle.use_audio(media::audio_once(source)).await?;
+            handle.set_microphone_enabled(true);
+            if let Some(call) = state.call.lock().await.as_mut() {
+                (call.microphone, call.has_microphone) = (true, true);
+            }
+        }
+        "speaker" => {
+            tokio::task::spawn_blocking(move || sink.use_speaker(id.as_deref()))
+                .await
+                .map_err(|e| CommandError::new("internal", e.to_string()))?;
+        }
+        other => {
+            return Err(CommandError::new(
+                "invalid",
+                format!("no device kind {other}"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub struct LinkQuality {
+    user_id: UserId,
+    rtt_ms: Option<f64>,
+    packets_lost: i64,
+    packets_received: u64,
+    jitter_ms: Option<f64>,
+}
+
+#[tauri::command]
+pub async fn call_quality(state: State<'_, AppState>) -> CommandResult<Vec<LinkQuality>> {
+    let handle = state
+        .call
+        .lock()
+        .await
+        .as_ref()
+        .map(|c| c.handle.clone())
+        .ok_or_else(|| CommandError::new("call_ended", "not in a call"))?;
+    let stats = handle.stats().await?;
+    Ok(stats
+        .into_iter()
+        .map(|(user_id, s)| LinkQuality {
+            user_id,
+            rtt_ms: s.selected_pair.as_ref().and_then(|p| p.round_trip_time_ms),
+            packets_lost: s.inbound.iter().map(|t| t.packets_lost.max(0)).sum(),
+            packets_received: s.inbound.iter().map(|t| t.packets_received).sum(),
+            jitter_ms: s.inbound.iter().map(|t| t.jitter_ms).reduce(f64::max),
+        })
+        .collect())
+}
+
+#[derive(Serialize)]
+pub struct VideoEndpoint {
+    url: String,
+}
+
+#[tauri::command]
+pub fn video_endpoint(state: State<'_, AppState>) -> VideoEndpoint {
+    VideoEndpoint {
+        url: state.video.url(),
+    }
+}

@@ -1,0 +1,190 @@
+//! The app's media plumbing: sources from the chosen devices (with the local preview tapped
+//! off on its way to the encoder), and where decoded media goes (video tiles, the speaker).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use parlor_client::call_session::{AudioMaker, MediaSink, VideoMaker};
+use parlor_media::source::VideoConstraints;
+use parlor_media::{AudioFrame, AudioSource, MediaError, VideoFrame, VideoSource};
+use parlor_protocol::UserId;
+
+use crate::video::{VideoHub, LOCAL_TILE};
+
+/// The camera choice that means "a moving test image" (for machines without a camera).
+pub const TEST_PATTERN: &str = "test-pattern";
+/// The microphone choice that means "a steady 440 Hz tone" (for machines without one).
+pub const TEST_TONE: &str = "test-tone";
+const TEST_TONE_HZ: f64 = 440.0;
+
+/// Passes frames through to the encoder and shows them in the local preview tile.
+struct PreviewTap {
+    inner: Box<dyn VideoSource>,
+    hub: Arc<VideoHub>,
+}
+
+impl VideoSource for PreviewTap {
+    fn format(&self) -> parlor_media::source::VideoFormat {
+        self.inner.format()
+    }
+
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        let frame = self.inner.next_frame()?;
+        self.hub.publish(LOCAL_TILE, &frame);
+        Ok(frame)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+fn no_device(kind: &'static str) -> MediaError {
+    MediaError::DeviceNotFound {
+        kind,
+        id: "default".into(),
+    }
+}
+
+/// Opens the chosen camera: `test-pattern`, a camera id, or (none) the first camera found.
+pub fn open_camera(choice: Option<&str>) -> Result<Box<dyn VideoSource>, MediaError> {
+    let constraints = VideoConstraints::default();
+    match choice {
+        Some(TEST_PATTERN) => Ok(Box::new(parlor_media::pattern::TestPattern::new(
+            constraints,
+        )?)),
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        Some(id) => Ok(Box::new(parlor_media::camera::Camera::open(
+            id,
+            constraints,
+        )?)),
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        None => {
+            let cameras = parlor_media::camera::cameras();
+            let first = cameras.first().ok_or(no_device("camera"))?;
+            Ok(Box::new(parlor_media::camera::Camera::open(
+                &first.id,
+                constraints,
+            )?))
+        }
+        #[cfg(any(target_os = "android", target_os = "ios"))]
+        _ => Err(no_device("camera")),
+    }
+}
+
+/// Opens the chosen microphone (none: the system default).
+pub fn open_microphone(choice: Option<&str>) -> Result<Box<dyn AudioSource>, MediaError> {
+    if choice == Some(TEST_TONE) {
+        return Ok(Box::new(parlor_media::tone::Tone::new(
+            TEST_TONE_HZ,
+            1,
+            std::time::Duration::from_millis(20),
+        )?));
+    }
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    {
+        Ok(Box::new(parlor_media::audio_io::Microphone::open(
+            choice, 1,
+        )?))
+    }
+    #[cfg(any(target_os = "android", target_os = "ios"))]
+    {
+        let _ = choice;
+        Err(no_device("microphone"))
+    }
+}
+
+/// A maker that hands out an already opened source once (opening first tells whether the
+/// device works before the call starts; the call asks its maker exactly once).
+pub fn video_once(source: Box<dyn VideoSource>, hub: Arc<VideoHub>) -> VideoMaker {
+    let slot = Mutex::new(Some(source));
+    Box::new(move || {
+        let inner = slot
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .ok_or(no_device("camera"))?;
+        Ok(Box::new(PreviewTap {
+            inner,
+            hub: hub.clone(),
+        }) as Box<dyn VideoSource>)
+    })
+}
+
+pub fn audio_once(source: Box<dyn AudioSource>) -> AudioMaker {
+    let slot = Mutex::new(Some(source));
+    Box::new(move || {
+        slot.lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .ok_or(no_device("microphone"))
+    })
+}
+
+/// Where a call's decoded media goes: video to the page's tiles, audio to the speaker (one
+/// jitter-buffered stream per participant, mixed). Without a speaker, audio is dropped.
+pub struct AppSink {
+    hub: Arc<VideoHub>,
+    playout: Mutex<Playout>,
+}
+
+#[derive(Default)]
+struct Playout {
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    speaker: Option<parlor_media::audio_io::Speaker>,
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    streams: HashMap<UserId, parlor_media::audio_io::PlayoutStream>,
+    #[cfg(any(target_os = "android", target_os = "ios"))]
+    streams: HashMap<UserId, ()>,
+}
+
+impl AppSink {
+    pub fn new(hub: Arc<VideoHub>, speaker: Option<&str>) -> Arc<AppSink> {
+        let sink = Arc::new(AppSink {
+            hub,
+            playout: Mutex::default(),
+        });
+        sink.use_speaker(speaker);
+        sink
+    }
+
+    /// Plays from now on through another speaker (none: the system default).
+    pub fn use_speaker(&self, choice: Option<&str>) {
+        let Ok(mut playout) = self.playout.lock() else {
+            return;
+        };
+        playout.streams.clear();
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        {
+            playout.speaker = match parlor_media::audio_io::Speaker::open(choice) {
+                Ok(speaker) => Some(speaker),
+                Err(e) => {
+                    tracing::warn!("no speaker ({e}): call audio will not be played");
+                    None
+                }
+            };
+        }
+        #[cfg(any(target_os = "android", target_os = "ios"))]
+        let _ = choice;
+    }
+}
+
+impl MediaSink for AppSink {
+    fn video_frame(&self, from: UserId, frame: &VideoFrame) {
+        self.hub.publish(from, frame);
+    }
+
+    fn audio_frame(&self, from: UserId, frame: &AudioFrame) {
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        if let Ok(mut playout) = self.playout.lock() {
+            let Playout { speaker, streams } = &mut *playout;
+            if let Some(speaker) = speaker {
+                streams
+                    .entry(from)
+                    .or_insert_with(|| speaker.add_stream())
+                    .push(frame);
+            }
+        }
+        #[cfg(any(target_os = "android", target_os = "ios"))]
+        let _ = (from, frame);
+    }
+}

@@ -1,0 +1,686 @@
+//! The desktop app end to end, in a real window: Xvfb, tauri-driver and WebKitWebDriver drive
+//! the built `parlor-app` against the real signaling server on loopback, while the `parlor`
+//! CLI plays the other person. Screenshots are kept in `<target>/tmp/e2e-screenshots/`.
+//!
+//! Needs (installed by `scripts/test.sh`): `xvfb`, `webkit2gtk-driver`, and `tauri-driver`.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use parlor_signaling::config::Settings;
+
+/// Longest wait for anything to appear: a guard against hangs, never a speed check.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A child process group, stopped when dropped.
+struct Spawned {
+    child: Child,
+    name: &'static str,
+}
+
+impl Spawned {
+    fn start(name: &'static str, command: &mut Command) -> Spawned {
+        use std::os::unix::process::CommandExt;
+        let child = command
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (scripts/test.sh installs it)"));
+        Spawned { child, name }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // The whole group: tauri-driver's WebKitWebDriver and the app with its WebKit helpers.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop on TERM; killing it", self.name);
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Xvfb on a free display number (it picks one and tells us through -displayfd).
+fn start_display() -> (Spawned, String) {
+    let mut xvfb = Spawned::start(
+        "Xvfb",
+        Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut line = String::new();
+    BufReader::new(xvfb.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let display = format!(":{}", line.trim());
+    assert!(display.len() > 1, "Xvfb did not report a display");
+    (xvfb, display)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tool(name: &str) -> PathBuf {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|d| d.join("bin").join(name));
+    match cargo_bin {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from(name),
+    }
+}
+
+/// The `parlor` CLI built next to this test (the workspace's test run builds it).
+fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("parlor");
+    assert!(
+        path.exists(),
+        "{} is missing: run the workspace tests (cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+struct Cli {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Cli {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(cli_binary());
+        command
+            .arg("--server")
+            .arg(&self.url)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--json")
+            .args(args)
+            .env("PARLOR_PASSWORD", "a long password")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "parlor {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_default()
+    }
+
+    fn history(&self, room: &str) -> Vec<String> {
+        let out = self.command(&["history", room]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+async fn find(client: &Client, css: &str) -> Element {
+    let started = Instant::now();
+    match client
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(element) => element,
+        Err(e) => {
+            let page = client.source().await.unwrap_or_default();
+            panic!(
+                "no {css} after {:?}: {e}\npage: {}",
+                started.elapsed(),
+                &page[..page.len().min(3000)]
+            )
+        }
+    }
+}
+
+/// Waits until `check` holds, polling every 200 ms (bounded by PATIENCE).
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("never: {what}");
+}
+
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for element in client.find_all(Locator::Css(css)).await.unwrap_or_default() {
+        if let Ok(text) = element.text().await {
+            out.push(text);
+        }
+    }
+    out
+}
+
+async fn type_into(client: &Client, css: &str, text: &str) {
+    let element = find(client, css).await;
+    element.clear().await.unwrap();
+    element.send_keys(text).await.unwrap();
+}
+
+/// The current picture of a tile's canvas, as PNG bytes.
+async fn canvas_png(client: &Client, tile: &str) -> Vec<u8> {
+    use base64::Engine;
+    let script = "const c = document.querySelector(arguments[0] + ' canvas'); \
+                  return c ? c.toDataURL('image/png') : null;";
+    let url = client
+        .execute(script, vec![serde_json::json!(tile)])
+        .await
+        .unwrap();
+    let url = url.as_str().expect("a tile canvas");
+    let data = url
+        .strip_prefix("data:image/png;base64,")
+        .expect("a PNG data URL");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    assert!(
+        png.len() > 2000,
+        "a drawn tile, not an empty canvas ({} bytes)",
+        png.len()
+    );
+    png
+}
+
+fn save(dir: &Path, name: &str, png: &[u8]) {
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+/// The app's process and all its descendants (WebKit's web and network processes).
+fn app_processes(binary: &Path) -> Vec<u32> {
+    let all: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            Some((pid, ppid, cmd))
+        })
+        .collect();
+    let binary = binary.to_string_lossy();
+    let mut found: Vec<u32> = all
+        .iter()
+        .filter(|(_, _, cmd)| cmd.split('\0').next() == Some(binary.as_ref()))
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for (pid, ppid, _) in &all {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+fn total_pss_kib(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter(|l| l.starts_with("Pss:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// Seconds since boot when `pid` started.
+fn started_at(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ticks: f64 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    ticks / 100.0
+}
+
+fn uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
+    let work = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // The real server, in-process on loopback.
+    let mut settings = Settings::for_database(&work.path().join("server.db"));
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    let server = parlor_signaling::server::Server::bind(settings)
+        .await
+        .unwrap();
+    let url = format!("ws://{}/ws", server.local_addr());
+    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let (_xvfb, display) = start_display();
+    let app_binary = PathBuf::from(env!("CARGO_BIN_EXE_parlor-app"));
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let runtime = work.path().join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let (port, native_port) = (free_port(), free_port());
+    let _driver = Spawned::start(
+        "tauri-driver",
+        Command::new(tool("tauri-driver"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
+            .env("DISPLAY", &display)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("PARLOR_SERVER", &url)
+            // No accessibility bus or session bus in a bare X server; WebGL in software.
+            .env("NO_AT_BRIDGE", "1")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdout(std::fs::File::create(shots.join("driver.log")).unwrap())
+            .stderr(std::fs::File::create(shots.join("driver.err.log")).unwrap()),
+    );
+
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), "wry".into());
+    capabilities.insert(
+        "tauri:options".into(),
+        serde_json::json!({ "application": app_binary }),
+    );
+    let driver_url = format!("http://127.0.0.1:{port}");
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut builder = ClientBuilder::new(connector.clone());
+            builder.capabilities(capabilities.clone());
+            let session = builder.connect(&driver_url);
+            match tokio::time::timeout(PATIENCE, session)
+                .await
+                .unwrap_or_else(|_| panic!("the app did not start within {PATIENCE:?}"))
+            {
+                Ok(client) => break client,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("waiting for tauri-driver: {e}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => panic!("no WebDriver session: {e}"),
+            }
+        }
+    };
+
+    // --- Start-up: the login page, with the server's health shown. ---
+    find(&client, "[data-testid=login-form]").await;
+    let started = uptime();
+    let app_pid = app_processes(&app_binary)[0];
+    let startup_ms = (started - started_at(app_pid)) * 1000.0;
+    find(&client, "[data-testid=server-health].up").await;
+    save(&shots, "01-login.png", &client.screenshot().await.unwrap());
+
+    // --- Register. ---
+    find(&client, "[data-testid=toggle-register]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    type_into(&client, "[data-testid=username]", "ann").await;
+    type_into(&client, "[data-testid=display-name]", "Ann").await;
+    type_into(&client, "[data-testid=password]", "a long password").await;
+    find(&client, "[data-testid=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&client, "[data-testid=create-room]").await;
+
+    // --- Create a room. ---
+    find(&client, "[data-testid=create-room]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    type_into(&client, "[data-testid=dialog-name]", "launch").await;
+    find(&client, "[data-testid=dialog-submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until("the room opens", || async {
+        texts(&client, "[data-testid=room-title]").await == ["launch"]
+    })
+    .await;
+    let room = find(&client, "[data-testid=room].active")
+        .await
+        .attr("data-room-id")
+        .await
+        .unwrap()
+        .expect("room id");
+
+    // Idle memory: the signed-in app with a room open, after it settles.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let processes = app_processes(&app_binary);
+    let pss_mib = total_pss_kib(&processes) as f64 / 1024.0;
+
+    // --- Chat with a CLI client, both ways. ---
+    let bob = Cli {
+        dir: work.path().join("bob"),
+        url: url.clone(),
+    };
+    bob.run(&["register", "bob", "--display-name", "Bob"]);
+    bob.run(&["join", &room]);
+    bob.run(&["send", &room, "hello from the command line"]);
+    until("the CLI's message shows in the window", || async {
+        texts(&client, "[data-testid=message-text]")
+            .await
+            .contains(&"hello from the command line".to_owned())
+    })
+    .await;
+    let composer = find(&client, "[data-testid=composer]").await;
+    composer
+        .send_keys("hello from the window\u{E007}")
+        .await
+        .unwrap();
+    until("the window's message reaches the CLI", || async {
+        bob.history(&room)
+            .contains(&"hello from the window".to_owned())
+    })
+    .await;
+
+    // --- Markup in a message is shown as text, never run. ---
+    let hostile = "<img src=x onerror=alert(1)>";
+    composer
+        .send_keys(&format!("{hostile}\u{E007}"))
+        .await
+        .unwrap();
+    bob.run(&["send", &room, "<b>bold?</b> <script>alert(2)</script>"]);
+    until("both hostile messages show", || async {
+        let shown = texts(&client, "[data-testid=message-text]").await;
+        shown.contains(&hostile.to_owned())
+            && shown.contains(&"<b>bold?</b> <script>alert(2)</script>".to_owned())
+    })
+    .await;
+    for css in [
+        "[data-testid=messages] img",
+        "[data-testid=messages] b",
+        "[data-testid=messages] script",
+    ] {
+        assert!(
+            client.find_all(Locator::Css(css)).await.unwrap().is_empty(),
+            "message text became markup: {css}"
+        );
+    }
+    save(&shots, "02-chat.png", &client.screenshot().await.unwrap());
+
+    // --- A call with the CLI sending the test pattern and a tone; the window sends its
+    // test-pattern camera and test-tone microphone (this machine has neither device). ---
+    find(&client, "[data-testid=open-settings]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&client, "[data-testid=settings-camera]")
+        .await
+        .select_by_value("test-pattern")
+        .await
+        .unwrap();
+    find(&client, "[data-testid=settings-microphone]")
+        .await
+        .select_by_value("test-tone")
+        .await
+        .unwrap();
+    find(&client, "[data-testid=settings-save]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&client, "[data-testid=settings-saved]").await;
+    find(&client, "[data-testid=settings-close]")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    let bob_report = work.path().join("bob-call.json");
+    let mut bob_call = bob
+        .command(&[
+            "call",
+            &room,
+            "--video",
+            "test-pattern",
+            "--audio",
+            "tone:440",
+            "--duration",
+            "25",
+            "--bind",
+            "127.0.0.1",
+            "--stats-json",
+            bob_report.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bob's call rings in the window: accept it.
+    find(&client, "[data-testid=incoming-call]").await;
+    save(
+        &shots,
+        "03-incoming-call.png",
+        &client.screenshot().await.unwrap(),
+    );
+    find(&client, "[data-testid=accept-call]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let remote_tile = "[data-testid=tile]:not([data-tile='0'])";
+    until("the remote tile draws frames", || async {
+        match client.find(Locator::Css(remote_tile)).await {
+            Ok(tile) => tile
+                .attr("data-frames")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|f| f.parse::<u64>().ok())
+                .is_some_and(|f| f > 15),
+            Err(_) => false,
+        }
+    })
+    .await;
+    // The tile's own pixels: WebKit leaves WebGL out of WebDriver's element screenshots on a
+    // display without a GPU, so the canvas is read as a PNG from the page.
+    let first = canvas_png(&client, remote_tile).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let second = canvas_png(&client, remote_tile).await;
+    save(&shots, "04-remote-tile-a.png", &first);
+    save(&shots, "05-remote-tile-b.png", &second);
+    assert_ne!(first, second, "the remote video moves");
+    save(&shots, "06-call.png", &client.screenshot().await.unwrap());
+
+    // Mute and unmute: the button follows, and no error is shown.
+    let mute = find(&client, "[data-testid=toggle-mic]").await;
+    let muted_label = mute.text().await.unwrap();
+    mute.click().await.unwrap();
+    until("muted", || async {
+        find(&client, "[data-testid=toggle-mic]")
+            .await
+            .attr("aria-pressed")
+            .await
+            .ok()
+            .flatten()
+            == Some("true".into())
+    })
+    .await;
+    find(&client, "[data-testid=toggle-mic]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until("unmuted", || async {
+        find(&client, "[data-testid=toggle-mic]")
+            .await
+            .text()
+            .await
+            .ok()
+            == Some(muted_label.clone())
+    })
+    .await;
+    assert!(client
+        .find_all(Locator::Css("[data-testid=error]"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Hang up: the call view goes; Bob received the window's video.
+    find(&client, "[data-testid=hang-up]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until("the call view closes", || async {
+        client
+            .find_all(Locator::Css("[data-testid=call]"))
+            .await
+            .map(|v| v.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    let status = tokio::task::spawn_blocking(move || bob_call.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "bob's call failed");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bob_report).unwrap()).unwrap();
+    let from_ann = report["peers"]
+        .as_object()
+        .and_then(|peers| peers.values().next())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        from_ann["video_frames"].as_u64().unwrap_or(0) > 15,
+        "bob saw the window's camera: {report}"
+    );
+    let heard = from_ann["audio_hz"].as_f64().unwrap_or(0.0);
+    assert!(
+        (heard - 440.0).abs() < 5.0,
+        "bob heard the window's tone: {report}"
+    );
+
+    // --- Japanese. ---
+    find(&client, "[data-testid=open-settings]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&client, "[data-testid=language]")
+        .await
+        .select_by_value("ja")
+        .await
+        .unwrap();
+    find(&client, "[data-testid=settings-save]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&client, "[data-testid=settings-close]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until("the window speaks Japanese", || async {
+        texts(&client, "[data-testid=create-room]").await == ["ルームを作成"]
+    })
+    .await;
+    assert_eq!(texts(&client, "[data-testid=logout]").await, ["ログアウト"]);
+    save(
+        &shots,
+        "07-japanese.png",
+        &client.screenshot().await.unwrap(),
+    );
+
+    println!(
+        "desktop app: start-up (process start to login page) {startup_ms:.0} ms; idle memory \
+         {pss_mib:.0} MiB PSS over {} processes; screenshots in {}",
+        processes.len(),
+        shots.display()
+    );
+    client.close().await.unwrap();
+    let _ = stop_server.send(());
+    let _ = server_task.await;
+}
