@@ -153,6 +153,7 @@ async fn find(client: &Client, css: &str) -> Element {
     match client
         .wait()
         .at_most(PATIENCE)
+        .every(Duration::from_millis(50))
         .for_element(Locator::Css(css))
         .await
     {
@@ -322,7 +323,11 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
     }));
 
     let (_xvfb, display) = start_display();
-    let app_binary = PathBuf::from(env!("CARGO_BIN_EXE_parlor-app"));
+    // PARLOR_E2E_APP runs the same test against another build (say, the release binary, to
+    // measure start-up and memory as shipped).
+    let app_binary = std::env::var_os("PARLOR_E2E_APP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_parlor-app")));
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let runtime = work.path().join("runtime");
