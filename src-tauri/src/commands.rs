@@ -2,7 +2,7 @@
 //! and video plumbing). Business logic lives in the client library, not here.
 use std::time::Duration;
 
-use parlor_client::call_session::CallOptions;
+use parlor_client::call_session::{CallHandle, CallOptions};
 use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::store::RoomView;
 use parlor_client::{Client, Credentials, OutboxView};
@@ -389,17 +389,16 @@ pub async fn join_call(
     let settings = state.settings();
     let hub = state.hub.clone();
     let (camera_choice, microphone_choice) = (settings.camera.clone(), settings.microphone.clone());
-    let (video, audio) = tokio::task::spawn_blocking(move || {
+    let (video, audio) = blocking(move || {
         let video = media::open_camera(camera_choice.as_deref())
             .map_err(|e| tracing::info!("no camera for the call: {e}"))
             .ok();
         let audio = media::open_microphone(microphone_choice.as_deref())
             .map_err(|e| tracing::info!("no microphone for the call: {e}"))
             .ok();
-        (video, audio)
+        Ok((video, audio))
     })
-    .await
-    .map_err(|e| CommandError::new("internal", e.to_string()))?;
+    .await?;
     let sink = AppSink::new(state.hub.clone(), settings.speaker.as_deref());
     let status = CallStatus {
         room_id,
@@ -437,33 +436,75 @@ pub async fn leave_call(state: State<'_, AppState>) -> CommandResult<()> {
     Ok(())
 }
 
+/// Runs device work off the async threads (device APIs block on the sound server or driver).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, parlor_media::MediaError> + Send + 'static,
+) -> CommandResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))?
+        .map_err(|e| CommandError::new("media", e.to_string()))
+}
+
+/// The running call's handle, or `call_ended`.
+async fn call_handle(state: &AppState) -> CommandResult<std::sync::Arc<CallHandle>> {
+    state
+        .call
+        .lock()
+        .await
+        .as_ref()
+        .map(|c| c.handle.clone())
+        .ok_or_else(|| CommandError::new("call_ended", "not in a call"))
+}
+
+/// Opens `choice` and sends video from it (adding a track, or switching the camera).
+async fn send_camera(
+    state: &AppState,
+    handle: &CallHandle,
+    choice: Option<String>,
+) -> CommandResult<()> {
+    let source = blocking(move || media::open_camera(choice.as_deref())).await?;
+    handle
+        .use_video(media::video_once(source, state.hub.clone()))
+        .await?;
+    handle.set_camera_enabled(true);
+    if let Some(call) = state.call.lock().await.as_mut() {
+        (call.camera, call.has_camera) = (true, true);
+    }
+    Ok(())
+}
+
+/// Opens `choice` and sends audio from it (adding a track, or switching the microphone).
+async fn send_microphone(
+    state: &AppState,
+    handle: &CallHandle,
+    choice: Option<String>,
+) -> CommandResult<()> {
+    let source = blocking(move || media::open_microphone(choice.as_deref())).await?;
+    handle.use_audio(media::audio_once(source)).await?;
+    handle.set_microphone_enabled(true);
+    if let Some(call) = state.call.lock().await.as_mut() {
+        (call.microphone, call.has_microphone) = (true, true);
+    }
+    Ok(())
+}
+
 /// Mute and unmute; unmuting a call that had no microphone opens the chosen one.
 #[tauri::command]
 pub async fn set_microphone(state: State<'_, AppState>, enabled: bool) -> CommandResult<()> {
-    let handle = {
-        let call = state.call.lock().await;
-        let call = call
-            .as_ref()
-            .ok_or_else(|| CommandError::new("call_ended", "not in a call"))?;
-        if call.has_microphone || !enabled {
-            call.handle.set_microphone_enabled(enabled);
-            None
-        } else {
-            Some(call.handle.clone())
-        }
-    };
-    if let Some(handle) = handle {
-        let choice = state.settings().microphone;
-        let source = tokio::task::spawn_blocking(move || media::open_microphone(choice.as_deref()))
-            .await
-            .map_err(|e| CommandError::new("internal", e.to_string()))?
-            .map_err(|e| CommandError::new("media", e.to_string()))?;
-        handle.use_audio(media::audio_once(source)).await?;
-        handle.set_microphone_enabled(true);
+    let handle = call_handle(&state).await?;
+    let has_track = state
+        .call
+        .lock()
+        .await
+        .as_ref()
+        .is_some_and(|c| c.has_microphone);
+    if enabled && !has_track {
+        return send_microphone(&state, &handle, state.settings().microphone).await;
     }
+    handle.set_microphone_enabled(enabled);
     if let Some(call) = state.call.lock().await.as_mut() {
         call.microphone = enabled;
-        call.has_microphone |= enabled;
     }
     Ok(())
 }
@@ -471,39 +512,21 @@ pub async fn set_microphone(state: State<'_, AppState>, enabled: bool) -> Comman
 /// Camera off stops sending; on again resumes, or opens the camera if the call had none.
 #[tauri::command]
 pub async fn set_camera(state: State<'_, AppState>, enabled: bool) -> CommandResult<()> {
-    let handle = {
-        let call = state.call.lock().await;
-        let call = call
-            .as_ref()
-            .ok_or_else(|| CommandError::new("call_ended", "not in a call"))?;
-        if call.has_camera || !enabled {
-            call.handle.set_camera_enabled(enabled);
-            None
-        } else {
-            Some(call.handle.clone())
-        }
-    };
-    if let Some(handle) = handle {
-        let source = open_camera_blocking(state.settings().camera).await?;
-        handle
-            .use_video(media::video_once(source, state.hub.clone()))
-            .await?;
-        handle.set_camera_enabled(true);
+    let handle = call_handle(&state).await?;
+    let has_track = state
+        .call
+        .lock()
+        .await
+        .as_ref()
+        .is_some_and(|c| c.has_camera);
+    if enabled && !has_track {
+        return send_camera(&state, &handle, state.settings().camera).await;
     }
+    handle.set_camera_enabled(enabled);
     if let Some(call) = state.call.lock().await.as_mut() {
         call.camera = enabled;
-        call.has_camera |= enabled;
     }
     Ok(())
-}
-
-async fn open_camera_blocking(
-    choice: Option<String>,
-) -> CommandResult<Box<dyn parlor_media::VideoSource>> {
-    tokio::task::spawn_blocking(move || media::open_camera(choice.as_deref()))
-        .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))?
-        .map_err(|e| CommandError::new("media", e.to_string()))
 }
 
 /// Chooses a device (saved in the settings) and, during a call, switches to it at once.
@@ -519,41 +542,21 @@ pub async fn use_device(
         "camera" => s.camera = id.clone(),
         _ => {}
     })?;
-    let Some((handle, sink)) = state
-        .call
-        .lock()
-        .await
-        .as_ref()
-        .map(|c| (c.handle.clone(), c.sink.clone()))
-    else {
+    let Ok(handle) = call_handle(&state).await else {
         return Ok(());
     };
     match kind.as_str() {
-        "camera" => {
-            let source = open_camera_blocking(id).await?;
-            handle
-                .use_video(media::video_once(source, state.hub.clone()))
-                .await?;
-            handle.set_camera_enabled(true);
-            if let Some(call) = state.call.lock().await.as_mut() {
-                (call.camera, call.has_camera) = (true, true);
-            }
-        }
-        "microphone" => {
-            let source = tokio::task::spawn_blocking(move || media::open_microphone(id.as_deref()))
-                .await
-                .map_err(|e| CommandError::new("internal", e.to_string()))?
-                .map_err(|e| CommandError::new("media", e.to_string()))?;
-            handle.use_audio(media::audio_once(source)).await?;
-            handle.set_microphone_enabled(true);
-            if let Some(call) = state.call.lock().await.as_mut() {
-                (call.microphone, call.has_microphone) = (true, true);
-            }
-        }
+        "camera" => send_camera(&state, &handle, id).await?,
+        "microphone" => send_microphone(&state, &handle, id).await?,
         "speaker" => {
-            tokio::task::spawn_blocking(move || sink.use_speaker(id.as_deref()))
-                .await
-                .map_err(|e| CommandError::new("internal", e.to_string()))?;
+            let sink = state.call.lock().await.as_ref().map(|c| c.sink.clone());
+            if let Some(sink) = sink {
+                blocking(move || {
+                    sink.use_speaker(id.as_deref());
+                    Ok(())
+                })
+                .await?;
+            }
         }
         other => {
             return Err(CommandError::new(
@@ -576,14 +579,7 @@ pub struct LinkQuality {
 
 #[tauri::command]
 pub async fn call_quality(state: State<'_, AppState>) -> CommandResult<Vec<LinkQuality>> {
-    let handle = state
-        .call
-        .lock()
-        .await
-        .as_ref()
-        .map(|c| c.handle.clone())
-        .ok_or_else(|| CommandError::new("call_ended", "not in a call"))?;
-    let stats = handle.stats().await?;
+    let stats = call_handle(&state).await?.stats().await?;
     Ok(stats
         .into_iter()
         .map(|(user_id, s)| LinkQuality {
