@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 # Builds live outside the clone so repeat runs (and fresh clones) reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parlor/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The suite builds once and runs; incremental state would only cost time and disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 scripts/install-deps.sh test
 echo "== tauri-driver (WebDriver for the app's window)"
 # Pinned: an unpinned install picks a 3.0 pre-release.
-if [ "$(tauri-driver --version 2>/dev/null || true)" != "tauri-driver 2.1.0" ]; then
+if ! cargo install --list | grep -q '^tauri-driver v2\.1\.0:'; then
   cargo install tauri-driver --locked --version 2.1.0
 fi
 
