@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{server, Proxy};
 use parlor_client::reconnect::ReconnectPolicy;
-use parlor_client::{Client, ClientEvent, ConnectionState, Credentials, OutboxState};
+use parlor_client::{Client, ClientEvent, ConnectionState, OutboxState};
 use parlor_protocol::{ErrorCode, Presence, TimelineEntry};
 use tokio::sync::broadcast;
 
@@ -37,18 +37,7 @@ async fn expect<T>(
 }
 
 async fn register(url: &str, dir: &Path, name: &str) -> Client {
-    Client::connect(
-        url,
-        &dir.join(name),
-        Credentials::Register {
-            username: name.into(),
-            display_name: name.to_uppercase(),
-            password: "password-123".into(),
-        },
-        patient(),
-    )
-    .await
-    .expect("register")
+    common::register(url, dir, name, patient()).await
 }
 
 /// Retries for long enough to ride out a cut line in these tests.

@@ -13,25 +13,14 @@ use parlor_client::call_session::{
     AudioMaker, CallEvent, CallHandle, CallOptions, MediaSink, VideoMaker,
 };
 use parlor_client::reconnect::ReconnectPolicy;
-use parlor_client::{Client, ClientEvent, Credentials};
+use parlor_client::{Client, ClientEvent};
 use parlor_media::analysis::{dominant_frequency, first_channel};
 use parlor_media::source::VideoConstraints;
 use parlor_media::{AudioFrame, AudioSource, VideoFrame, VideoSource};
 use parlor_protocol::UserId;
 
 async fn register(url: &str, dir: &Path, name: &str) -> Client {
-    Client::connect(
-        url,
-        &dir.join(name),
-        Credentials::Register {
-            username: name.into(),
-            display_name: name.into(),
-            password: "password-123".into(),
-        },
-        ReconnectPolicy::default(),
-    )
-    .await
-    .expect("register")
+    common::register(url, dir, name, ReconnectPolicy::default()).await
 }
 
 fn pattern() -> VideoMaker {

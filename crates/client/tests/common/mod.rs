@@ -114,3 +114,25 @@ impl Drop for Proxy {
         self.accept.abort();
     }
 }
+
+/// A new account `name` (display name in capitals), connected and with its store in
+/// `dir/name`.
+pub async fn register(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    policy: parlor_client::reconnect::ReconnectPolicy,
+) -> parlor_client::Client {
+    parlor_client::Client::connect(
+        url,
+        &dir.join(name),
+        parlor_client::Credentials::Register {
+            username: name.into(),
+            display_name: name.to_uppercase(),
+            password: "password-123".into(),
+        },
+        policy,
+    )
+    .await
+    .expect("register")
+}
