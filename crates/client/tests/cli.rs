@@ -1,35 +1,9 @@
 //! The `parlor` command-line client, as processes, against the real server (in-process).
 use std::path::Path;
-use std::process::Output;
 
 mod common;
 
-use common::server;
-
-async fn parlor(data_dir: &Path, url: &str, password: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .arg("--server")
-        .arg(url)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--json")
-        .args(args)
-        .env("PARLOR_PASSWORD", password)
-        .env_remove("PARLOR_SERVER")
-        .output()
-        .await
-        .expect("run parlor")
-}
-
-fn stdout_json(output: &Output) -> serde_json::Value {
-    assert!(
-        output.status.success(),
-        "parlor failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(text.lines().last().expect("output")).expect("JSON")
-}
+use common::{parlor, server, stdout_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_cli_clients_chat() {

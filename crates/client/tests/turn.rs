@@ -1,14 +1,14 @@
 //! A relay-only call through a real coturn (apt package `coturn`) started by the test on
 //! loopback with `use-auth-secret`, using the time-limited credentials our server issues.
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::Server;
+use common::{parlor, stdout_json, Server};
 
 const SECRET: &str = "parlor-test-secret";
+const PASSWORD: &str = "password-123";
 
 struct Turn(Child);
 
@@ -67,35 +67,6 @@ fn start_turn(port: u16) -> Turn {
     Turn(child)
 }
 
-async fn parlor(data_dir: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .arg("--server")
-        .arg(url)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--json")
-        .args(args)
-        .env("PARLOR_PASSWORD", "password-123")
-        .output()
-        .await
-        .expect("run parlor")
-}
-
-fn json(output: &std::process::Output) -> serde_json::Value {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_call_goes_through_coturn_with_server_issued_credentials() {
     let turn_port = free_udp_port();
@@ -110,17 +81,20 @@ async fn a_relay_only_call_goes_through_coturn_with_server_issued_credentials() 
     let url = server.url.clone();
 
     let (ann, bob) = (dir.path().join("ann"), dir.path().join("bob"));
-    let ann_id = json(&parlor(&ann, &url, &["register", "ann"]).await)["user"]["id"]
+    let ann_id = stdout_json(&parlor(&ann, &url, PASSWORD, &["register", "ann"]).await)["user"]
+        ["id"]
         .as_i64()
         .unwrap();
-    let bob_id = json(&parlor(&bob, &url, &["register", "bob"]).await)["user"]["id"]
+    let bob_id = stdout_json(&parlor(&bob, &url, PASSWORD, &["register", "bob"]).await)["user"]
+        ["id"]
         .as_i64()
         .unwrap();
-    let room = json(&parlor(&ann, &url, &["create-room", "relayed"]).await)["room"]["id"]
+    let room = stdout_json(&parlor(&ann, &url, PASSWORD, &["create-room", "relayed"]).await)
+        ["room"]["id"]
         .as_i64()
         .unwrap()
         .to_string();
-    json(&parlor(&bob, &url, &["join", &room]).await);
+    stdout_json(&parlor(&bob, &url, PASSWORD, &["join", &room]).await);
 
     let call = |data: std::path::PathBuf, tone: &'static str| {
         let (url, room) = (url.clone(), room.clone());
@@ -140,7 +114,7 @@ async fn a_relay_only_call_goes_through_coturn_with_server_issued_credentials() 
                 "--stats-json",
                 stats.to_str().unwrap(),
             ];
-            let out = parlor(&data, &url, &args).await;
+            let out = parlor(&data, &url, PASSWORD, &args).await;
             assert!(
                 out.status.success(),
                 "{}",

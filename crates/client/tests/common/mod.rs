@@ -136,3 +136,35 @@ pub async fn register(
     .await
     .expect("register")
 }
+
+/// Runs the `parlor` CLI against `url` with its data in `data_dir` and `--json` output.
+pub async fn parlor(
+    data_dir: &Path,
+    url: &str,
+    password: &str,
+    args: &[&str],
+) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .arg("--server")
+        .arg(url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--json")
+        .args(args)
+        .env("PARLOR_PASSWORD", password)
+        .env_remove("PARLOR_SERVER")
+        .output()
+        .await
+        .expect("run parlor")
+}
+
+/// The last JSON line a successful CLI run printed.
+pub fn stdout_json(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "parlor failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.lines().last().expect("output")).expect("JSON")
+}
