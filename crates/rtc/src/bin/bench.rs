@@ -140,8 +140,18 @@ async fn negotiate(a: &PeerConnection, b: &PeerConnection) {
     a.set_remote_description(answer).await.unwrap();
 }
 
-/// One call setup: returns (offer → connected, offer → first decoded frame) in ms.
-async fn setup_once(width: usize, height: usize) -> (f64, f64) {
+/// A call in the making: `a` sends a 30 fps test-pattern track of this size to `b`, with
+/// candidates relayed both ways. Not negotiated yet: callers time that themselves.
+struct PatternCall {
+    a: Arc<PeerConnection>,
+    b: Arc<PeerConnection>,
+    track: LocalVideoTrack,
+    /// Kept alive: dropping it would stop `a`'s candidates being relayed.
+    a_events: mpsc::UnboundedReceiver<PeerEvent>,
+    b_events: mpsc::UnboundedReceiver<PeerEvent>,
+}
+
+async fn pattern_call(width: usize, height: usize) -> PatternCall {
     let (a, a_events) = peer().await;
     let (b, b_events) = peer().await;
     let pattern = TestPattern::new(VideoConstraints {
@@ -152,8 +162,24 @@ async fn setup_once(width: usize, height: usize) -> (f64, f64) {
     .unwrap();
     let track = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).unwrap();
     a.add_video_track(&track).await.unwrap();
-    let _a_events = relay(a_events, b.clone());
-    let mut b_events = relay(b_events, a.clone());
+    PatternCall {
+        a_events: relay(a_events, b.clone()),
+        b_events: relay(b_events, a.clone()),
+        a,
+        b,
+        track,
+    }
+}
+
+/// One call setup: returns (offer → connected, offer → first decoded frame) in ms.
+async fn setup_once(width: usize, height: usize) -> (f64, f64) {
+    let PatternCall {
+        a,
+        b,
+        track,
+        a_events: _a_events,
+        mut b_events,
+    } = pattern_call(width, height).await;
     let t0 = Instant::now();
     negotiate(&a, &b).await;
     a.wait_connected(Duration::from_secs(20)).await.unwrap();
@@ -223,18 +249,13 @@ async fn data_channel_throughput() -> f64 {
 /// A 720p30 call for `seconds`: glass-to-glass latency from the pattern's stamps, and the
 /// process CPU (both peers, both directions of nothing else) per second.
 async fn glass_to_glass(width: usize, height: usize, seconds: u64) -> (f64, f64, f64, u64, f64) {
-    let (a, a_events) = peer().await;
-    let (b, b_events) = peer().await;
-    let pattern = TestPattern::new(VideoConstraints {
-        width,
-        height,
-        fps: 30,
-    })
-    .unwrap();
-    let track = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).unwrap();
-    a.add_video_track(&track).await.unwrap();
-    let _a_events = relay(a_events, b.clone());
-    let mut b_events = relay(b_events, a.clone());
+    let PatternCall {
+        a,
+        b,
+        track,
+        a_events: _a_events,
+        mut b_events,
+    } = pattern_call(width, height).await;
     negotiate(&a, &b).await;
     let remote = loop {
         if let PeerEvent::TrackAdded(RemoteTrack::Video(v)) = b_events.recv().await.expect("events")
