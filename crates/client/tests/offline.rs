@@ -10,7 +10,7 @@ use parlor_protocol::{Reply, Request};
 
 mod common;
 
-use common::Server;
+use common::{server, Server};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -64,11 +64,7 @@ async fn wait_state(connection: &Connection, want: impl Fn(&ConnectionState) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_the_server_restarts_and_keeps_the_session() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("server.db"),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
+    let server = server(&dir.path().join("server.db")).await;
     let url = server.url.clone();
     let ann = connect(&url, register("ann")).await;
     assert!(matches!(
@@ -115,11 +111,7 @@ async fn reconnects_after_the_server_restarts_and_keeps_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_written_while_the_server_is_down_is_delivered_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("server.db"),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
+    let server = server(&dir.path().join("server.db")).await;
     let url = server.url.clone();
     let ann = connect(&url, register("ann")).await;
     let bob = connect(&url, register("bob")).await;
@@ -197,11 +189,7 @@ async fn a_message_written_while_the_server_is_down_is_delivered_exactly_once() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_client_catches_up_and_finds_messages_by_search() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("server.db"),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
+    let server = server(&dir.path().join("server.db")).await;
     let url = server.url.clone();
     let ann = connect(&url, register("ann")).await;
     let bob = connect(&url, register("bob")).await;
