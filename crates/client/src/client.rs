@@ -618,15 +618,18 @@ impl Inner {
         Ok(count)
     }
 
+    /// Stores a timeline entry, then tells the UI about it and about its room's new state.
+    async fn apply_entry(&self, entry: TimelineEntry) -> Result<(), ClientError> {
+        self.store.apply(&entry).await?;
+        let room = entry.room_id();
+        self.emit(ClientEvent::Timeline { entry });
+        self.emit_room(room).await;
+        Ok(())
+    }
+
     async fn applied_reply(&self, reply: Reply) -> Result<(), ClientError> {
         match reply {
-            Reply::TimelineEntry { entry } => {
-                self.store.apply(&entry).await?;
-                let room = room_of(&entry);
-                self.emit(ClientEvent::Timeline { entry });
-                self.emit_room(room).await;
-                Ok(())
-            }
+            Reply::TimelineEntry { entry } => self.apply_entry(entry).await,
             other => Err(unexpected(other)),
         }
     }
@@ -767,12 +770,7 @@ impl Inner {
 
     async fn apply_event(&self, event: Event, routed: bool) -> Result<(), ClientError> {
         match event {
-            Event::Timeline { entry } => {
-                self.store.apply(&entry).await?;
-                let room = room_of(&entry);
-                self.emit(ClientEvent::Timeline { entry });
-                self.emit_room(room).await;
-            }
+            Event::Timeline { entry } => self.apply_entry(entry).await?,
             Event::RoomUpdated { room } => {
                 self.store.upsert_room(&room).await?;
                 self.emit_room(room.id).await;
@@ -826,12 +824,5 @@ impl Inner {
             _ => {}
         }
         Ok(())
-    }
-}
-
-fn room_of(entry: &TimelineEntry) -> RoomId {
-    match entry {
-        TimelineEntry::Message { message } => message.room_id,
-        TimelineEntry::Edit { room_id, .. } | TimelineEntry::Delete { room_id, .. } => *room_id,
     }
 }

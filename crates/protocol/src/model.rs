@@ -110,6 +110,13 @@ pub enum TimelineEntry {
 }
 
 impl TimelineEntry {
+    pub fn room_id(&self) -> RoomId {
+        match self {
+            TimelineEntry::Message { message } => message.room_id,
+            TimelineEntry::Edit { room_id, .. } | TimelineEntry::Delete { room_id, .. } => *room_id,
+        }
+    }
+
     pub fn seq(&self) -> Seq {
         match self {
             TimelineEntry::Message { message } => message.seq,
