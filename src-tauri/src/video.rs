@@ -41,7 +41,7 @@ impl VideoHub {
         if let Ok(tiles) = self.tiles.lock() {
             if let Some((latest, watchers)) = tiles.get(&tile) {
                 if *watchers > 0 {
-                    latest.send_replace(Some(Arc::new(frame.packed())));
+                    latest.send_replace(Some(Arc::new(frame.clone())));
                 }
             }
         }
@@ -81,19 +81,25 @@ impl Drop for TileWatch {
     }
 }
 
-/// One frame as the page reads it (see `ui/src/lib/frames.ts`).
+/// One frame as the page reads it (see `ui/src/lib/frames.ts`): the planes are copied row by
+/// row straight into the message, whatever their strides (one copy per frame sent).
 pub fn encode_frame(tile: i64, frame: &VideoFrame) -> Vec<u8> {
-    let frame = frame.packed();
-    let mut out = Vec::with_capacity(HEADER_BYTES + frame.y.len() + 2 * frame.u.len());
+    let (cw, ch) = (frame.width / 2, frame.height / 2);
+    let mut out = Vec::with_capacity(HEADER_BYTES + frame.width * frame.height + 2 * cw * ch);
     out.push(FRAME_VERSION);
     out.push(0);
     out.extend_from_slice(&(frame.width as u16).to_le_bytes());
     out.extend_from_slice(&(frame.height as u16).to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&tile.to_le_bytes());
-    out.extend_from_slice(&frame.y);
-    out.extend_from_slice(&frame.u);
-    out.extend_from_slice(&frame.v);
+    let mut plane = |data: &[u8], stride: usize, width: usize, height: usize| {
+        for row in data.chunks(stride).take(height) {
+            out.extend_from_slice(&row[..width]);
+        }
+    };
+    plane(&frame.y, frame.stride_y, frame.width, frame.height);
+    plane(&frame.u, frame.stride_uv, cw, ch);
+    plane(&frame.v, frame.stride_uv, cw, ch);
     out
 }
 
@@ -294,6 +300,31 @@ mod tests {
         tokio_tungstenite::connect_async(request)
             .await
             .map(|(socket, _)| socket)
+    }
+
+    #[test]
+    fn padded_planes_are_sent_without_their_padding() {
+        let packed = frame(77);
+        let mut padded = packed.clone();
+        padded.stride_y = 6;
+        padded.y = packed
+            .y
+            .chunks(4)
+            .flat_map(|r| [r, &[0, 0][..]].concat())
+            .collect();
+        padded.stride_uv = 3;
+        padded.u = packed
+            .u
+            .chunks(2)
+            .flat_map(|r| [r, &[9][..]].concat())
+            .collect();
+        padded.v = packed
+            .v
+            .chunks(2)
+            .flat_map(|r| [r, &[9][..]].concat())
+            .collect();
+        assert_eq!(encode_frame(3, &padded), encode_frame(3, &packed));
+        assert_eq!(encode_frame(3, &packed).len(), HEADER_BYTES + 8 + 2 + 2);
     }
 
     #[tokio::test]
