@@ -9,4 +9,6 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;
+#[cfg(feature = "test-pki")]
+pub mod test_pki;
 pub mod validate;

@@ -30,33 +30,22 @@ pub fn save_settings(state: State<'_, AppState>, settings: Settings) -> CommandR
     state.update_settings(|s| *s = settings)
 }
 
-/// Whether the server answers its health check (GET /healthz on the WebSocket's host).
+/// Whether the server answers its health check (GET /healthz on the socket's host, over TLS
+/// for `wss://`): `up`, `down`, `untrusted` (its certificate is refused) or `invalid` (not a
+/// server address, or an unusable CA file).
 #[tauri::command]
-pub async fn server_health(server: String) -> bool {
-    health(&server).await.unwrap_or(false)
-}
-
-async fn health(server: &str) -> Option<bool> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = server.trim().strip_prefix("ws://")?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    let address = if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
+pub async fn server_health(
+    state: State<'_, AppState>,
+    server: String,
+) -> CommandResult<&'static str> {
+    let Ok(endpoint) = state.endpoint(&server) else {
+        return Ok("invalid");
     };
-    let check = async {
-        let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
-        let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
-    };
-    tokio::time::timeout(Duration::from_secs(3), check)
-        .await
-        .ok()
-        .flatten()
+    Ok(match endpoint.health().await {
+        Ok(true) => "up",
+        Ok(false) => "down",
+        Err(_) => "untrusted",
+    })
 }
 
 /// Retries for about a minute before showing "offline"; the user can always sign in again.
@@ -79,7 +68,9 @@ async fn connect(
     if let Some(old) = state.session.lock().await.take() {
         old.client.close().await;
     }
-    let client = Client::connect(&server, &state.store_dir(&server), credentials, policy()).await?;
+    let endpoint = state.endpoint(&server)?;
+    let client =
+        Client::connect(&endpoint, &state.store_dir(&server), credentials, policy()).await?;
     if let Some(token) = client.token() {
         let (tokens, key) = (state.tokens.clone(), server.clone());
         // The keyring may block on D-Bus: keep it off the async threads.

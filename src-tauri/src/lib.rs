@@ -59,7 +59,10 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("Parlor starting; data in {}", data_dir.display());
     let settings_file = SettingsFile::new(&config_dir);
     // The run script points a first start at its local server.
-    let settings = settings_file.load(std::env::var("PARLOR_SERVER").ok());
+    let settings = settings_file.load(
+        std::env::var("PARLOR_SERVER").ok(),
+        std::env::var("PARLOR_CA_FILE").ok(),
+    );
     let hub = Arc::new(VideoHub::default());
     let video = tauri::async_runtime::block_on(VideoServer::start(hub.clone(), page_origins()))?;
     app.manage(AppState {

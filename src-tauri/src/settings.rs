@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// The signaling server's WebSocket URL.
     pub server: Option<String>,
+    /// A PEM file of extra CA certificates to trust for a `wss://` server (a private CA).
+    pub ca_file: Option<String>,
     /// A UI language code; none means the system's.
     pub language: Option<String>,
     /// Device ids; none means the system default.
@@ -30,8 +32,13 @@ impl SettingsFile {
 
     /// The saved settings; defaults when there are none or the file is damaged (it is then
     /// replaced at the next save, which loses nothing the user could still use).
-    /// `default_server` fills in a missing server (the run script's local server).
-    pub fn load(&self, default_server: Option<String>) -> Settings {
+    /// `default_server` fills in a missing server (the run script's local server), and
+    /// `default_ca_file` a missing CA file (`PARLOR_CA_FILE`).
+    pub fn load(
+        &self,
+        default_server: Option<String>,
+        default_ca_file: Option<String>,
+    ) -> Settings {
         let mut settings: Settings = std::fs::read_to_string(&self.path)
             .ok()
             .and_then(|text| match serde_json::from_str(&text) {
@@ -44,6 +51,9 @@ impl SettingsFile {
             .unwrap_or_default();
         if settings.server.is_none() {
             settings.server = default_server;
+        }
+        if settings.ca_file.is_none() {
+            settings.ca_file = default_ca_file;
         }
         settings
     }
@@ -68,7 +78,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = SettingsFile::new(dir.path());
         assert_eq!(
-            file.load(Some("ws://127.0.0.1:1/ws".into()))
+            file.load(Some("ws://127.0.0.1:1/ws".into()), None)
                 .server
                 .as_deref(),
             Some("ws://127.0.0.1:1/ws")
@@ -77,16 +87,25 @@ mod tests {
             server: Some("ws://127.0.0.1:7700/ws".into()),
             language: Some("ja".into()),
             camera: Some("test-pattern".into()),
+            ca_file: Some("/etc/parlor/team-ca.pem".into()),
             ..Settings::default()
         };
         file.save(&saved).unwrap();
-        assert_eq!(file.load(None), saved);
+        assert_eq!(file.load(None, None), saved);
+        let with_defaults = file.load(Some("ws://other/ws".into()), Some("/tmp/other.pem".into()));
         assert_eq!(
-            file.load(Some("ws://other/ws".into())).server,
-            saved.server,
-            "the saved server wins over the default"
+            (with_defaults.server, with_defaults.ca_file),
+            (saved.server.clone(), saved.ca_file.clone()),
+            "the saved server and CA file win over the defaults"
         );
         std::fs::write(dir.path().join("settings.json"), "{not json").unwrap();
-        assert_eq!(file.load(None), Settings::default());
+        assert_eq!(file.load(None, None), Settings::default());
+        assert_eq!(
+            file.load(None, Some("/tmp/ca.pem".into()))
+                .ca_file
+                .as_deref(),
+            Some("/tmp/ca.pem"),
+            "PARLOR_CA_FILE fills a missing CA file"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use parlor_client::call_session::CallHandle;
-use parlor_client::Client;
+use parlor_client::{Client, ServerEndpoint};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::Mutex;
@@ -48,6 +48,10 @@ impl From<parlor_client::ClientError> for CommandError {
             E::Invalid(message) => CommandError::new("invalid", message.clone()),
             E::CallEnded => CommandError::new("call_ended", e.to_string()),
             E::Media(message) => CommandError::new("media", message.clone()),
+            E::Tls(parlor_client::TlsError::NotTrusted(_)) => {
+                CommandError::new("certificate_not_trusted", e.to_string())
+            }
+            E::Tls(_) => CommandError::new("tls", e.to_string()),
             _ => CommandError::new("internal", e.to_string()),
         }
     }
@@ -104,6 +108,15 @@ impl AppState {
         self.settings_file
             .save(&settings)
             .map_err(|e| CommandError::new("internal", format!("saving settings: {e}")))
+    }
+
+    /// The server at `url`, trusted as the settings say (system store plus the CA file).
+    pub fn endpoint(&self, url: &str) -> CommandResult<ServerEndpoint> {
+        let ca_file = self.settings().ca_file.filter(|f| !f.trim().is_empty());
+        Ok(ServerEndpoint::new(
+            url,
+            ca_file.as_deref().map(std::path::Path::new),
+        )?)
     }
 
     /// This account's local store lives under the server it belongs to.

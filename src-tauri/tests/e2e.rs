@@ -110,6 +110,7 @@ fn cli_binary() -> PathBuf {
 struct Cli {
     dir: PathBuf,
     url: String,
+    ca_file: PathBuf,
 }
 
 impl Cli {
@@ -123,6 +124,7 @@ impl Cli {
             .arg("--json")
             .args(args)
             .env("PARLOR_PASSWORD", "a long password")
+            .env("PARLOR_CA_FILE", &self.ca_file)
             .stdin(Stdio::null());
         command
     }
@@ -383,13 +385,16 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
 
-    // The real server, in-process on loopback.
+    // The real server, in-process on loopback, serving wss:// with a certificate from a private
+    // CA that the app and the CLI are told to trust (PARLOR_CA_FILE), as a self-hoster runs it.
+    let pki = parlor_signaling::test_pki::TestPki::new(work.path(), "team");
     let mut settings = Settings::for_database(&work.path().join("server.db"));
     settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.tls = Some((pki.cert.clone(), pki.key.clone()));
     let server = parlor_signaling::server::Server::bind(settings)
         .await
         .unwrap();
-    let url = format!("ws://{}/ws", server.local_addr());
+    let url = format!("wss://localhost:{}/ws", server.local_addr().port());
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_task = tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -427,6 +432,7 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
             .env("XDG_CACHE_HOME", home.join(".cache"))
             .env("XDG_RUNTIME_DIR", &runtime)
             .env("PARLOR_SERVER", &url)
+            .env("PARLOR_CA_FILE", &pki.ca)
             // No accessibility bus or session bus in a bare X server; WebGL in software.
             .env("NO_AT_BRIDGE", "1")
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
@@ -504,6 +510,7 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
     let bob = Cli {
         dir: work.path().join("bob"),
         url: url.clone(),
+        ca_file: pki.ca.clone(),
     };
     bob.run(&["register", "bob", "--display-name", "Bob"]);
     bob.run(&["join", &room]);

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::call_session::{self, CallHandle, CallOptions};
 use crate::connection::{Connection, ConnectionEvent, ConnectionState, Credentials};
+use crate::endpoint::{ServerEndpoint, TlsError};
 use crate::outbox::{self, Delivery};
 use crate::reconnect::ReconnectPolicy;
 use crate::store::{OutgoingMessage, RoomView, Store};
@@ -152,7 +153,7 @@ impl Client {
     /// Connects and authenticates, then opens this account's store in `data_dir`
     /// (`<user id>.db`). Refused credentials are an error; the rest keeps retrying per `policy`.
     pub async fn connect(
-        server: &str,
+        server: &ServerEndpoint,
         data_dir: &Path,
         credentials: Credentials,
         policy: ReconnectPolicy,
@@ -164,6 +165,9 @@ impl Client {
                 Ok(Some(ConnectionEvent::Connected { user, .. })) => break user,
                 Ok(Some(ConnectionEvent::Refused(error))) => {
                     return Err(ClientError::Refused(error))
+                }
+                Ok(Some(ConnectionEvent::CertificateNotTrusted { reason })) => {
+                    return Err(TlsError::NotTrusted(reason).into())
                 }
                 Ok(Some(ConnectionEvent::Server(event))) => early.push(event),
                 Ok(None) | Err(_) => {
@@ -539,7 +543,7 @@ async fn forward_state(
     loop {
         let now = state.borrow_and_update().clone();
         let _ = events.send(ClientEvent::Connection(now.clone()));
-        if now == ConnectionState::Offline || state.changed().await.is_err() {
+        if now.is_final() || state.changed().await.is_err() {
             break;
         }
     }
@@ -558,6 +562,8 @@ async fn pump(inner: Arc<Inner>, early: Vec<Event>) {
             ConnectionEvent::Refused(error) => inner.emit(ClientEvent::SessionEnded {
                 reason: error.to_string(),
             }),
+            // The connection state says so; the session itself is still good.
+            ConnectionEvent::CertificateNotTrusted { .. } => {}
         }
     }
 }

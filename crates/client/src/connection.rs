@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::endpoint::{self, ServerEndpoint, TlsError};
 use crate::reconnect::ReconnectPolicy;
 use crate::ClientError;
 
@@ -34,6 +35,21 @@ pub enum ConnectionState {
     },
     /// Closed by the caller, refused credentials, or attempts used up.
     Offline,
+    /// The server's TLS certificate was refused; retrying cannot help until the user trusts
+    /// its CA (or the server fixes its certificate).
+    CertificateNotTrusted {
+        reason: String,
+    },
+}
+
+impl ConnectionState {
+    /// No further attempt will be made.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            ConnectionState::Offline | ConnectionState::CertificateNotTrusted { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +62,10 @@ pub enum ConnectionEvent {
     Server(Event),
     /// The server refused the credentials; the connection stops.
     Refused(parlor_protocol::ErrorBody),
+    /// The server's certificate was refused; the connection stops.
+    CertificateNotTrusted {
+        reason: String,
+    },
 }
 
 /// How to authenticate a socket.
@@ -77,7 +97,11 @@ pub struct Connection {
 
 impl Connection {
     /// Starts connecting in the background; use [`Connection::wait_connected`] to wait.
-    pub fn open(url: &str, credentials: Credentials, policy: ReconnectPolicy) -> Connection {
+    pub fn open(
+        server: &ServerEndpoint,
+        credentials: Credentials,
+        policy: ReconnectPolicy,
+    ) -> Connection {
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
@@ -86,7 +110,7 @@ impl Connection {
             _ => None,
         });
         let actor = Actor {
-            url: url.to_owned(),
+            server: server.clone(),
             credentials,
             policy,
             commands: commands_rx,
@@ -119,14 +143,16 @@ impl Connection {
     /// Waits until connected; fails if the connection goes offline first.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
         let mut state = self.state.clone();
-        let done =
-            state.wait_for(|s| matches!(s, ConnectionState::Connected | ConnectionState::Offline));
+        let done = state.wait_for(|s| *s == ConnectionState::Connected || s.is_final());
         let state = tokio::time::timeout(timeout, done)
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|_| ClientError::Disconnected)?;
-        match *state {
+        match &*state {
             ConnectionState::Connected => Ok(()),
+            ConnectionState::CertificateNotTrusted { reason } => {
+                Err(TlsError::NotTrusted(reason.clone()).into())
+            }
             _ => Err(ClientError::Disconnected),
         }
     }
@@ -157,7 +183,7 @@ impl Connection {
 }
 
 struct Actor {
-    url: String,
+    server: ServerEndpoint,
     credentials: Credentials,
     policy: ReconnectPolicy,
     commands: mpsc::Receiver<Command>,
@@ -199,6 +225,15 @@ impl Actor {
                     let _ = self.events.send(ConnectionEvent::Refused(e));
                     break;
                 }
+                Err(ClientError::Tls(TlsError::NotTrusted(reason))) => {
+                    tracing::warn!("{}: certificate not trusted: {reason}", self.server.url());
+                    let _ = self.events.send(ConnectionEvent::CertificateNotTrusted {
+                        reason: reason.clone(),
+                    });
+                    self.state
+                        .send_replace(ConnectionState::CertificateNotTrusted { reason });
+                    return self.fail_remaining().await;
+                }
                 Err(e) => tracing::debug!("connecting failed: {e}"),
             }
             attempt += 1;
@@ -213,7 +248,11 @@ impl Actor {
             }
         }
         self.state.send_replace(ConnectionState::Offline);
-        // Anyone still asking gets a prompt answer.
+        self.fail_remaining().await;
+    }
+
+    /// Anyone still asking gets a prompt answer.
+    async fn fail_remaining(mut self) {
         self.commands.close();
         while let Some(command) = self.commands.recv().await {
             if let Command::Request(_, reply) = command {
@@ -237,9 +276,17 @@ impl Actor {
     }
 
     async fn connect(&mut self) -> Result<(Socket, User), ClientError> {
-        let (mut socket, _) = tokio_tungstenite::connect_async(self.url.as_str())
-            .await
-            .map_err(|_| ClientError::Disconnected)?;
+        let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+            self.server.url(),
+            None,
+            false,
+            Some(self.server.connector()),
+        )
+        .await
+        .map_err(|e| match endpoint::not_trusted(&e) {
+            Some(reason) => TlsError::NotTrusted(reason).into(),
+            None => ClientError::Disconnected,
+        })?;
         let token = self.token.borrow().clone();
         let request = match (&token, &self.credentials) {
             (Some(token), _) => Request::Authenticate {

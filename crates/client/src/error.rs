@@ -30,4 +30,8 @@ pub enum ClientError {
     Media(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The server cannot be used over TLS (its certificate is not trusted, or the CA file is
+    /// unusable).
+    #[error(transparent)]
+    Tls(#[from] crate::endpoint::TlsError),
 }

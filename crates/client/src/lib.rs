@@ -6,6 +6,7 @@ pub mod call;
 pub mod call_session;
 pub mod client;
 pub mod connection;
+pub mod endpoint;
 pub mod error;
 pub mod outbox;
 pub mod reconnect;
@@ -14,4 +15,5 @@ pub mod store;
 
 pub use client::{Client, ClientEvent, OutboxState, OutboxView};
 pub use connection::{Connection, ConnectionState, Credentials};
+pub use endpoint::{ServerEndpoint, TlsError};
 pub use error::ClientError;

@@ -23,7 +23,8 @@ fn policy() -> ReconnectPolicy {
 }
 
 async fn connect(url: &str, credentials: Credentials) -> Connection {
-    let connection = Connection::open(url, credentials, policy());
+    let server = parlor_client::ServerEndpoint::new(url, None).expect("server address");
+    let connection = Connection::open(&server, credentials, policy());
     connection
         .wait_connected(PATIENCE)
         .await

@@ -15,6 +15,7 @@ import type {
   RoomId,
   RoomView,
   Seq,
+  ServerHealth,
   Settings,
   User,
   VideoEndpoint,
@@ -28,7 +29,7 @@ export interface Session {
 export const api = {
   settings: () => invoke<Settings>('get_settings'),
   saveSettings: (settings: Settings) => invoke<void>('save_settings', { settings }),
-  health: (server: string) => invoke<boolean>('server_health', { server }),
+  health: (server: string) => invoke<ServerHealth>('server_health', { server }),
   /** Resumes the saved session, if there is one. */
   resume: () => invoke<Session | null>('resume'),
   login: (server: string, username: string, password: string) =>

@@ -73,6 +73,7 @@ export function errorText(e: unknown): string {
     forbidden: 'error.forbidden',
     not_found: 'error.not_found',
     disconnected: 'error.disconnected',
+    certificate_not_trusted: 'error.certificate_not_trusted',
   };
   if (error.code === 'invalid') return t('error.invalid', { message: error.message });
   const key = known[error.code];

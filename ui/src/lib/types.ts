@@ -57,7 +57,9 @@ export type ConnectionState =
   | { state: 'connecting' }
   | { state: 'connected' }
   | { state: 'reconnecting'; attempt: number }
-  | { state: 'offline' };
+  | { state: 'offline' }
+  /** Final: the server's TLS certificate was refused (it changed, or its CA was removed). */
+  | { state: 'certificate_not_trusted'; reason: string };
 
 export type Presence = 'online' | 'offline';
 
@@ -122,8 +124,13 @@ export interface Devices {
   cameras: Device[];
 }
 
+/** What the login page shows about the server: `untrusted` is a refused TLS certificate. */
+export type ServerHealth = 'up' | 'down' | 'untrusted' | 'invalid';
+
 export interface Settings {
   server: string | null;
+  /** A PEM file of extra CA certificates for a wss:// server. */
+  ca_file: string | null;
   language: string | null;
   microphone: string | null;
   speaker: string | null;

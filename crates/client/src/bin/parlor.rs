@@ -5,7 +5,8 @@
 //! The session (server, token, user) is kept in `<data-dir>/session.json` (mode 0600) and the
 //! local copy of rooms and messages in `<data-dir>/<user id>.db`. Exit codes: 0 done, 1 refused
 //! by the server (the message says why), 2 bad usage, 3 cannot reach the server (a `send` is
-//! then queued in the outbox and goes out with the next command that connects).
+//! then queued in the outbox and goes out with the next command that connects), 4 the server's
+//! TLS certificate is not trusted (give its CA with `--ca-file`).
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use parlor_client::connection::{ConnectionEvent, Credentials};
 use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::recorder::Recorder;
 use parlor_client::store::Store;
-use parlor_client::{outbox, Client, ClientError, Connection};
+use parlor_client::{outbox, Client, ClientError, Connection, ServerEndpoint, TlsError};
 use parlor_protocol::{Reply, Request, User};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -27,6 +28,9 @@ struct Cli {
     /// Signaling server, e.g. ws://127.0.0.1:7700/ws (remembered after login).
     #[arg(long, env = "PARLOR_SERVER", global = true)]
     server: Option<String>,
+    /// Extra CA certificates (PEM) to trust for a wss:// server, beside the system's.
+    #[arg(long, env = "PARLOR_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
     /// Where the session and the local store live.
     #[arg(long, env = "PARLOR_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
@@ -135,6 +139,8 @@ impl From<ClientError> for Failure {
         let code = match e {
             ClientError::Refused(_) => 1,
             ClientError::Disconnected | ClientError::Timeout | ClientError::GaveUp(_) => 3,
+            ClientError::Tls(TlsError::NotTrusted(_)) => 4,
+            ClientError::Tls(_) | ClientError::Invalid(_) => 2,
             _ => 1,
         };
         Failure {
@@ -191,15 +197,34 @@ fn policy() -> ReconnectPolicy {
     }
 }
 
-async fn connect(server: &str, credentials: Credentials) -> Result<Connection, Failure> {
+async fn connect(server: &ServerEndpoint, credentials: Credentials) -> Result<Connection, Failure> {
     let connection = Connection::open(server, credentials, policy());
     match connection.wait_connected(Duration::from_secs(10)).await {
         Ok(()) => Ok(connection),
-        Err(_) => Err(fail(
-            3,
-            format!("cannot reach {server} (or the session is no longer valid)"),
-        )),
+        Err(e) => Err(unreachable_server(server, e)),
     }
+}
+
+/// A failed connect: an untrusted certificate says so; anything else is "cannot reach".
+fn unreachable_server(server: &ServerEndpoint, e: ClientError) -> Failure {
+    match e {
+        e @ ClientError::Tls(_) => {
+            let mut failure = Failure::from(e);
+            failure.message = format!("{}: {}", server.url(), failure.message);
+            failure
+        }
+        _ => fail(
+            3,
+            format!(
+                "cannot reach {} (or the session is no longer valid)",
+                server.url()
+            ),
+        ),
+    }
+}
+
+fn endpoint(cli: &Cli, url: &str) -> Result<ServerEndpoint, Failure> {
+    ServerEndpoint::new(url, cli.ca_file.as_deref()).map_err(Failure::from)
 }
 
 fn print(json: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
@@ -278,13 +303,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .server
             .clone()
             .ok_or_else(|| fail(2, "--server is required"))?;
-        let connection = Connection::open(&server, credentials, policy());
+        let endpoint = endpoint(&cli, &server)?;
+        let connection = Connection::open(&endpoint, credentials, policy());
         // Credentials are checked on the first connect; wait for the verdict.
         let user = loop {
             match tokio::time::timeout(Duration::from_secs(10), connection.next_event()).await {
                 Ok(Some(ConnectionEvent::Connected { user, .. })) => break user,
                 Ok(Some(ConnectionEvent::Refused(error))) => {
                     return Err(fail(1, format!("refused: {error}")))
+                }
+                Ok(Some(ConnectionEvent::CertificateNotTrusted { reason })) => {
+                    let e = ClientError::Tls(TlsError::NotTrusted(reason));
+                    return Err(unreachable_server(&endpoint, e));
                 }
                 Ok(Some(_)) => continue,
                 _ => return Err(fail(3, format!("cannot reach {server}"))),
@@ -308,7 +338,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         return Ok(());
     }
     let session = load_session(&dir)?;
-    let server = cli.server.clone().unwrap_or_else(|| session.server.clone());
+    let server = endpoint(
+        &cli,
+        &cli.server.clone().unwrap_or_else(|| session.server.clone()),
+    )?;
     if let Command::Call { .. } = &cli.command {
         return call(&cli, &server, &session, &dir).await;
     }
@@ -322,7 +355,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn command(
     cli: &Cli,
-    server: &str,
+    server: &ServerEndpoint,
     session: &Session,
     store: &Store,
     dir: &Path,
@@ -500,6 +533,10 @@ async fn command(
                     Some(ConnectionEvent::Refused(error)) => {
                         return Err(fail(1, format!("refused: {error}")))
                     }
+                    Some(ConnectionEvent::CertificateNotTrusted { reason }) => {
+                        let e = ClientError::Tls(TlsError::NotTrusted(reason));
+                        return Err(unreachable_server(server, e));
+                    }
                     None => break,
                 }
             }
@@ -519,7 +556,12 @@ async fn command(
 
 /// `parlor call`: joins through the full client (which routes the call's signaling), stays for
 /// `--duration` or until the call ends, then reports what arrived from each participant.
-async fn call(cli: &Cli, server: &str, session: &Session, dir: &Path) -> Result<(), Failure> {
+async fn call(
+    cli: &Cli,
+    server: &ServerEndpoint,
+    session: &Session,
+    dir: &Path,
+) -> Result<(), Failure> {
     let Command::Call {
         room_id,
         video,
@@ -551,10 +593,9 @@ async fn call(cli: &Cli, server: &str, session: &Session, dir: &Path) -> Result<
     )
     .await
     .map_err(|e| match e {
-        ClientError::Disconnected | ClientError::Timeout => fail(
-            3,
-            format!("cannot reach {server} (or the session is no longer valid)"),
-        ),
+        ClientError::Disconnected | ClientError::Timeout | ClientError::Tls(_) => {
+            unreachable_server(server, e)
+        }
         e => Failure::from(e),
     })?;
     let result = async {

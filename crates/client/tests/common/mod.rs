@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use parlor_signaling::config::Settings;
+pub use parlor_signaling::test_pki::TestPki;
 use tokio::sync::oneshot;
 
 pub struct Server {
@@ -123,8 +124,9 @@ pub async fn register(
     name: &str,
     policy: parlor_client::reconnect::ReconnectPolicy,
 ) -> parlor_client::Client {
+    let server = parlor_client::ServerEndpoint::new(url, None).expect("server address");
     parlor_client::Client::connect(
-        url,
+        &server,
         &dir.join(name),
         parlor_client::Credentials::Register {
             username: name.into(),
@@ -144,6 +146,18 @@ pub async fn parlor(
     password: &str,
     args: &[&str],
 ) -> std::process::Output {
+    parlor_with_env(data_dir, url, password, args, &[]).await
+}
+
+/// [`parlor`] with extra environment variables. Nothing from the test's own environment that
+/// changes where the CLI connects or whom it trusts leaks in.
+pub async fn parlor_with_env(
+    data_dir: &Path,
+    url: &str,
+    password: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
         .arg("--server")
         .arg(url)
@@ -153,9 +167,23 @@ pub async fn parlor(
         .args(args)
         .env("PARLOR_PASSWORD", password)
         .env_remove("PARLOR_SERVER")
+        .env_remove("PARLOR_CA_FILE")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run parlor")
+}
+
+/// The real server on a free loopback port, serving `wss://` with `pki`'s certificate.
+pub async fn tls_server(db: &Path, pki: &TestPki) -> Server {
+    let mut settings = Settings::for_database(db);
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.tls = Some((pki.cert.clone(), pki.key.clone()));
+    let mut server = Server::start_with(settings).await;
+    server.url = format!("wss://localhost:{}/ws", server.addr.port());
+    server
 }
 
 /// The last JSON line a successful CLI run printed.
