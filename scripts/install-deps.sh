@@ -18,7 +18,7 @@ case "${1:-test}" in
   # coturn: the TURN server the relay-only call test starts on loopback.
   # xvfb, webkit2gtk-driver: the desktop app's end-to-end test (a real window on a virtual
   # display, driven through WebKitWebDriver).
-  test) packages+=("${build[@]}" openssl chromium iproute2 pulseaudio pulseaudio-utils coturn
+  test) packages+=("${build[@]}" openssl chromium iproute2 nftables pulseaudio pulseaudio-utils coturn
                    xvfb webkit2gtk-driver) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;

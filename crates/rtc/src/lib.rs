@@ -14,6 +14,7 @@ mod client;
 mod codecs;
 mod data_channel;
 mod error;
+mod jitter;
 mod keyframes;
 mod peer;
 pub mod stats;

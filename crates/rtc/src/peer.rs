@@ -148,6 +148,9 @@ pub(crate) struct Shared {
     pub(crate) connection: watch::Sender<ConnectionState>,
     /// Bumped after every applied description: negotiated payload types may have changed.
     pub(crate) negotiations: watch::Sender<u64>,
+    /// The selected candidate pair's round-trip time, as last read by the stats (receivers
+    /// scale how long they wait for a retransmission by it).
+    pub(crate) round_trip_time: watch::Sender<Option<std::time::Duration>>,
     gathering_complete: watch::Sender<bool>,
 }
 
@@ -300,6 +303,7 @@ impl PeerConnection {
             closed: tokio_util_like::Cancel::new(),
             connection: connection_tx,
             negotiations: watch::channel(0).0,
+            round_trip_time: watch::channel(None).0,
             gathering_complete: gathering_tx,
         });
 

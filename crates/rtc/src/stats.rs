@@ -147,6 +147,15 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
         });
     }
 
+    if let Some(rtt) = stats
+        .selected_pair
+        .as_ref()
+        .and_then(|p| p.round_trip_time_ms)
+    {
+        pc.shared
+            .round_trip_time
+            .send_replace(Some(std::time::Duration::from_secs_f64(rtt / 1000.0)));
+    }
     let mut previous = pc.shared.previous.lock().unwrap_or_else(|p| p.into_inner());
     for source in pc
         .shared

@@ -26,6 +26,37 @@ use crate::codecs;
 use crate::peer::Shared;
 use crate::Result;
 
+/// Keyframes answer loss at most this often: an IDR is several times a P-frame's size, and on a
+/// thin link a burst of them is what turns a little loss into a freeze.
+const MIN_KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Lets a keyframe request through at most once per interval (the first at once).
+struct KeyframeGate {
+    min_interval: Duration,
+    last: Option<Instant>,
+}
+
+impl KeyframeGate {
+    fn new(min_interval: Duration) -> Self {
+        KeyframeGate {
+            min_interval,
+            last: None,
+        }
+    }
+
+    /// Whether a keyframe may be made now; if so, the interval starts again.
+    fn open(&mut self, now: Instant) -> bool {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.min_interval)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaKind {
     Audio,
@@ -274,6 +305,7 @@ impl LocalVideoTrack {
                 let pipeline = thread_pipeline;
                 let mut source = source;
                 let mut last_capture: Option<Duration> = None;
+                let mut keyframe_gate = KeyframeGate::new(MIN_KEYFRAME_INTERVAL);
                 while !pipeline.stop.load(Ordering::SeqCst) {
                     if let Some(next) = thread_replacement
                         .lock()
@@ -317,10 +349,15 @@ impl LocalVideoTrack {
                         last_capture = None;
                         continue;
                     }
-                    if pipeline.keyframe_requested.swap(false, Ordering::SeqCst) {
+                    // Requests that come while a keyframe is still young wait for the gate:
+                    // many PLIs (from several receivers, or one lossy link) make one IDR.
+                    let started = Instant::now();
+                    if pipeline.keyframe_requested.load(Ordering::SeqCst)
+                        && keyframe_gate.open(started)
+                    {
+                        pipeline.keyframe_requested.store(false, Ordering::SeqCst);
                         encoder.request_keyframe();
                     }
-                    let started = Instant::now();
                     let encoded = match encoder.encode(&frame) {
                         Ok(Some(encoded)) => encoded,
                         Ok(None) => {
@@ -514,5 +551,23 @@ impl LocalAudioTrack {
 
     pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
         &self.pipeline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_requests_are_coalesced_to_one_per_interval() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut gate = KeyframeGate::new(ms(300));
+        assert!(gate.open(t0), "the first request is served at once");
+        assert!(!gate.open(t0 + ms(10)));
+        assert!(!gate.open(t0 + ms(299)));
+        assert!(gate.open(t0 + ms(300)));
+        assert!(!gate.open(t0 + ms(450)));
+        assert!(gate.open(t0 + ms(600)));
     }
 }

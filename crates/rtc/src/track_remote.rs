@@ -17,6 +17,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use crate::jitter::{wait_for_rtt, JitterBuffer, Released};
 use crate::peer::{PeerEvent, Shared};
 use crate::{Result, RtcError};
 
@@ -31,6 +32,8 @@ pub struct ReceiveCounters {
     pub packets: u64,
     pub bytes: u64,
     pub packets_lost: u64,
+    /// Packets that arrived after their place was released or given up (duplicates too).
+    pub packets_late: u64,
     pub frames_decoded: u64,
     pub keyframes_decoded: u64,
     pub frames_dropped: u64,
@@ -112,51 +115,44 @@ fn register_inbound(
         });
 }
 
-/// Rebuilds H.264 access units from RTP packets; a gap spoils the unit it falls in.
+/// Rebuilds H.264 access units from RTP packets in sequence order (the [`JitterBuffer`]
+/// restores the order); a packet given up as lost spoils the unit it falls in.
 #[derive(Default)]
 struct AccessUnits {
     depacketizer: H264Packet,
     buffer: Vec<u8>,
-    expected: Option<u16>,
     broken: bool,
 }
 
-enum Assembled {
-    Nothing,
-    Unit(Vec<u8>),
-    Lost(u64),
-}
-
 impl AccessUnits {
-    fn push(&mut self, sequence: u16, marker: bool, payload: &Bytes) -> Assembled {
-        let mut lost = 0;
-        if let Some(expected) = self.expected {
-            let gap = sequence.wrapping_sub(expected);
-            if gap != 0 && gap < 0x8000 {
-                lost = gap as u64;
-                self.broken = true;
-                self.buffer.clear();
-            } else if gap >= 0x8000 {
-                return Assembled::Nothing; // late duplicate or reordered: ignore
-            }
-        }
-        self.expected = Some(sequence.wrapping_add(1));
+    /// The next packet; a complete, unspoiled access unit when it carries the marker.
+    fn push(&mut self, marker: bool, payload: &Bytes) -> Option<Vec<u8>> {
         match self.depacketizer.depacketize(payload) {
             Ok(data) => self.buffer.extend_from_slice(&data),
             Err(_) => self.broken = true,
         }
-        if lost > 0 {
-            return Assembled::Lost(lost);
+        if !marker {
+            return None;
         }
-        if marker {
-            let unit = std::mem::take(&mut self.buffer);
-            let broken = std::mem::replace(&mut self.broken, false);
-            self.depacketizer = H264Packet::default();
-            if !broken && !unit.is_empty() {
-                return Assembled::Unit(unit);
-            }
-        }
-        Assembled::Nothing
+        let unit = std::mem::take(&mut self.buffer);
+        let broken = std::mem::replace(&mut self.broken, false);
+        self.depacketizer = H264Packet::default();
+        (!broken && !unit.is_empty()).then_some(unit)
+    }
+
+    /// Packets were given up: the unit in progress cannot be decoded.
+    fn lost(&mut self) {
+        self.broken = true;
+        self.buffer.clear();
+        self.depacketizer = H264Packet::default();
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -222,13 +218,16 @@ impl RemoteVideoTrack {
         let closed = shared.closed.clone();
         let events = shared.events.clone();
         let track_id = id.clone();
+        let mut round_trip_time = shared.round_trip_time.subscribe();
         tokio::spawn(async move {
             let _guard = guard;
             let mut units = AccessUnits::default();
+            let mut reorder = JitterBuffer::new(wait_for_rtt(None));
             let mut last_pli: Option<Instant> = None;
             let mut seen_keyframe = false;
             loop {
-                let want_keyframe = tokio::select! {
+                let deadline = reorder.deadline();
+                let mut want_keyframe = tokio::select! {
                     event = raw.poll() => match event {
                         Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                             {
@@ -236,21 +235,8 @@ impl RemoteVideoTrack {
                                 c.packets += 1;
                                 c.bytes += packet.payload.len() as u64;
                             }
-                            match units.push(packet.header.sequence_number, packet.header.marker, &packet.payload) {
-                                Assembled::Unit(unit) => {
-                                    let is_key = parlor_media::h264::contains_idr(&unit);
-                                    seen_keyframe |= is_key;
-                                    if units_tx.send(unit).is_err() {
-                                        break;
-                                    }
-                                    !seen_keyframe
-                                }
-                                Assembled::Lost(n) => {
-                                    lock(&rtp_counters).packets_lost += n;
-                                    true
-                                }
-                                Assembled::Nothing => false,
-                            }
+                            reorder.push(packet.header.sequence_number, packet.header.marker, packet.payload);
+                            false
                         }
                         Some(TrackRemoteEvent::OnEnded) | None => {
                             let _ = events.send(PeerEvent::TrackRemoved { track_id: track_id.clone() });
@@ -258,9 +244,39 @@ impl RemoteVideoTrack {
                         }
                         Some(_) => false,
                     },
+                    // A missing packet's wait is over: pop below gives it up.
+                    _ = sleep_until_deadline(deadline) => false,
                     request = keyframe_rx.recv() => request.is_some(),
                     _ = closed.cancelled() => break,
                 };
+                if round_trip_time.has_changed().unwrap_or(false) {
+                    reorder.set_max_wait(wait_for_rtt(*round_trip_time.borrow_and_update()));
+                }
+                let now = Instant::now();
+                let mut decoder_gone = false;
+                while let Some(released) = reorder.pop(now) {
+                    match released {
+                        Released::Packet { marker, payload } => {
+                            if let Some(unit) = units.push(marker, &payload) {
+                                seen_keyframe |= parlor_media::h264::contains_idr(&unit);
+                                want_keyframe |= !seen_keyframe;
+                                if units_tx.send(unit).is_err() {
+                                    decoder_gone = true;
+                                    break;
+                                }
+                            }
+                        }
+                        Released::Lost { count } => {
+                            units.lost();
+                            lock(&rtp_counters).packets_lost += count;
+                            want_keyframe = true;
+                        }
+                    }
+                }
+                lock(&rtp_counters).packets_late = reorder.late;
+                if decoder_gone {
+                    break;
+                }
                 let due = last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL);
                 if want_keyframe && due {
                     last_pli = Some(Instant::now());
@@ -407,36 +423,16 @@ mod tests {
     }
 
     #[test]
-    fn units_end_at_the_marker_and_gaps_spoil_them() {
+    fn units_end_at_the_marker_and_losses_spoil_them() {
         let mut units = AccessUnits::default();
         let (_, payload) = single_nal(false);
-        assert!(matches!(
-            units.push(10, false, &payload),
-            Assembled::Nothing
-        ));
-        match units.push(11, true, &payload) {
-            Assembled::Unit(unit) => assert_eq!(unit.iter().filter(|&&b| b == 0x41).count(), 2),
-            _ => panic!("a unit was complete"),
-        }
-        // Packet 12 lost: 13 reports the loss, and the unit it belongs to is dropped.
-        assert!(matches!(
-            units.push(13, false, &payload),
-            Assembled::Lost(1)
-        ));
-        assert!(matches!(units.push(14, true, &payload), Assembled::Nothing));
-        // The next unit is fine again.
-        assert!(matches!(units.push(15, true, &payload), Assembled::Unit(_)));
-        // A late duplicate is ignored.
-        assert!(matches!(units.push(12, true, &payload), Assembled::Nothing));
-        // Sequence numbers wrap.
-        let mut units = AccessUnits {
-            expected: Some(u16::MAX),
-            ..AccessUnits::default()
-        };
-        assert!(matches!(
-            units.push(u16::MAX, true, &payload),
-            Assembled::Unit(_)
-        ));
-        assert!(matches!(units.push(0, true, &payload), Assembled::Unit(_)));
+        assert!(units.push(false, &payload).is_none());
+        let unit = units.push(true, &payload).expect("a unit was complete");
+        assert_eq!(unit.iter().filter(|&&b| b == 0x41).count(), 2);
+        // A packet given up inside the next unit spoils that unit only.
+        assert!(units.push(false, &payload).is_none());
+        units.lost();
+        assert!(units.push(true, &payload).is_none());
+        assert!(units.push(true, &payload).is_some());
     }
 }

@@ -8,6 +8,10 @@
 //! * Glass-to-glass latency at 720p30: capture time stamped into the pattern's pixels versus the
 //!   wall clock when the decoded frame comes out of the receiver; and the process CPU of that call.
 //!
+//! * `--link-call SECONDS`: only a 640x480 one-way call, with received frame rate, freezes,
+//!   encoder bitrate, losses, PLIs and keyframes; run inside `scripts/shaped-link.sh` for a
+//!   lossy or narrow link.
+//!
 //! Run it with `cargo run --release -p parlor-rtc --bin parlor-rtc-bench`.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -248,7 +252,26 @@ async fn data_channel_throughput() -> f64 {
 
 /// A 720p30 call for `seconds`: glass-to-glass latency from the pattern's stamps, and the
 /// process CPU (both peers, both directions of nothing else) per second.
-async fn glass_to_glass(width: usize, height: usize, seconds: u64) -> (f64, f64, f64, u64, f64) {
+/// What one one-way test-pattern call delivered, measured at the receiver's decoder output.
+struct CallFigures {
+    latency_p50_ms: f64,
+    latency_p95_ms: f64,
+    /// Process CPU (sender and receiver) as a share of one core.
+    cpu_percent: f64,
+    frames: u64,
+    fps: f64,
+    /// Freezes as Chromium's getStats counts them: a frame interval longer than
+    /// max(3 × the average interval, average + 150 ms).
+    freezes: u64,
+    freeze_seconds: f64,
+    sent_kbps: f64,
+    packets_lost: u64,
+    packets_late: u64,
+    plis_sent: u64,
+    keyframes_encoded: u64,
+}
+
+async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures {
     let PatternCall {
         a,
         b,
@@ -266,32 +289,90 @@ async fn glass_to_glass(width: usize, height: usize, seconds: u64) -> (f64, f64,
     // Warm up for a second, then measure.
     let warm = Instant::now() + Duration::from_secs(1);
     while Instant::now() < warm {
-        let _ = remote.next_frame().await;
+        let _ = tokio::time::timeout_at(warm.into(), remote.next_frame()).await;
     }
+    let (sent_before, received_before) = (track.counters(), remote.counters());
     let cpu_start = cpu_time(false);
     let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
     let mut latencies = Vec::new();
-    let mut frames = 0u64;
-    while start.elapsed() < Duration::from_secs(seconds) {
-        let Some(frame) = remote.next_frame().await else {
-            break;
-        };
-        frames += 1;
+    let mut arrivals = vec![start];
+    while let Ok(Some(frame)) = tokio::time::timeout_at(end.into(), remote.next_frame()).await {
+        arrivals.push(Instant::now());
         if let Some(stamp) = read_stamp(&frame) {
             latencies.push(wall_clock().saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
         }
     }
-    let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / start.elapsed().as_secs_f64() * 100.0;
+    arrivals.push(end);
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / elapsed * 100.0;
+    let (sent, received) = (track.counters(), remote.counters());
     track.stop();
     a.close().await.unwrap();
     b.close().await.unwrap();
+    let frames = arrivals.len() as u64 - 2;
+    let intervals: Vec<f64> = arrivals
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let average = elapsed / intervals.len() as f64;
+    let threshold = (3.0 * average).max(average + 0.150);
+    let frozen: Vec<f64> = intervals.into_iter().filter(|&i| i > threshold).collect();
     latencies.sort_by(|x, y| x.total_cmp(y));
-    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    (p(0.5), p(0.95), cpu, frames, frames as f64 / seconds as f64)
+    let p = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    CallFigures {
+        latency_p50_ms: p(0.5),
+        latency_p95_ms: p(0.95),
+        cpu_percent: cpu,
+        frames,
+        fps: frames as f64 / elapsed,
+        freezes: frozen.len() as u64,
+        freeze_seconds: frozen.iter().fold(0.0, |total, i| total + i),
+        sent_kbps: (sent.bytes_encoded - sent_before.bytes_encoded) as f64 * 8.0 / elapsed / 1000.0,
+        packets_lost: received.packets_lost - received_before.packets_lost,
+        packets_late: received.packets_late - received_before.packets_late,
+        plis_sent: received.plis_sent - received_before.plis_sent,
+        keyframes_encoded: sent.keyframes_encoded - sent_before.keyframes_encoded,
+    }
+}
+
+/// `--link-call SECONDS`: a 640x480 one-way call over whatever link this process runs on
+/// (`scripts/shaped-link.sh` runs it inside a namespace with a shaped loopback).
+async fn link_call(seconds: u64) {
+    let f = measure_call(640, 480, seconds).await;
+    println!(
+        "640x480 one-way, {seconds} s, measured at the receiver's decoder output: \
+         {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
+         {} packets given up, {} late, {} PLIs sent, {} keyframes encoded, \
+         capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %",
+        f.fps,
+        f.frames,
+        f.freezes,
+        f.freeze_seconds,
+        f.sent_kbps,
+        f.packets_lost,
+        f.packets_late,
+        f.plis_sent,
+        f.keyframes_encoded,
+        f.latency_p50_ms,
+        f.latency_p95_ms,
+        f.cpu_percent,
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--link-call") {
+        let seconds = args.get(at + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
+        link_call(seconds).await;
+        return;
+    }
     if std::env::args().any(|a| a == "--data-channel-only") {
         println!(
             "data channel: {:.0} Mbit/s",
@@ -330,8 +411,14 @@ async fn main() {
         median(runs)
     );
 
-    let (p50, p95, cpu, frames, fps) = glass_to_glass(1280, 720, 5).await;
+    let f = measure_call(1280, 720, 5).await;
     println!("720p30 one-way call, 5 s (capture -> encode -> RTP -> decode, one process):");
-    println!("  glass-to-glass latency: median {p50:.1} ms, p95 {p95:.1} ms ({frames} frames, {fps:.1} fps received)");
-    println!("  process CPU for the call (sender and receiver): {cpu:.0} % of one core");
+    println!(
+        "  glass-to-glass latency: median {:.1} ms, p95 {:.1} ms ({} frames, {:.1} fps received)",
+        f.latency_p50_ms, f.latency_p95_ms, f.frames, f.fps
+    );
+    println!(
+        "  process CPU for the call (sender and receiver): {:.0} % of one core",
+        f.cpu_percent
+    );
 }

@@ -1,0 +1,230 @@
+//! The receive side's reorder buffer: RTP packets in, in any order and with retransmissions
+//! arriving late, the same packets out in sequence order. A missing packet is waited for a
+//! bounded time (the NACK generator in webrtc's interceptor chain asks the sender to resend it
+//! meanwhile); only when that time is up is it given up as lost. Without this every loss and
+//! every reordered packet spoiled a frame and cost a keyframe.
+//!
+//! Pure: time is passed in, and [`JitterBuffer::deadline`] says when to look again, so the
+//! tests run on simulated time.
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// Packets held at most while waiting for a missing one (a bound on memory and on delay at high
+/// bitrates: about 0.7 MB of 1,200-byte packets).
+const MAX_HELD: usize = 600;
+
+/// How long to wait for a retransmission before giving a packet up, by round-trip time: one
+/// RTT for the NACK to reach the sender and the packet to come back, plus slack for pacing and
+/// a second NACK, within bounds.
+pub(crate) fn wait_for_rtt(rtt: Option<Duration>) -> Duration {
+    match rtt {
+        Some(rtt) => (rtt * 2 + Duration::from_millis(30))
+            .clamp(Duration::from_millis(50), Duration::from_millis(500)),
+        None => Duration::from_millis(150),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Released {
+    Packet {
+        marker: bool,
+        payload: Bytes,
+    },
+    /// `count` packets before the next one were given up.
+    Lost {
+        count: u64,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct JitterBuffer {
+    held: BTreeMap<u64, (bool, Bytes)>,
+    /// The extended sequence number released next.
+    next: Option<u64>,
+    /// The highest extended sequence number seen (the reference for unwrapping).
+    highest: u64,
+    /// Since when `next` has been missing while later packets wait.
+    waiting_since: Option<Instant>,
+    max_wait: Duration,
+    /// Packets that came after their place was given up or released (duplicates included).
+    pub late: u64,
+}
+
+impl JitterBuffer {
+    pub fn new(max_wait: Duration) -> Self {
+        JitterBuffer {
+            held: BTreeMap::new(),
+            next: None,
+            highest: 0,
+            waiting_since: None,
+            max_wait,
+            late: 0,
+        }
+    }
+
+    pub fn set_max_wait(&mut self, max_wait: Duration) {
+        self.max_wait = max_wait;
+    }
+
+    /// Sequence numbers wrap at 2^16; extend them relative to the highest one seen.
+    fn extend(&self, sequence: u16) -> u64 {
+        if self.next.is_none() {
+            return (1 << 16) + sequence as u64; // room below for reordered early packets
+        }
+        let delta = sequence.wrapping_sub(self.highest as u16) as i16 as i64;
+        (self.highest as i64 + delta).max(0) as u64
+    }
+
+    pub fn push(&mut self, sequence: u16, marker: bool, payload: Bytes) {
+        let extended = self.extend(sequence);
+        let next = *self.next.get_or_insert(extended);
+        if extended < next || self.held.contains_key(&extended) {
+            self.late += 1;
+            return;
+        }
+        self.highest = self.highest.max(extended);
+        self.held.insert(extended, (marker, payload));
+    }
+
+    /// The next packet in order, a loss that has waited long enough, or nothing for now.
+    pub fn pop(&mut self, now: Instant) -> Option<Released> {
+        let next = self.next?;
+        if let Some((marker, payload)) = self.held.remove(&next) {
+            self.next = Some(next + 1);
+            self.waiting_since = None;
+            return Some(Released::Packet { marker, payload });
+        }
+        let (&first, _) = self.held.first_key_value()?;
+        let since = *self.waiting_since.get_or_insert(now);
+        if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
+            self.next = Some(first);
+            self.waiting_since = None;
+            return Some(Released::Lost {
+                count: first - next,
+            });
+        }
+        None
+    }
+
+    /// When a missing packet will be given up (call [`JitterBuffer::pop`] then).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.waiting_since.map(|since| since + self.max_wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(buffer: &mut JitterBuffer, now: Instant) -> Vec<Released> {
+        std::iter::from_fn(|| buffer.pop(now)).collect()
+    }
+
+    fn packet(n: u8) -> Released {
+        Released::Packet {
+            marker: false,
+            payload: Bytes::from(vec![n]),
+        }
+    }
+
+    #[test]
+    fn in_order_packets_pass_straight_through() {
+        let now = Instant::now();
+        let mut b = JitterBuffer::new(Duration::from_millis(100));
+        for s in 0..3u16 {
+            b.push(s, false, Bytes::from(vec![s as u8]));
+            assert_eq!(drain(&mut b, now), vec![packet(s as u8)]);
+        }
+        assert_eq!(b.deadline(), None);
+    }
+
+    #[test]
+    fn a_reordered_or_retransmitted_packet_is_released_in_its_place() {
+        let t0 = Instant::now();
+        let mut b = JitterBuffer::new(Duration::from_millis(100));
+        b.push(10, false, Bytes::from(vec![10]));
+        assert_eq!(drain(&mut b, t0), vec![packet(10)]);
+        // 11 is missing: 12 and 13 wait for it.
+        b.push(12, false, Bytes::from(vec![12]));
+        b.push(13, false, Bytes::from(vec![13]));
+        assert_eq!(drain(&mut b, t0), vec![]);
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(100)));
+        // The retransmission arrives 60 ms later, before the deadline: nothing is lost.
+        let t1 = t0 + Duration::from_millis(60);
+        assert_eq!(drain(&mut b, t1), vec![]);
+        b.push(11, false, Bytes::from(vec![11]));
+        assert_eq!(drain(&mut b, t1), vec![packet(11), packet(12), packet(13)]);
+        assert_eq!(b.deadline(), None);
+        // A second copy of 11 (a duplicate retransmission) is late and dropped.
+        b.push(11, false, Bytes::from(vec![11]));
+        assert_eq!(drain(&mut b, t1), vec![]);
+        assert_eq!(b.late, 1);
+    }
+
+    #[test]
+    fn a_packet_that_never_comes_is_given_up_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut b = JitterBuffer::new(Duration::from_millis(80));
+        b.push(1, false, Bytes::from(vec![1]));
+        b.push(4, true, Bytes::from(vec![4]));
+        assert_eq!(drain(&mut b, t0), vec![packet(1)]);
+        assert_eq!(drain(&mut b, t0 + Duration::from_millis(79)), vec![]);
+        assert_eq!(
+            drain(&mut b, t0 + Duration::from_millis(80)),
+            vec![
+                Released::Lost { count: 2 },
+                Released::Packet {
+                    marker: true,
+                    payload: Bytes::from(vec![4])
+                }
+            ]
+        );
+        // 2 arriving after it was given up is late, not a new start.
+        b.push(2, false, Bytes::from(vec![2]));
+        assert_eq!(drain(&mut b, t0 + Duration::from_millis(90)), vec![]);
+        assert_eq!(b.late, 1);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_and_an_early_reorder_is_kept() {
+        let now = Instant::now();
+        let mut b = JitterBuffer::new(Duration::from_millis(100));
+        b.push(u16::MAX - 1, false, Bytes::from(vec![1]));
+        b.push(0, false, Bytes::from(vec![3]));
+        b.push(u16::MAX, false, Bytes::from(vec![2]));
+        assert_eq!(drain(&mut b, now), vec![packet(1), packet(2), packet(3)]);
+    }
+
+    #[test]
+    fn too_many_held_packets_end_the_wait_at_once() {
+        let now = Instant::now();
+        let mut b = JitterBuffer::new(Duration::from_secs(60));
+        b.push(0, false, Bytes::new());
+        drain(&mut b, now);
+        for s in 2..(MAX_HELD as u16 + 3) {
+            b.push(s, false, Bytes::new());
+        }
+        let released = drain(&mut b, now);
+        assert_eq!(released[0], Released::Lost { count: 1 });
+        assert_eq!(released.len(), MAX_HELD + 2);
+    }
+
+    #[test]
+    fn the_wait_follows_the_round_trip_time_within_bounds() {
+        assert_eq!(wait_for_rtt(None), Duration::from_millis(150));
+        assert_eq!(
+            wait_for_rtt(Some(Duration::from_millis(1))),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            wait_for_rtt(Some(Duration::from_millis(100))),
+            Duration::from_millis(230)
+        );
+        assert_eq!(
+            wait_for_rtt(Some(Duration::from_secs(2))),
+            Duration::from_millis(500)
+        );
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs a command inside a new network namespace whose loopback is shaped like a real link, so
+# that nothing outside the namespace is touched and nothing inside can reach another host.
+#
+#   scripts/shaped-link.sh PROFILE -- COMMAND [ARGS...]
+#
+# Profiles (the kernel here has no netem; a token bucket and nftables drops work):
+#   clean        no shaping
+#   loss3        3 % of UDP packets dropped, each way
+#   cap600-loss3 600 kbit/s token bucket with a 300 ms queue, plus 3 % UDP loss
+#
+# Everything in the namespace shares `lo`, so a cap is shared by both directions (and by
+# signaling); a one-way call puts nearly all of its bytes in one direction anyway.
+set -euo pipefail
+profile="${1:?usage: shaped-link.sh PROFILE -- COMMAND...}"
+shift
+[ "${1:-}" = "--" ] && shift
+[ $# -gt 0 ] || { echo "no command given" >&2; exit 2; }
+
+if [ "${PARLOR_IN_SHAPED_NS:-}" != "$profile" ]; then
+  command -v nft >/dev/null || { echo "needs nftables (apt-get install nftables)" >&2; exit 2; }
+  command -v tc >/dev/null || { echo "needs iproute2 (apt-get install iproute2)" >&2; exit 2; }
+  PARLOR_IN_SHAPED_NS="$profile" exec unshare -n -- "$0" "$profile" -- "$@"
+fi
+
+ip link set lo up
+drop_udp() {
+  nft add table inet parlor_shape
+  nft add chain inet parlor_shape out '{ type filter hook output priority 0; }'
+  nft add rule inet parlor_shape out meta l4proto udp numgen random mod 100 \< "$1" drop
+}
+case "$profile" in
+  clean) ;;
+  loss3) drop_udp 3 ;;
+  cap600-loss3)
+    tc qdisc add dev lo root tbf rate 600kbit burst 15k latency 300ms
+    drop_udp 3
+    ;;
+  *) echo "unknown profile: $profile" >&2; exit 2 ;;
+esac
+exec "$@"
