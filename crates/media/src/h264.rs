@@ -10,6 +10,11 @@ use openh264::OpenH264API;
 
 use crate::{MediaError, VideoFrame};
 
+/// The range [`H264Encoder::set_bitrate`] keeps to: below 50 kbit/s nothing useful is left of
+/// a picture; above 8 Mbit/s nothing here gains.
+pub const MIN_BITRATE_BPS: u32 = 50_000;
+pub const MAX_BITRATE_BPS: u32 = 8_000_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct H264Config {
     pub width: usize,
@@ -92,9 +97,14 @@ impl H264Encoder {
             .profile(Profile::Baseline)
             .level(Level::Level_3_1)
             .complexity(Complexity::Low)
-            // Dropping frames under rate pressure would make frame counts lie; we size the
-            // bitrate instead.
-            .skip_frames(false)
+            // Skipping a frame under rate pressure is how OpenH264 holds its bitrate (without
+            // it the target is only a hint, and a thin link drowns). A skipped frame comes back
+            // as `Ok(None)` and is counted as dropped.
+            .skip_frames(true)
+            // Scene-change IDRs: at a low bitrate OpenH264 took the moving picture for new scenes
+            // and sent an IDR a second, each several P-frames' worth, exactly where a link is
+            // thinnest. Keyframes come from the interval and from receivers' requests instead.
+            .scene_change_detect(false)
             .num_threads(1)
             .intra_frame_period(if config.keyframe_interval == 0 {
                 IntraFramePeriod::auto()
@@ -112,6 +122,34 @@ impl H264Encoder {
 
     pub fn config(&self) -> H264Config {
         self.config
+    }
+
+    /// Changes the target bitrate from the next frame on, without a keyframe (the congestion
+    /// controller's estimate moves it several times a second).
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
+        let bps = bps.clamp(MIN_BITRATE_BPS, MAX_BITRATE_BPS);
+        if bps == self.config.bitrate_bps {
+            return Ok(());
+        }
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: bps as i32,
+        };
+        // SAFETY: the encoder is initialised (it was built by `with_api_config`), and `info`
+        // outlives the call; OpenH264 copies the value and keeps no pointer to it.
+        let status = unsafe {
+            self.encoder.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                std::ptr::addr_of_mut!(info).cast(),
+            )
+        };
+        if status != 0 {
+            return Err(MediaError::Codec(format!(
+                "OpenH264 refused bitrate {bps}: status {status}"
+            )));
+        }
+        self.config.bitrate_bps = bps;
+        Ok(())
     }
 
     /// Makes the next encoded frame an IDR (answering a PLI or FIR).
@@ -277,5 +315,43 @@ mod tests {
             encoder.encode(&wrong),
             Err(MediaError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn a_lower_bitrate_takes_effect_without_a_keyframe() {
+        let pattern = TestPattern::new(VideoConstraints {
+            width: 640,
+            height: 480,
+            fps: 30,
+        })
+        .unwrap();
+        let mut encoder = H264Encoder::new(H264Config::for_size(640, 480, 30)).unwrap();
+        // Bytes over 2 s of pattern at one rate (frames 30..90, after the first keyframe settles).
+        let run = |encoder: &mut H264Encoder, from: u64| {
+            let (mut bytes, mut keyframes) = (0usize, 0);
+            for n in from..from + 60 {
+                let at = Duration::from_micros(n * 33_333);
+                if let Some(e) = encoder.encode(&pattern.render(n as u32, at)).unwrap() {
+                    bytes += e.data.len();
+                    keyframes += e.keyframe as u32;
+                }
+            }
+            (bytes, keyframes)
+        };
+        run(&mut encoder, 0);
+        let (high, _) = run(&mut encoder, 60);
+        encoder.set_bitrate(150_000).unwrap();
+        assert_eq!(encoder.config().bitrate_bps, 150_000);
+        run(&mut encoder, 120); // the rate control settles
+        let (low, keyframes) = run(&mut encoder, 180);
+        assert_eq!(keyframes, 0, "a bitrate change is not a keyframe");
+        assert!(
+            low * 2 < high,
+            "150 kbit/s should produce well under half of {} kbit/s: {low} vs {high} bytes",
+            H264Config::for_size(640, 480, 30).bitrate_bps / 1000
+        );
+        // Out-of-range requests are clamped, not refused.
+        encoder.set_bitrate(1).unwrap();
+        assert_eq!(encoder.config().bitrate_bps, MIN_BITRATE_BPS);
     }
 }

@@ -148,6 +148,8 @@ pub(crate) struct Shared {
     pub(crate) connection: watch::Sender<ConnectionState>,
     /// Bumped after every applied description: negotiated payload types may have changed.
     pub(crate) negotiations: watch::Sender<u64>,
+    /// The congestion controller's estimate for this connection (bits per second, all media).
+    pub(crate) bandwidth_estimate: watch::Sender<Option<u32>>,
     /// The selected candidate pair's round-trip time, as last read by the stats (receivers
     /// scale how long they wait for a retransmission by it).
     pub(crate) round_trip_time: watch::Sender<Option<std::time::Duration>>,
@@ -286,6 +288,42 @@ impl std::fmt::Debug for PeerConnection {
     }
 }
 
+/// The one place the interceptor chain is composed: NACK (generator and responder), RTCP
+/// reports, simulcast header extensions, send-side congestion control (Google Congestion Control
+/// over transport-wide feedback, with its pacer), and our keyframe-request tap.
+fn interceptors(
+    media_engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
+    keyframe_requests: broadcast::Sender<u32>,
+) -> Result<Registry> {
+    use rtc::peer_connection::configuration::interceptor_registry as chain;
+    let failed = |e: rtc::shared::error::Error| RtcError::Internal(format!("interceptors: {e}"));
+    let registry = chain::configure_nack(Registry::new(), media_engine);
+    chain::configure_simulcast_extension_headers(media_engine).map_err(failed)?;
+    let registry = chain::configure_rtcp_reports(registry);
+    let estimator = rtc::interceptor::Gcc::new(
+        INITIAL_BITRATE_BPS as f64,
+        MIN_BITRATE_BPS as f64,
+        MAX_BITRATE_BPS as f64,
+    );
+    let registry = chain::configure_congestion_control(
+        registry,
+        estimator,
+        chain::CongestionFeedback::Twcc,
+        media_engine,
+    )
+    .map_err(failed)?;
+    Ok(registry.with(
+        rtc::interceptor::Slot::from(14_000),
+        KeyframeRequestTap::new(keyframe_requests),
+    ))
+}
+
+/// Where the estimate starts (Chromium starts at 300 kbit/s; a call mostly starts on a link
+/// that holds more, and the estimate climbs from here within seconds) and the range it keeps to.
+pub(crate) const INITIAL_BITRATE_BPS: u32 = 600_000;
+pub(crate) const MIN_BITRATE_BPS: u32 = 80_000;
+pub(crate) const MAX_BITRATE_BPS: u32 = 4_000_000;
+
 impl PeerConnection {
     pub(crate) async fn new(config: &RtcConfig) -> Result<Self> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -304,6 +342,7 @@ impl PeerConnection {
             connection: connection_tx,
             negotiations: watch::channel(0).0,
             round_trip_time: watch::channel(None).0,
+            bandwidth_estimate: watch::channel(None).0,
             gathering_complete: gathering_tx,
         });
 
@@ -324,9 +363,7 @@ impl PeerConnection {
             })
             .build();
         let mut media_engine = codecs::media_engine()?;
-        let registry = rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(|e| RtcError::Internal(format!("interceptors: {e}")))?
-            .with(rtc::interceptor::Slot::from(14_000), KeyframeRequestTap::new(keyframe_tx));
+        let registry = interceptors(&mut media_engine, keyframe_tx)?;
         let mdns = if config.resolve_mdns {
             rtc::ice::mdns::MulticastDnsMode::QueryOnly
         } else {
@@ -362,8 +399,13 @@ impl PeerConnection {
             .build()
             .await
             .map_err(|e| RtcError::Ice(format!("cannot set up the connection: {e}")))?;
+        let raw: Arc<dyn RawPeerConnection> = Arc::new(raw);
+        tokio::spawn(crate::stats::follow_bandwidth_estimate(
+            Arc::downgrade(&raw),
+            shared.clone(),
+        ));
         Ok(PeerConnection {
-            raw: Arc::new(raw),
+            raw,
             shared,
             events: Mutex::new(Some(events_rx)),
             connection: connection_rx,

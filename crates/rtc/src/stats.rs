@@ -52,6 +52,65 @@ impl Previous {
     }
 }
 
+/// How often the congestion controller's estimate is read and handed to the encoders.
+const ESTIMATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reads the estimate (webrtc reports it as the outbound streams' `target_bitrate`) until the
+/// connection closes, and publishes it for the local tracks' encoders.
+pub(crate) async fn follow_bandwidth_estimate(
+    raw: std::sync::Weak<dyn webrtc::peer_connection::PeerConnection>,
+    shared: std::sync::Arc<crate::peer::Shared>,
+) {
+    let closed = shared.closed.clone();
+    let mut tick = tokio::time::interval(ESTIMATE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = closed.cancelled() => return,
+        }
+        let Some(raw) = raw.upgrade() else { return };
+        let report = raw.get_stats(Instant::now(), StatsSelector::None).await;
+        drop(raw);
+        let estimate = report
+            .iter()
+            .filter_map(|entry| match entry {
+                RTCStatsReportEntry::OutboundRtp(o) if o.target_bitrate > 0.0 => {
+                    Some(o.target_bitrate)
+                }
+                _ => None,
+            })
+            .fold(None, |best: Option<f64>, t| {
+                Some(best.map_or(t, |b| b.max(t)))
+            });
+        // The selected pair's RTT rides along: receivers wait for retransmissions by it.
+        let rtt = report
+            .iter()
+            .filter_map(|entry| match entry {
+                RTCStatsReportEntry::IceCandidatePair(p)
+                    if p.nominated && p.current_round_trip_time > 0.0 =>
+                {
+                    Some(p.current_round_trip_time)
+                }
+                _ => None,
+            })
+            .next();
+        if let Some(rtt) = rtt {
+            shared
+                .round_trip_time
+                .send_replace(Some(std::time::Duration::from_secs_f64(rtt)));
+        }
+        if let Some(bps) = estimate {
+            shared.bandwidth_estimate.send_if_modified(|current| {
+                let next = Some(bps as u32);
+                let changed = *current != next;
+                *current = next;
+                changed
+            });
+        }
+    }
+}
+
 pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
     let report = pc.raw.get_stats(Instant::now(), StatsSelector::None).await;
     let mut stats = CallStats {
@@ -147,15 +206,6 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
         });
     }
 
-    if let Some(rtt) = stats
-        .selected_pair
-        .as_ref()
-        .and_then(|p| p.round_trip_time_ms)
-    {
-        pc.shared
-            .round_trip_time
-            .send_replace(Some(std::time::Duration::from_secs_f64(rtt / 1000.0)));
-    }
     let mut previous = pc.shared.previous.lock().unwrap_or_else(|p| p.into_inner());
     for source in pc
         .shared
@@ -186,6 +236,7 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
             frame_width: counters.width,
             frame_height: counters.height,
             frames_per_second: fps,
+            target_bitrate_bps: pc.shared.bandwidth_estimate.borrow().map(f64::from),
         });
     }
     for source in pc
@@ -273,6 +324,8 @@ pub struct OutboundTrack {
     pub frame_width: u32,
     pub frame_height: u32,
     pub frames_per_second: f64,
+    /// The congestion controller's estimate for the connection (all media), bits per second.
+    pub target_bitrate_bps: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -30,30 +30,45 @@ use crate::Result;
 /// thin link a burst of them is what turns a little loss into a freeze.
 const MIN_KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Lets a keyframe request through at most once per interval (the first at once).
+/// Lets a keyframe request through at most once per interval (the first at once), and after a
+/// keyframe, not before the link has had time to carry it several times over: on a thin link
+/// an IDR takes long to drain, and IDRs requested faster than that pile up in the pacer.
 struct KeyframeGate {
     min_interval: Duration,
     last: Option<Instant>,
+    /// The time the last keyframe needs on the link at the current target, times the margin.
+    drain: Duration,
 }
+
+/// How many times a keyframe's transmission time must pass before the next one.
+const KEYFRAME_DRAIN_MARGIN: u32 = 4;
 
 impl KeyframeGate {
     fn new(min_interval: Duration) -> Self {
         KeyframeGate {
             min_interval,
             last: None,
+            drain: Duration::ZERO,
         }
     }
 
     /// Whether a keyframe may be made now; if so, the interval starts again.
     fn open(&mut self, now: Instant) -> bool {
+        let wait = self.min_interval.max(self.drain);
         if self
             .last
-            .is_some_and(|last| now.duration_since(last) < self.min_interval)
+            .is_some_and(|last| now.duration_since(last) < wait)
         {
             return false;
         }
         self.last = Some(now);
         true
+    }
+
+    /// A keyframe of `bytes` went out with the encoder aiming at `target_bps`.
+    fn sent(&mut self, bytes: usize, target_bps: u32) {
+        let seconds = bytes as f64 * 8.0 / target_bps.max(1) as f64;
+        self.drain = Duration::from_secs_f64(seconds) * KEYFRAME_DRAIN_MARGIN;
     }
 }
 
@@ -101,6 +116,15 @@ pub(crate) struct Pipeline {
     frames: broadcast::Sender<Arc<Encoded>>,
     counters: Mutex<SendCounters>,
     fps: AtomicU64,
+    /// Each binding's connection's bandwidth estimate, by binding number.
+    link_estimates: Mutex<std::collections::HashMap<u64, u32>>,
+    next_link: AtomicU64,
+}
+
+/// What the video encoder leaves of a connection's estimate: room for audio (Opus at up to
+/// 40 kbit/s with its headers) and a margin for retransmissions and RTP overhead.
+fn video_share(estimate_bps: u32) -> u32 {
+    ((estimate_bps as f64 * 0.85) as u32).saturating_sub(40_000)
 }
 
 impl Pipeline {
@@ -123,7 +147,30 @@ impl Pipeline {
             frames: broadcast::channel(8).0,
             counters: Mutex::new(SendCounters::default()),
             fps: AtomicU64::new(30),
+            link_estimates: Mutex::default(),
+            next_link: AtomicU64::new(0),
         })
+    }
+
+    fn set_link_estimate(&self, link: u64, estimate_bps: Option<u32>) {
+        let mut links = self
+            .link_estimates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match estimate_bps {
+            Some(bps) => links.insert(link, bps),
+            None => links.remove(&link),
+        };
+    }
+
+    /// The bitrate the shared encoder should aim at: what the thinnest link can carry. (One
+    /// encoder serves every connection of a mesh, so a slow link sets the rate for all.)
+    fn video_target_bps(&self) -> Option<u32> {
+        let links = self
+            .link_estimates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        links.values().min().map(|&bps| video_share(bps))
     }
 
     fn counters(&self) -> std::sync::MutexGuard<'_, SendCounters> {
@@ -170,6 +217,8 @@ impl Pipeline {
         let closed = shared.closed.clone();
         let negotiations = shared.negotiations.subscribe();
         let connection = shared.connection.subscribe();
+        let mut estimate = shared.bandwidth_estimate.subscribe();
+        let link = self.next_link.fetch_add(1, Ordering::Relaxed);
         let guard = shared.tasks.enter();
         let stats_pipeline = self.clone();
         let stats_rtp = rtp.clone();
@@ -246,9 +295,17 @@ impl Pipeline {
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
+                    changed = estimate.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let bps = *estimate.borrow_and_update();
+                        pipeline.set_link_estimate(link, bps);
+                    }
                     _ = closed.cancelled() => break,
                 }
             }
+            pipeline.set_link_estimate(link, None);
         });
     }
 }
@@ -349,6 +406,17 @@ impl LocalVideoTrack {
                         last_capture = None;
                         continue;
                     }
+                    // The encoder follows the congestion controller (never above the user's cap);
+                    // small moves are not worth a rate-control reset.
+                    if let Some(target) = pipeline.video_target_bps() {
+                        let target = target.min(options.bitrate_bps.unwrap_or(u32::MAX));
+                        let current = encoder.config().bitrate_bps;
+                        if target.abs_diff(current) > current / 20 {
+                            if let Err(e) = encoder.set_bitrate(target) {
+                                tracing::debug!("{e}");
+                            }
+                        }
+                    }
                     // Requests that come while a keyframe is still young wait for the gate:
                     // many PLIs (from several receivers, or one lossy link) make one IDR.
                     let started = Instant::now();
@@ -379,6 +447,9 @@ impl LocalVideoTrack {
                         let mut c = pipeline.counters();
                         c.frames_encoded += 1;
                         c.keyframes_encoded += encoded.keyframe as u64;
+                        if encoded.keyframe {
+                            keyframe_gate.sent(encoded.data.len(), encoder.config().bitrate_bps);
+                        }
                         c.bytes_encoded += encoded.data.len() as u64;
                         c.width = frame.width as u32;
                         c.height = frame.height as u32;
@@ -559,6 +630,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_encoder_aims_at_the_thinnest_link_less_audio_and_margin() {
+        let pipeline = Pipeline::new(MediaKind::Video);
+        assert_eq!(pipeline.video_target_bps(), None, "no estimate yet");
+        pipeline.set_link_estimate(0, Some(2_000_000));
+        pipeline.set_link_estimate(1, Some(600_000));
+        assert_eq!(pipeline.video_target_bps(), Some(470_000));
+        pipeline.set_link_estimate(1, None);
+        assert_eq!(pipeline.video_target_bps(), Some(1_660_000));
+        assert_eq!(video_share(10_000), 0, "never below zero");
+    }
+
+    #[test]
     fn keyframe_requests_are_coalesced_to_one_per_interval() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
@@ -569,5 +652,10 @@ mod tests {
         assert!(gate.open(t0 + ms(300)));
         assert!(!gate.open(t0 + ms(450)));
         assert!(gate.open(t0 + ms(600)));
+        // A 10 kB keyframe at 200 kbit/s takes 0.4 s on the link: the next waits 1.6 s.
+        gate.sent(10_000, 200_000);
+        assert!(!gate.open(t0 + ms(1_000)));
+        assert!(!gate.open(t0 + ms(2_199)));
+        assert!(gate.open(t0 + ms(2_200)));
     }
 }

@@ -269,6 +269,8 @@ struct CallFigures {
     packets_late: u64,
     plis_sent: u64,
     keyframes_encoded: u64,
+    /// The sender's congestion-control estimate, every 2 s.
+    estimates_kbps: Vec<u32>,
 }
 
 async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures {
@@ -297,6 +299,18 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
     let end = start + Duration::from_secs(seconds);
     let mut latencies = Vec::new();
     let mut arrivals = vec![start];
+    // The sender's estimate every 2 s (printed with --link-call).
+    let trace_pc = a.clone();
+    let trace = tokio::spawn(async move {
+        let mut estimates = Vec::new();
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let stats = trace_pc.stats().await;
+            let estimate = stats.outbound.iter().find_map(|o| o.target_bitrate_bps);
+            estimates.push(estimate.map_or(0, |bps| (bps / 1000.0) as u32));
+        }
+        estimates
+    });
     while let Ok(Some(frame)) = tokio::time::timeout_at(end.into(), remote.next_frame()).await {
         arrivals.push(Instant::now());
         if let Some(stamp) = read_stamp(&frame) {
@@ -304,6 +318,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         }
     }
     arrivals.push(end);
+    let estimates_kbps = trace.await.unwrap_or_default();
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / elapsed * 100.0;
     let (sent, received) = (track.counters(), remote.counters());
@@ -338,6 +353,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         packets_late: received.packets_late - received_before.packets_late,
         plis_sent: received.plis_sent - received_before.plis_sent,
         keyframes_encoded: sent.keyframes_encoded - sent_before.keyframes_encoded,
+        estimates_kbps,
     }
 }
 
@@ -349,7 +365,8 @@ async fn link_call(seconds: u64) {
         "640x480 one-way, {seconds} s, measured at the receiver's decoder output: \
          {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
          {} packets given up, {} late, {} PLIs sent, {} keyframes encoded, \
-         capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %",
+         capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
+         estimate every 2 s {:?} kbit/s",
         f.fps,
         f.frames,
         f.freezes,
@@ -362,6 +379,7 @@ async fn link_call(seconds: u64) {
         f.latency_p50_ms,
         f.latency_p95_ms,
         f.cpu_percent,
+        f.estimates_kbps,
     );
 }
 
