@@ -15,15 +15,17 @@ use bytes::Bytes;
 /// bitrates: about 0.7 MB of 1,200-byte packets).
 const MAX_HELD: usize = 600;
 
-/// How long to wait for a retransmission before giving a packet up, by round-trip time: one
-/// RTT for the NACK to reach the sender and the packet to come back, plus slack for pacing and
-/// a second NACK, within bounds.
+/// How often webrtc's NACK generator reports missing packets: a loss is asked for up to this
+/// long after it is noticed.
+const NACK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long to wait for a retransmission before giving a packet up, by round-trip time: the
+/// NACK generator's interval, then a round trip for the NACK to reach the sender and the packet
+/// to come back (twice, for a second NACK), plus slack for the pacer, within bounds.
 pub(crate) fn wait_for_rtt(rtt: Option<Duration>) -> Duration {
-    match rtt {
-        Some(rtt) => (rtt * 2 + Duration::from_millis(30))
-            .clamp(Duration::from_millis(50), Duration::from_millis(500)),
-        None => Duration::from_millis(150),
-    }
+    let rtt = rtt.unwrap_or(Duration::from_millis(50));
+    (NACK_INTERVAL + rtt * 2 + Duration::from_millis(50))
+        .clamp(Duration::from_millis(150), Duration::from_millis(600))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,18 +215,11 @@ mod tests {
 
     #[test]
     fn the_wait_follows_the_round_trip_time_within_bounds() {
-        assert_eq!(wait_for_rtt(None), Duration::from_millis(150));
-        assert_eq!(
-            wait_for_rtt(Some(Duration::from_millis(1))),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            wait_for_rtt(Some(Duration::from_millis(100))),
-            Duration::from_millis(230)
-        );
-        assert_eq!(
-            wait_for_rtt(Some(Duration::from_secs(2))),
-            Duration::from_millis(500)
-        );
+        let ms = Duration::from_millis;
+        assert_eq!(wait_for_rtt(None), ms(250));
+        assert_eq!(wait_for_rtt(Some(ms(1))), ms(152));
+        assert_eq!(wait_for_rtt(Some(Duration::ZERO)), ms(150));
+        assert_eq!(wait_for_rtt(Some(ms(100))), ms(350));
+        assert_eq!(wait_for_rtt(Some(Duration::from_secs(2))), ms(600));
     }
 }

@@ -269,8 +269,9 @@ struct CallFigures {
     packets_late: u64,
     plis_sent: u64,
     keyframes_encoded: u64,
-    /// The sender's congestion-control estimate, every 2 s.
-    estimates_kbps: Vec<u32>,
+    /// Every 2 s: the sender's congestion-control estimate and its sent rate (kbit/s), and the
+    /// width it encodes at.
+    estimates_kbps: Vec<(u32, u32, u32)>,
 }
 
 async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures {
@@ -307,7 +308,16 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
             tokio::time::sleep(Duration::from_secs(2)).await;
             let stats = trace_pc.stats().await;
             let estimate = stats.outbound.iter().find_map(|o| o.target_bitrate_bps);
-            estimates.push(estimate.map_or(0, |bps| (bps / 1000.0) as u32));
+            let width = stats.outbound.first().map_or(0, |o| o.frame_width);
+            let sent = stats
+                .outbound
+                .first()
+                .map_or(0.0, |o| o.bitrate_bps / 1000.0);
+            estimates.push((
+                estimate.map_or(0, |bps| (bps / 1000.0) as u32),
+                sent as u32,
+                width,
+            ));
         }
         estimates
     });
@@ -360,13 +370,18 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
 /// `--link-call SECONDS`: a 640x480 one-way call over whatever link this process runs on
 /// (`scripts/shaped-link.sh` runs it inside a namespace with a shaped loopback).
 async fn link_call(seconds: u64) {
-    let f = measure_call(640, 480, seconds).await;
+    // Bounded: on a link too poor to set the call up, say so instead of waiting forever.
+    let limit = Duration::from_secs(seconds + 30);
+    let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds)).await else {
+        println!("640x480 one-way, {seconds} s: the call was not set up within {limit:?}");
+        return;
+    };
     println!(
         "640x480 one-way, {seconds} s, measured at the receiver's decoder output: \
          {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
          {} packets given up, {} late, {} PLIs sent, {} keyframes encoded, \
          capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
-         estimate every 2 s {:?} kbit/s",
+         every 2 s (estimate kbit/s, sent kbit/s, width) {:?}",
         f.fps,
         f.frames,
         f.freezes,
