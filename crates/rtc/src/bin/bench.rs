@@ -302,8 +302,9 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
     let mut arrivals = vec![start];
     // The sender's estimate every 2 s (printed with --link-call).
     let trace_pc = a.clone();
+    let trace_log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let estimates = trace_log.clone();
     let trace = tokio::spawn(async move {
-        let mut estimates = Vec::new();
         while Instant::now() < end {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let stats = trace_pc.stats().await;
@@ -313,13 +314,16 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
                 .outbound
                 .first()
                 .map_or(0.0, |o| o.bitrate_bps / 1000.0);
-            estimates.push((
+            let sample = (
                 estimate.map_or(0, |bps| (bps / 1000.0) as u32),
                 sent as u32,
                 width,
-            ));
+            );
+            estimates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sample);
         }
-        estimates
     });
     while let Ok(Some(frame)) = tokio::time::timeout_at(end.into(), remote.next_frame()).await {
         arrivals.push(Instant::now());
@@ -328,8 +332,13 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         }
     }
     arrivals.push(end);
-    let estimates_kbps = trace.await.unwrap_or_default();
     let elapsed = start.elapsed().as_secs_f64();
+    // Stopped, not awaited: its last sleep may end after the call, and must not count in it.
+    let estimates_kbps = {
+        trace.abort();
+        let log = trace_log.lock().unwrap_or_else(|p| p.into_inner());
+        log.clone()
+    };
     let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / elapsed * 100.0;
     let (sent, received) = (track.counters(), remote.counters());
     track.stop();
