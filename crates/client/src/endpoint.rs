@@ -224,17 +224,14 @@ pub(crate) fn not_trusted(error: &(dyn std::error::Error + 'static)) -> Option<S
         if let Some(rustls::Error::InvalidCertificate(reason)) = e.downcast_ref::<rustls::Error>() {
             return Some(describe(reason));
         }
-        // tokio-rustls wraps rustls' error in an io::Error without exposing it as a source.
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(rustls::Error::InvalidCertificate(reason)) =
-                    inner.downcast_ref::<rustls::Error>()
-                {
-                    return Some(describe(reason));
-                }
-            }
-        }
-        next = e.source();
+        // tokio-rustls wraps rustls' error in an io::Error, whose `source()` skips the error it
+        // wraps: step into that error itself.
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
