@@ -52,6 +52,26 @@ impl Previous {
     }
 }
 
+type PairStats = rtc::statistics::stats::ice_candidate_pair::RTCIceCandidatePairStats;
+
+/// The pair media flows on: the nominated pair that carried most, else whichever carried most.
+fn selected_pair(report: &webrtc::peer_connection::RTCStatsReport) -> Option<&PairStats> {
+    let pairs: Vec<&PairStats> = report
+        .iter()
+        .filter_map(|entry| match entry {
+            RTCStatsReportEntry::IceCandidatePair(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let carried = |p: &&PairStats| p.bytes_received + p.bytes_sent;
+    pairs
+        .iter()
+        .copied()
+        .filter(|p| p.nominated)
+        .max_by_key(carried)
+        .or_else(|| pairs.iter().copied().max_by_key(carried))
+}
+
 /// How often the congestion controller's estimate is read and handed to the encoders.
 const ESTIMATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -80,21 +100,11 @@ pub(crate) async fn follow_bandwidth_estimate(
                 }
                 _ => None,
             })
-            .fold(None, |best: Option<f64>, t| {
-                Some(best.map_or(t, |b| b.max(t)))
-            });
+            .max_by(f64::total_cmp);
         // The selected pair's RTT rides along: receivers wait for retransmissions by it.
-        let rtt = report
-            .iter()
-            .filter_map(|entry| match entry {
-                RTCStatsReportEntry::IceCandidatePair(p)
-                    if p.nominated && p.current_round_trip_time > 0.0 =>
-                {
-                    Some(p.current_round_trip_time)
-                }
-                _ => None,
-            })
-            .next();
+        let rtt = selected_pair(&report)
+            .map(|p| p.current_round_trip_time)
+            .filter(|&rtt| rtt > 0.0);
         if let Some(rtt) = rtt {
             shared
                 .round_trip_time
@@ -121,7 +131,6 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
     let mut candidates: HashMap<String, (String, String, String)> = HashMap::new();
     let mut outbound_rtp: HashMap<u32, (u64, u64)> = HashMap::new();
     let mut inbound_rtp: HashMap<u32, (u64, u64, i64, f64)> = HashMap::new();
-    let mut pairs = Vec::new();
     for entry in report.iter() {
         match entry {
             RTCStatsReportEntry::OutboundRtp(o) => {
@@ -168,16 +177,10 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
                     ),
                 );
             }
-            RTCStatsReportEntry::IceCandidatePair(p) => pairs.push(p),
             _ => {}
         }
     }
-    if let Some(pair) = pairs
-        .iter()
-        .filter(|p| p.nominated)
-        .max_by_key(|p| p.bytes_received + p.bytes_sent)
-        .or_else(|| pairs.iter().max_by_key(|p| p.bytes_received + p.bytes_sent))
-    {
+    if let Some(pair) = selected_pair(&report) {
         let local = candidates
             .get(&format!("local:{}", pair.local_candidate_id))
             .cloned()

@@ -230,12 +230,12 @@ impl RemoteVideoTrack {
                 let mut want_keyframe = tokio::select! {
                     event = raw.poll() => match event {
                         Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
-                            {
-                                let mut c = lock(&rtp_counters);
-                                c.packets += 1;
-                                c.bytes += packet.payload.len() as u64;
-                            }
+                            let bytes = packet.payload.len() as u64;
                             reorder.push(packet.header.sequence_number, packet.header.marker, packet.payload);
+                            let mut c = lock(&rtp_counters);
+                            c.packets += 1;
+                            c.bytes += bytes;
+                            c.packets_late = reorder.late;
                             false
                         }
                         Some(TrackRemoteEvent::OnEnded) | None => {
@@ -273,7 +273,6 @@ impl RemoteVideoTrack {
                         }
                     }
                 }
-                lock(&rtp_counters).packets_late = reorder.late;
                 if decoder_gone {
                     break;
                 }
