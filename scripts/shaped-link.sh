@@ -7,6 +7,7 @@
 # Profiles (the kernel here has no netem; a token bucket and nftables drops work):
 #   clean        no shaping
 #   loss3        3 % of UDP packets dropped, each way
+#   cap600       600 kbit/s token bucket with a 300 ms queue, no random loss
 #   cap600-loss3 600 kbit/s token bucket with a 300 ms queue, plus 3 % UDP loss
 #
 # Everything in the namespace shares `lo`, so a cap is shared by both directions (and by
@@ -32,6 +33,9 @@ drop_udp() {
 case "$profile" in
   clean) ;;
   loss3) drop_udp 3 ;;
+  cap600)
+    tc qdisc add dev lo root tbf rate 600kbit burst 15k latency 300ms
+    ;;
   cap600-loss3)
     tc qdisc add dev lo root tbf rate 600kbit burst 15k latency 300ms
     drop_udp 3

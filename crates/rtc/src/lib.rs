@@ -12,6 +12,7 @@
 
 mod client;
 mod codecs;
+mod congestion;
 mod data_channel;
 mod error;
 mod jitter;
@@ -22,6 +23,7 @@ mod track_local;
 mod track_remote;
 
 pub use client::{IceServer, IceTransportPolicy, RtcClient, RtcConfig};
+pub use congestion::Estimate;
 pub use data_channel::{DataChannel, DataChannelEvent, DataChannelOptions, Message};
 pub use error::RtcError;
 pub use peer::{

@@ -148,8 +148,9 @@ pub(crate) struct Shared {
     pub(crate) connection: watch::Sender<ConnectionState>,
     /// Bumped after every applied description: negotiated payload types may have changed.
     pub(crate) negotiations: watch::Sender<u64>,
-    /// The congestion controller's estimate for this connection (bits per second, all media).
-    pub(crate) bandwidth_estimate: watch::Sender<Option<u32>>,
+    /// The congestion controller's estimate for this connection (all media), published by the
+    /// estimator itself each time it changes.
+    pub(crate) bandwidth_estimate: watch::Sender<Option<crate::congestion::Estimate>>,
     /// The selected candidate pair's round-trip time, as last read by the stats (receivers
     /// scale how long they wait for a retransmission by it).
     pub(crate) round_trip_time: watch::Sender<Option<std::time::Duration>>,
@@ -294,16 +295,17 @@ impl std::fmt::Debug for PeerConnection {
 fn interceptors(
     media_engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
     keyframe_requests: broadcast::Sender<u32>,
+    estimates: watch::Sender<Option<crate::congestion::Estimate>>,
 ) -> Result<Registry> {
+    use crate::congestion::{INITIAL_BITRATE_BPS, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
     use rtc::peer_connection::configuration::interceptor_registry as chain;
     let failed = |e: rtc::shared::error::Error| RtcError::Internal(format!("interceptors: {e}"));
     let registry = chain::configure_nack(Registry::new(), media_engine);
     chain::configure_simulcast_extension_headers(media_engine).map_err(failed)?;
     let registry = chain::configure_rtcp_reports(registry);
-    let estimator = rtc::interceptor::Gcc::new(
-        INITIAL_BITRATE_BPS as f64,
-        MIN_BITRATE_BPS as f64,
-        MAX_BITRATE_BPS as f64,
+    let estimator = crate::congestion::Published::new(
+        crate::congestion::Gcc::new(INITIAL_BITRATE_BPS, MIN_BITRATE_BPS, MAX_BITRATE_BPS),
+        estimates,
     );
     let registry = chain::configure_congestion_control(
         registry,
@@ -317,14 +319,6 @@ fn interceptors(
         KeyframeRequestTap::new(keyframe_requests),
     ))
 }
-
-/// Where the estimate starts and the range it keeps to. Chromium starts at 300 kbit/s and
-/// probes upward; this estimator does not probe, and a start below what the picture needs made
-/// the first seconds of a clean 720p call skip frames and queue (p95 capture → decoder 290 ms
-/// against 19 ms), so it starts high and the delay-based half brings it down on a thin link.
-pub(crate) const INITIAL_BITRATE_BPS: u32 = 2_000_000;
-pub(crate) const MIN_BITRATE_BPS: u32 = 80_000;
-pub(crate) const MAX_BITRATE_BPS: u32 = 4_000_000;
 
 impl PeerConnection {
     pub(crate) async fn new(config: &RtcConfig) -> Result<Self> {
@@ -365,7 +359,11 @@ impl PeerConnection {
             })
             .build();
         let mut media_engine = codecs::media_engine()?;
-        let registry = interceptors(&mut media_engine, keyframe_tx)?;
+        let registry = interceptors(
+            &mut media_engine,
+            keyframe_tx,
+            shared.bandwidth_estimate.clone(),
+        )?;
         let mdns = if config.resolve_mdns {
             rtc::ice::mdns::MulticastDnsMode::QueryOnly
         } else {
@@ -402,7 +400,7 @@ impl PeerConnection {
             .await
             .map_err(|e| RtcError::Ice(format!("cannot set up the connection: {e}")))?;
         let raw: Arc<dyn RawPeerConnection> = Arc::new(raw);
-        tokio::spawn(crate::stats::follow_bandwidth_estimate(
+        tokio::spawn(crate::stats::follow_round_trip_time(
             Arc::downgrade(&raw),
             shared.clone(),
         ));

@@ -72,17 +72,18 @@ fn selected_pair(report: &webrtc::peer_connection::RTCStatsReport) -> Option<&Pa
         .or_else(|| pairs.iter().copied().max_by_key(carried))
 }
 
-/// How often the congestion controller's estimate is read and handed to the encoders.
-const ESTIMATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the selected pair's round-trip time is read for the receivers.
+const ROUND_TRIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Reads the estimate (webrtc reports it as the outbound streams' `target_bitrate`) until the
-/// connection closes, and publishes it for the local tracks' encoders.
-pub(crate) async fn follow_bandwidth_estimate(
+/// Reads the selected pair's round-trip time until the connection closes, and publishes it:
+/// receivers wait for retransmissions by it. (The bandwidth estimate needs no polling: the
+/// estimator publishes it, see `congestion`.)
+pub(crate) async fn follow_round_trip_time(
     raw: std::sync::Weak<dyn webrtc::peer_connection::PeerConnection>,
     shared: std::sync::Arc<crate::peer::Shared>,
 ) {
     let closed = shared.closed.clone();
-    let mut tick = tokio::time::interval(ESTIMATE_INTERVAL);
+    let mut tick = tokio::time::interval(ROUND_TRIP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -92,16 +93,6 @@ pub(crate) async fn follow_bandwidth_estimate(
         let Some(raw) = raw.upgrade() else { return };
         let report = raw.get_stats(Instant::now(), StatsSelector::None).await;
         drop(raw);
-        let estimate = report
-            .iter()
-            .filter_map(|entry| match entry {
-                RTCStatsReportEntry::OutboundRtp(o) if o.target_bitrate > 0.0 => {
-                    Some(o.target_bitrate)
-                }
-                _ => None,
-            })
-            .max_by(f64::total_cmp);
-        // The selected pair's RTT rides along: receivers wait for retransmissions by it.
         let rtt = selected_pair(&report)
             .map(|p| p.current_round_trip_time)
             .filter(|&rtt| rtt > 0.0);
@@ -110,14 +101,6 @@ pub(crate) async fn follow_bandwidth_estimate(
                 .round_trip_time
                 .send_replace(Some(std::time::Duration::from_secs_f64(rtt)));
         }
-        if let Some(bps) = estimate {
-            shared.bandwidth_estimate.send_if_modified(|current| {
-                let next = Some(bps as u32);
-                let changed = *current != next;
-                *current = next;
-                changed
-            });
-        }
     }
 }
 
@@ -125,6 +108,7 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
     let report = pc.raw.get_stats(Instant::now(), StatsSelector::None).await;
     let mut stats = CallStats {
         timestamp: parlor_media::frame::wall_clock().as_secs_f64(),
+        estimate: *pc.shared.bandwidth_estimate.borrow(),
         ..CallStats::default()
     };
     let mut remote_inbound: HashMap<u32, (f64, i64)> = HashMap::new();
@@ -239,7 +223,11 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
             frame_width: counters.width,
             frame_height: counters.height,
             frames_per_second: fps,
-            target_bitrate_bps: pc.shared.bandwidth_estimate.borrow().map(f64::from),
+            target_bitrate_bps: pc
+                .shared
+                .bandwidth_estimate
+                .borrow()
+                .map(|e| f64::from(e.target_bps)),
         });
     }
     for source in pc
@@ -296,6 +284,8 @@ pub struct CallStats {
     /// Seconds since the Unix epoch when taken.
     pub timestamp: f64,
     pub selected_pair: Option<CandidatePair>,
+    /// The send-side congestion controller's estimate for the connection, with its halves.
+    pub estimate: Option<crate::Estimate>,
     pub outbound: Vec<OutboundTrack>,
     pub inbound: Vec<InboundTrack>,
 }

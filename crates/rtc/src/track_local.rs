@@ -299,7 +299,7 @@ impl Pipeline {
                         if changed.is_err() {
                             break;
                         }
-                        let bps = *estimate.borrow_and_update();
+                        let bps = estimate.borrow_and_update().map(|e| e.target_bps);
                         pipeline.set_link_estimate(link, bps);
                     }
                     _ = closed.cancelled() => break,

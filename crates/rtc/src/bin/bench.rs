@@ -271,7 +271,33 @@ struct CallFigures {
     keyframes_encoded: u64,
     /// Every 2 s: the sender's congestion-control estimate and its sent rate (kbit/s), and the
     /// width it encodes at.
-    estimates_kbps: Vec<(u32, u32, u32)>,
+    estimates_kbps: Vec<TracePoint>,
+}
+
+/// One 2-second reading of the sender: kbit/s, loss in per cent.
+#[derive(Clone, Copy)]
+struct TracePoint {
+    estimate: u32,
+    delay_based: u32,
+    loss_based: u32,
+    loss_percent: f64,
+    sent: u32,
+    width: u32,
+}
+
+impl std::fmt::Debug for TracePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (delay {} loss {} at {:.1} %) sent {} w{}",
+            self.estimate,
+            self.delay_based,
+            self.loss_based,
+            self.loss_percent,
+            self.sent,
+            self.width
+        )
+    }
 }
 
 async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures {
@@ -308,17 +334,19 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         while Instant::now() < end {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let stats = trace_pc.stats().await;
-            let estimate = stats.outbound.iter().find_map(|o| o.target_bitrate_bps);
-            let width = stats.outbound.first().map_or(0, |o| o.frame_width);
-            let sent = stats
-                .outbound
-                .first()
-                .map_or(0.0, |o| o.bitrate_bps / 1000.0);
-            let sample = (
-                estimate.map_or(0, |bps| (bps / 1000.0) as u32),
-                sent as u32,
-                width,
-            );
+            let kbps = |bps: Option<u32>| bps.map_or(0, |bps| bps / 1000);
+            let estimate = stats.estimate;
+            let sample = TracePoint {
+                estimate: kbps(estimate.map(|e| e.target_bps)),
+                delay_based: kbps(estimate.and_then(|e| e.delay_based_bps)),
+                loss_based: kbps(estimate.and_then(|e| e.loss_based_bps)),
+                loss_percent: estimate.and_then(|e| e.loss).unwrap_or(0.0) * 100.0,
+                sent: stats
+                    .outbound
+                    .first()
+                    .map_or(0, |o| (o.bitrate_bps / 1000.0) as u32),
+                width: stats.outbound.first().map_or(0, |o| o.frame_width),
+            };
             estimates
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -390,7 +418,7 @@ async fn link_call(seconds: u64) {
          {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
          {} packets given up, {} late, {} PLIs sent, {} keyframes encoded, \
          capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
-         every 2 s (estimate kbit/s, sent kbit/s, width) {:?}",
+         every 2 s, kbit/s: {:?}",
         f.fps,
         f.frames,
         f.freezes,
