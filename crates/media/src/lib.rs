@@ -19,6 +19,7 @@ pub mod opus_codec;
 pub mod pattern;
 pub mod playout;
 pub mod resample;
+pub mod scale;
 pub mod source;
 pub mod tone;
 pub mod wav;

@@ -70,11 +70,19 @@ pub fn write_stamp(frame: &mut VideoFrame, stamp: Stamp) {
 }
 
 /// Reads the stamp back, or `None` if the frame carries none (or it was damaged beyond reading).
+///
+/// A frame the sender scaled down carries the stamp with smaller blocks than its width implies,
+/// so every block size the stamp can have is tried; a wrong size averages across block edges
+/// and reads as undecided, and the checksum catches the rest.
 pub fn read_stamp(frame: &VideoFrame) -> Option<Stamp> {
-    if frame.width < MIN_WIDTH || frame.height < MIN_HEIGHT {
-        return None;
-    }
-    let b = block_size(frame.width);
+    let natural = block_size(frame.width);
+    [natural, 16, 8, 4]
+        .into_iter()
+        .filter(|&b| COLUMNS * b <= frame.width && ROWS * b <= frame.height)
+        .find_map(|b| read_stamp_with_blocks(frame, b))
+}
+
+fn read_stamp_with_blocks(frame: &VideoFrame, b: usize) -> Option<Stamp> {
     let mut bytes = [0u8; 12];
     for i in 0..COLUMNS * ROWS {
         let (bx, by) = ((i % COLUMNS) * b, (i / COLUMNS) * b);
@@ -88,7 +96,12 @@ pub fn read_stamp(frame: &VideoFrame) -> Option<Stamp> {
                 n += 1;
             }
         }
-        if sum / n.max(1) > 125 {
+        let mean = sum / n.max(1);
+        // Written as 16 or 235: anything far from both is not a block of this size.
+        if (70..=180).contains(&mean) {
+            return None;
+        }
+        if mean > 125 {
             bytes[i / 8] |= 0x80 >> (i % 8);
         }
     }
