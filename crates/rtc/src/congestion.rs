@@ -28,13 +28,18 @@ pub(crate) const MAX_BITRATE_BPS: u32 = 4_000_000;
 /// the delay-based half finds. Started at the ceiling it stays out of the way until loss says
 /// the path is overloaded (over 10 %), which is what it is for.
 pub(crate) struct Gcc {
-    slope: rtc::interceptor::SlopeEstimator,
+    /// The library's SlopeEstimator, taken apart so its filter can be tuned (see
+    /// [`TREND_PROCESS_NOISE`]).
+    groups: rtc::interceptor::ArrivalGroupAccumulator,
+    trend: rtc::interceptor::Kalman,
     detector: rtc::interceptor::OveruseDetector,
     received: rtc::interceptor::RateCalculator,
     delay_based: rtc::interceptor::RateController,
     loss_based: rtc::interceptor::LossController,
     /// Delay-gradient readings so far (the gain grows with them up to [`TREND_GAIN_LIMIT`]).
     readings: u32,
+    /// The last modified trend, to tell a growing queue from a shrinking one.
+    previous_trend: f64,
     /// The received rate at the delay-based half's last backoff, while that half climbs
     /// additively towards it.
     ceiling: Option<f64>,
@@ -47,12 +52,14 @@ impl Gcc {
     pub(crate) fn new(start_bps: u32, min_bps: u32, max_bps: u32) -> Self {
         let (start, min, max) = (start_bps as f64, min_bps as f64, max_bps as f64);
         Gcc {
-            slope: rtc::interceptor::SlopeEstimator::new(),
+            groups: rtc::interceptor::ArrivalGroupAccumulator::default(),
+            trend: rtc::interceptor::Kalman::new().with_process_noise(TREND_PROCESS_NOISE),
             detector: rtc::interceptor::OveruseDetector::new(),
             received: rtc::interceptor::RateCalculator::default(),
             delay_based: rtc::interceptor::RateController::new(start, min, max),
             loss_based: rtc::interceptor::LossController::new(max, min, max),
             readings: 0,
+            previous_trend: 0.0,
             ceiling: None,
             min,
             max,
@@ -67,18 +74,44 @@ impl BandwidthEstimator for Gcc {
             return;
         }
         let mut usage = self.detector.usage();
+        let mut growing = true;
         for report in reports {
             if report.arrived {
                 self.received.add(now, report.size);
             }
-            if let Some(trend) = self.slope.accumulate(report) {
+            if let Some(delay) = self.groups.accumulate(report) {
+                let estimate_ms = self.trend.update(delay.delta_ms);
                 self.readings = (self.readings + 1).min(TREND_GAIN_LIMIT);
-                let modified_trend = trend.estimate_ms * f64::from(self.readings);
-                usage = self.detector.update(trend.at, modified_trend);
+                let modified_trend = estimate_ms * f64::from(self.readings);
+                usage = self.detector.update(delay.at, modified_trend);
+                growing = modified_trend >= self.previous_trend;
+                self.previous_trend = modified_trend;
             }
         }
+        // The detector keeps saying "over" for as long as the filtered trend stays above its
+        // threshold, even once the trend is falling; at a few packets a second the filter takes
+        // ten seconds to come down, and every report in that time backed off again, to 85 % of
+        // a received rate that fell with each backoff: 1 Mbit/s to the 80 kbit/s floor on a
+        // 600 kbit/s link. Back off while the queue grows; while it is shrinking, hold.
+        if usage == rtc::interceptor::Usage::Over && !growing {
+            usage = rtc::interceptor::Usage::Under;
+        }
         let received = self.received.rate_bits_per_second(now);
+        let before = self.delay_based.target();
         let mut delay_target = self.delay_based.update(now, usage, received);
+        if self.delay_based.state() == rtc::interceptor::RateControlState::Decrease {
+            // A backoff is to 85 % of the received rate, which the library takes as it comes:
+            // above the target it would raise it (libwebrtc checks, the library does not), and
+            // early in a call, from a window holding a few packets, it dropped 1 Mbit/s to the
+            // 80 kbit/s floor in one step. Keep each backoff between half the target and the
+            // target.
+            let bounded = delay_target.clamp(before * MAX_BACKOFF, before);
+            if bounded != delay_target {
+                self.delay_based =
+                    rtc::interceptor::RateController::new(bounded, self.min, self.max);
+                delay_target = bounded;
+            }
+        }
         if self.delay_based.state() == rtc::interceptor::RateControlState::Decrease {
             self.ceiling = received.or(self.ceiling);
         } else if let (Some(ceiling), Some(received)) = (self.ceiling, received) {
@@ -118,6 +151,16 @@ impl BandwidthEstimator for Gcc {
 /// climbed to 950 kbit/s and never backed off until the queue overflowed. libwebrtc and pion
 /// scale the gradient by the number of readings, up to 60, before the comparison; so does this.
 const TREND_GAIN_LIMIT: u32 = 60;
+
+/// The library's filter of the delay gradient assumes so little process noise (1e-3 against a
+/// measurement variance of at least 1) that its gain settles near 0.02: at the few packets a
+/// second of a thin link, a queue that stopped growing still read as growing ten seconds later,
+/// and the estimate stayed at the floor all that time. Ten times the noise follows a change in
+/// about ten groups.
+const TREND_PROCESS_NOISE: f64 = 1e-2;
+
+/// The most one backoff may take off the delay-based target.
+const MAX_BACKOFF: f64 = 0.5;
 
 /// How far past the last backoff's received rate the path must carry before that ceiling is
 /// forgotten.
@@ -400,10 +443,11 @@ mod tests {
         link.capacity_bps = 2_000_000.0;
         link.run(&mut estimator, Duration::from_secs(15));
         let after = estimator.target_bitrate();
-        // Multiplicative increase is 8 %/s once the old ceiling is forgotten; without probing
-        // (which webrtc-rs does not have) 90 % in 15 s is out of reach.
+        // Once the old ceiling is forgotten the climb is multiplicative, 8 %/s (the library's
+        // rate): three times the narrow rate in 15 s, not yet back to where it was; that needs
+        // probing, which webrtc-rs does not have.
         assert!(
-            after >= 0.8 * before,
+            after >= 3.0 * 300_000.0,
             "15 s after the link widened: {after:.0}, before the drop {before:.0}"
         );
     }

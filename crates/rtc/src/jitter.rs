@@ -42,13 +42,12 @@ pub(crate) enum Released {
 
 #[derive(Debug)]
 pub(crate) struct JitterBuffer {
-    held: BTreeMap<u64, (bool, Bytes)>,
+    /// By extended sequence number: marker, payload, and when the packet arrived.
+    held: BTreeMap<u64, (bool, Bytes, Instant)>,
     /// The extended sequence number released next.
     next: Option<u64>,
     /// The highest extended sequence number seen (the reference for unwrapping).
     highest: u64,
-    /// Since when `next` has been missing while later packets wait.
-    waiting_since: Option<Instant>,
     max_wait: Duration,
     /// Packets that came after their place was given up or released (duplicates included).
     pub late: u64,
@@ -60,7 +59,6 @@ impl JitterBuffer {
             held: BTreeMap::new(),
             next: None,
             highest: 0,
-            waiting_since: None,
             max_wait,
             late: 0,
         }
@@ -79,7 +77,7 @@ impl JitterBuffer {
         (self.highest as i64 + delta).max(0) as u64
     }
 
-    pub fn push(&mut self, sequence: u16, marker: bool, payload: Bytes) {
+    pub fn push(&mut self, now: Instant, sequence: u16, marker: bool, payload: Bytes) {
         let extended = self.extend(sequence);
         let next = *self.next.get_or_insert(extended);
         if extended < next || self.held.contains_key(&extended) {
@@ -87,22 +85,23 @@ impl JitterBuffer {
             return;
         }
         self.highest = self.highest.max(extended);
-        self.held.insert(extended, (marker, payload));
+        self.held.insert(extended, (marker, payload, now));
     }
 
     /// The next packet in order, a loss that has waited long enough, or nothing for now.
+    ///
+    /// A missing packet is waited for from the moment a later one showed it missing (that one's
+    /// arrival), not from when it reached the head: on a lossy link gaps come every few
+    /// packets, and waits that began only at the head would add up, gap after gap, to seconds.
     pub fn pop(&mut self, now: Instant) -> Option<Released> {
         let next = self.next?;
-        if let Some((marker, payload)) = self.held.remove(&next) {
+        if let Some((marker, payload, _)) = self.held.remove(&next) {
             self.next = Some(next + 1);
-            self.waiting_since = None;
             return Some(Released::Packet { marker, payload });
         }
-        let (&first, _) = self.held.first_key_value()?;
-        let since = *self.waiting_since.get_or_insert(now);
-        if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
+        let (&first, &(_, _, noticed)) = self.held.first_key_value()?;
+        if now.saturating_duration_since(noticed) >= self.max_wait || self.held.len() > MAX_HELD {
             self.next = Some(first);
-            self.waiting_since = None;
             return Some(Released::Lost {
                 count: first - next,
             });
@@ -112,7 +111,12 @@ impl JitterBuffer {
 
     /// When a missing packet will be given up (call [`JitterBuffer::pop`] then).
     pub fn deadline(&self) -> Option<Instant> {
-        self.waiting_since.map(|since| since + self.max_wait)
+        let next = self.next?;
+        if self.held.contains_key(&next) {
+            return None;
+        }
+        let (_, &(_, _, noticed)) = self.held.first_key_value()?;
+        Some(noticed + self.max_wait)
     }
 }
 
@@ -136,7 +140,7 @@ mod tests {
         let now = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(100));
         for s in 0..3u16 {
-            b.push(s, false, Bytes::from(vec![s as u8]));
+            b.push(now, s, false, Bytes::from(vec![s as u8]));
             assert_eq!(drain(&mut b, now), vec![packet(s as u8)]);
         }
         assert_eq!(b.deadline(), None);
@@ -146,21 +150,21 @@ mod tests {
     fn a_reordered_or_retransmitted_packet_is_released_in_its_place() {
         let t0 = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(100));
-        b.push(10, false, Bytes::from(vec![10]));
+        b.push(t0, 10, false, Bytes::from(vec![10]));
         assert_eq!(drain(&mut b, t0), vec![packet(10)]);
         // 11 is missing: 12 and 13 wait for it.
-        b.push(12, false, Bytes::from(vec![12]));
-        b.push(13, false, Bytes::from(vec![13]));
+        b.push(t0, 12, false, Bytes::from(vec![12]));
+        b.push(t0, 13, false, Bytes::from(vec![13]));
         assert_eq!(drain(&mut b, t0), vec![]);
         assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(100)));
         // The retransmission arrives 60 ms later, before the deadline: nothing is lost.
         let t1 = t0 + Duration::from_millis(60);
         assert_eq!(drain(&mut b, t1), vec![]);
-        b.push(11, false, Bytes::from(vec![11]));
+        b.push(t1, 11, false, Bytes::from(vec![11]));
         assert_eq!(drain(&mut b, t1), vec![packet(11), packet(12), packet(13)]);
         assert_eq!(b.deadline(), None);
         // A second copy of 11 (a duplicate retransmission) is late and dropped.
-        b.push(11, false, Bytes::from(vec![11]));
+        b.push(t1, 11, false, Bytes::from(vec![11]));
         assert_eq!(drain(&mut b, t1), vec![]);
         assert_eq!(b.late, 1);
     }
@@ -169,8 +173,8 @@ mod tests {
     fn a_packet_that_never_comes_is_given_up_at_the_deadline() {
         let t0 = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(80));
-        b.push(1, false, Bytes::from(vec![1]));
-        b.push(4, true, Bytes::from(vec![4]));
+        b.push(t0, 1, false, Bytes::from(vec![1]));
+        b.push(t0, 4, true, Bytes::from(vec![4]));
         assert_eq!(drain(&mut b, t0), vec![packet(1)]);
         assert_eq!(drain(&mut b, t0 + Duration::from_millis(79)), vec![]);
         assert_eq!(
@@ -184,7 +188,12 @@ mod tests {
             ]
         );
         // 2 arriving after it was given up is late, not a new start.
-        b.push(2, false, Bytes::from(vec![2]));
+        b.push(
+            t0 + Duration::from_millis(90),
+            2,
+            false,
+            Bytes::from(vec![2]),
+        );
         assert_eq!(drain(&mut b, t0 + Duration::from_millis(90)), vec![]);
         assert_eq!(b.late, 1);
     }
@@ -193,9 +202,9 @@ mod tests {
     fn sequence_numbers_wrap_and_an_early_reorder_is_kept() {
         let now = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(100));
-        b.push(u16::MAX - 1, false, Bytes::from(vec![1]));
-        b.push(0, false, Bytes::from(vec![3]));
-        b.push(u16::MAX, false, Bytes::from(vec![2]));
+        b.push(now, u16::MAX - 1, false, Bytes::from(vec![1]));
+        b.push(now, 0, false, Bytes::from(vec![3]));
+        b.push(now, u16::MAX, false, Bytes::from(vec![2]));
         assert_eq!(drain(&mut b, now), vec![packet(1), packet(2), packet(3)]);
     }
 
@@ -203,14 +212,49 @@ mod tests {
     fn too_many_held_packets_end_the_wait_at_once() {
         let now = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_secs(60));
-        b.push(0, false, Bytes::new());
+        b.push(now, 0, false, Bytes::new());
         drain(&mut b, now);
         for s in 2..(MAX_HELD as u16 + 3) {
-            b.push(s, false, Bytes::new());
+            b.push(now, s, false, Bytes::new());
         }
         let released = drain(&mut b, now);
         assert_eq!(released[0], Released::Lost { count: 1 });
         assert_eq!(released.len(), MAX_HELD + 2);
+    }
+
+    #[test]
+    fn gaps_close_together_are_waited_for_together_not_one_after_another() {
+        // 20 % loss at 100 packets a second: a gap every 50 ms. Each is given up 150 ms after
+        // the packet that revealed it, so nothing is held much longer than the wait.
+        let t0 = Instant::now();
+        let wait = Duration::from_millis(150);
+        let mut b = JitterBuffer::new(wait);
+        let mut released_at = Vec::new();
+        for n in 0..200u16 {
+            let now = t0 + Duration::from_millis(10 * n as u64);
+            if n % 5 != 1 {
+                b.push(now, n, false, Bytes::from(vec![n as u8]));
+            }
+            for r in drain(&mut b, now) {
+                if let Released::Packet { payload, .. } = r {
+                    released_at.push((payload[0], now));
+                }
+            }
+        }
+        let worst = released_at
+            .iter()
+            .map(|&(n, at)| {
+                let sent = t0 + Duration::from_millis(10 * n as u64);
+                at.duration_since(sent)
+            })
+            .max()
+            .unwrap();
+        assert!(
+            worst <= wait + Duration::from_millis(10),
+            "held up to {worst:?}"
+        );
+        // All 160 that came, but those of the last 150 ms, still waiting on a gap.
+        assert!(released_at.len() >= 145, "{} released", released_at.len());
     }
 
     #[test]

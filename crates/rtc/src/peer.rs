@@ -289,6 +289,41 @@ impl std::fmt::Debug for PeerConnection {
     }
 }
 
+/// How many times one missing packet is asked for. webrtc-rs asks for ever by default (every
+/// 100 ms while the packet is in the receive log): on a link narrowed under the sender's rate,
+/// requests for packets still queued in the sender's pacer brought their retransmissions into the
+/// same queue, which grew by seconds, which made more packets late, which were asked for again.
+/// Four requests cover the receiver's longest wait for a retransmission (600 ms, `jitter`).
+const MAX_NACKS_PER_PACKET: u16 = 2;
+const NACK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// NACK generator and responder, and the video feedback they negotiate.
+fn nack(
+    media_engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
+) -> Registry {
+    use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
+    use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                // `a=rtcp-fb:<pt> nack` and `nack pli` (webrtc-rs keeps its constant private).
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
+                .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
+                .build(),
+        )
+}
+
 /// The one place the interceptor chain is composed: NACK (generator and responder), RTCP
 /// reports, simulcast header extensions, send-side congestion control (Google Congestion Control
 /// over transport-wide feedback, with its pacer), and our keyframe-request tap.
@@ -298,9 +333,10 @@ fn interceptors(
     estimates: watch::Sender<Option<crate::congestion::Estimate>>,
 ) -> Result<Registry> {
     use crate::congestion::{INITIAL_BITRATE_BPS, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
+    let estimate_rx = estimates.subscribe();
     use rtc::peer_connection::configuration::interceptor_registry as chain;
     let failed = |e: rtc::shared::error::Error| RtcError::Internal(format!("interceptors: {e}"));
-    let registry = chain::configure_nack(Registry::new(), media_engine);
+    let registry = nack(media_engine);
     chain::configure_simulcast_extension_headers(media_engine).map_err(failed)?;
     let registry = chain::configure_rtcp_reports(registry);
     let estimator = crate::congestion::Published::new(
@@ -314,10 +350,17 @@ fn interceptors(
         media_engine,
     )
     .map_err(failed)?;
-    Ok(registry.with(
-        rtc::interceptor::Slot::from(14_000),
-        KeyframeRequestTap::new(keyframe_requests),
-    ))
+    Ok(registry
+        .with(
+            rtc::interceptor::Slot::from(14_000),
+            KeyframeRequestTap::new(keyframe_requests),
+        )
+        // Between the pacer (3 000) and the NACK responder (4 000): it sees the resends
+        // before they queue.
+        .with(
+            rtc::interceptor::Slot::from(3_500),
+            crate::retransmissions::RetransmissionLimiter::new(estimate_rx),
+        ))
 }
 
 impl PeerConnection {

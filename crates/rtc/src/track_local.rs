@@ -363,28 +363,16 @@ impl LocalVideoTrack {
                 let mut source = source;
                 let mut last_capture: Option<Duration> = None;
                 let mut keyframe_gate = KeyframeGate::new(MIN_KEYFRAME_INTERVAL);
+                let mut ladder = crate::ladder::Ladder::new();
+                let mut budget = crate::encoder_budget::EncoderBudget::new();
+                let mut frames_seen: u64 = 0;
                 while !pipeline.stop.load(Ordering::SeqCst) {
                     if let Some(next) = thread_replacement
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .take()
                     {
-                        let f = next.format();
-                        if (f.width, f.height, f.fps)
-                            != (
-                                encoder.config().width,
-                                encoder.config().height,
-                                encoder.config().fps,
-                            )
-                        {
-                            match H264Encoder::new(config(f.width, f.height, f.fps)) {
-                                Ok(e) => encoder = e,
-                                Err(e) => {
-                                    set_error(&pipeline, &e);
-                                    continue;
-                                }
-                            }
-                        }
+                        // The encoder follows the new source's size below, like a ladder step.
                         source = next;
                         pipeline.keyframe_requested.store(true, Ordering::SeqCst);
                     }
@@ -406,15 +394,56 @@ impl LocalVideoTrack {
                         last_capture = None;
                         continue;
                     }
-                    // The encoder follows the congestion controller (never above the user's cap);
-                    // small moves are not worth a rate-control reset.
-                    if let Some(target) = pipeline.video_target_bps() {
-                        let target = target.min(options.bitrate_bps.unwrap_or(u32::MAX));
+                    // The encoder follows the congestion controller (never above the user's cap),
+                    // and below what the source's size needs, the ladder makes the picture
+                    // smaller, then the frame rate lower.
+                    let target = pipeline
+                        .video_target_bps()
+                        .map(|target| target.min(options.bitrate_bps.unwrap_or(u32::MAX)));
+                    let source_fps = source.format().fps;
+                    let rung = match target {
+                        Some(target) => ladder.follow(
+                            Instant::now(),
+                            target,
+                            (frame.width, frame.height, source_fps),
+                        ),
+                        None => ladder.rung(),
+                    };
+                    frames_seen = frames_seen.wrapping_add(1);
+                    if !frames_seen.is_multiple_of(u64::from(rung.frame_interval)) {
+                        continue;
+                    }
+                    let frame = if rung.halvings > 0 {
+                        parlor_media::scale::downscale(&frame, rung.halvings)
+                    } else {
+                        frame
+                    };
+                    let fps = (source_fps / rung.frame_interval).max(1);
+                    let config_now = encoder.config();
+                    if (frame.width, frame.height, fps)
+                        != (config_now.width, config_now.height, config_now.fps)
+                    {
+                        match H264Encoder::new(config(frame.width, frame.height, fps)) {
+                            Ok(e) => encoder = e,
+                            Err(e) => {
+                                set_error(&pipeline, &e);
+                                continue;
+                            }
+                        }
+                    }
+                    // Small moves are not worth a rate-control reset.
+                    if let Some(target) = target {
                         let current = encoder.config().bitrate_bps;
                         if target.abs_diff(current) > current / 20 {
                             if let Err(e) = encoder.set_bitrate(target) {
                                 tracing::debug!("{e}");
                             }
+                        }
+                    }
+                    if let Some(target) = target {
+                        if !budget.allows(Instant::now(), target) {
+                            pipeline.counters().frames_dropped += 1;
+                            continue;
                         }
                     }
                     // Requests that come while a keyframe is still young wait for the gate:
@@ -451,6 +480,7 @@ impl LocalVideoTrack {
                             keyframe_gate.sent(encoded.data.len(), encoder.config().bitrate_bps);
                         }
                         c.bytes_encoded += encoded.data.len() as u64;
+                        budget.spent(encoded.data.len());
                         c.width = frame.width as u32;
                         c.height = frame.height as u32;
                         c.encode_time += spent;

@@ -231,7 +231,7 @@ impl RemoteVideoTrack {
                     event = raw.poll() => match event {
                         Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                             let bytes = packet.payload.len() as u64;
-                            reorder.push(packet.header.sequence_number, packet.header.marker, packet.payload);
+                            reorder.push(Instant::now(), packet.header.sequence_number, packet.header.marker, packet.payload);
                             let mut c = lock(&rtp_counters);
                             c.packets += 1;
                             c.bytes += bytes;

@@ -253,6 +253,7 @@ async fn data_channel_throughput() -> f64 {
 /// A 720p30 call for `seconds`: glass-to-glass latency from the pattern's stamps, and the
 /// process CPU (both peers, both directions of nothing else) per second.
 /// What one one-way test-pattern call delivered, measured at the receiver's decoder output.
+#[derive(serde::Serialize)]
 struct CallFigures {
     latency_p50_ms: f64,
     latency_p95_ms: f64,
@@ -269,13 +270,15 @@ struct CallFigures {
     packets_late: u64,
     plis_sent: u64,
     keyframes_encoded: u64,
-    /// Every 2 s: the sender's congestion-control estimate and its sent rate (kbit/s), and the
-    /// width it encodes at.
+    /// Every second: the sender's congestion-control estimate and its sent rate (kbit/s), and
+    /// the width it encodes at.
     estimates_kbps: Vec<TracePoint>,
+    /// Frames decoded in each second of the call.
+    frames_per_second: Vec<u32>,
 }
 
-/// One 2-second reading of the sender: kbit/s, loss in per cent.
-#[derive(Clone, Copy)]
+/// One reading of the sender, every second: kbit/s, loss in per cent.
+#[derive(Clone, Copy, serde::Serialize)]
 struct TracePoint {
     estimate: u32,
     delay_based: u32,
@@ -283,18 +286,21 @@ struct TracePoint {
     loss_percent: f64,
     sent: u32,
     width: u32,
+    /// RTP payload the receiver got in the second.
+    received: u32,
 }
 
 impl std::fmt::Debug for TracePoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (delay {} loss {} at {:.1} %) sent {} w{}",
+            "{} (delay {} loss {} at {:.1} %) sent {} got {} w{}",
             self.estimate,
             self.delay_based,
             self.loss_based,
             self.loss_percent,
             self.sent,
+            self.received,
             self.width
         )
     }
@@ -326,13 +332,15 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
     let end = start + Duration::from_secs(seconds);
     let mut latencies = Vec::new();
     let mut arrivals = vec![start];
-    // The sender's estimate every 2 s (printed with --link-call).
+    // The sender's estimate every second (printed with --link-call).
     let trace_pc = a.clone();
     let trace_log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let estimates = trace_log.clone();
+    let trace_remote = remote.clone();
     let trace = tokio::spawn(async move {
+        let mut bytes_before = trace_remote.counters().bytes;
         while Instant::now() < end {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let stats = trace_pc.stats().await;
             let kbps = |bps: Option<u32>| bps.map_or(0, |bps| bps / 1000);
             let estimate = stats.estimate;
@@ -346,6 +354,12 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
                     .first()
                     .map_or(0, |o| (o.bitrate_bps / 1000.0) as u32),
                 width: stats.outbound.first().map_or(0, |o| o.frame_width),
+                received: {
+                    let bytes = trace_remote.counters().bytes;
+                    let kbit = (bytes - bytes_before) * 8 / 1000;
+                    bytes_before = bytes;
+                    kbit as u32
+                },
             };
             estimates
                 .lock()
@@ -373,6 +387,12 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
     a.close().await.unwrap();
     b.close().await.unwrap();
     let frames = arrivals.len() as u64 - 2;
+    let mut frames_per_second = vec![0u32; seconds as usize];
+    for arrival in &arrivals[1..arrivals.len() - 1] {
+        if let Some(count) = frames_per_second.get_mut((*arrival - start).as_secs() as usize) {
+            *count += 1;
+        }
+    }
     let intervals: Vec<f64> = arrivals
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
@@ -401,24 +421,29 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         plis_sent: received.plis_sent - received_before.plis_sent,
         keyframes_encoded: sent.keyframes_encoded - sent_before.keyframes_encoded,
         estimates_kbps,
+        frames_per_second,
     }
 }
 
 /// `--link-call SECONDS`: a 640x480 one-way call over whatever link this process runs on
 /// (`scripts/shaped-link.sh` runs it inside a namespace with a shaped loopback).
-async fn link_call(seconds: u64) {
+async fn link_call(seconds: u64, json: bool) {
     // Bounded: on a link too poor to set the call up, say so instead of waiting forever.
     let limit = Duration::from_secs(seconds + 30);
     let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds)).await else {
         println!("640x480 one-way, {seconds} s: the call was not set up within {limit:?}");
         return;
     };
+    if json {
+        println!("{}", serde_json::to_string(&f).expect("figures serialize"));
+        return;
+    }
     println!(
         "640x480 one-way, {seconds} s, measured at the receiver's decoder output: \
          {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
          {} packets given up, {} late, {} PLIs sent, {} keyframes encoded, \
          capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
-         every 2 s, kbit/s: {:?}",
+         frames each second {:?}, every second, kbit/s: {:?}",
         f.fps,
         f.frames,
         f.freezes,
@@ -431,6 +456,7 @@ async fn link_call(seconds: u64) {
         f.latency_p50_ms,
         f.latency_p95_ms,
         f.cpu_percent,
+        f.frames_per_second,
         f.estimates_kbps,
     );
 }
@@ -440,7 +466,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--link-call") {
         let seconds = args.get(at + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
-        link_call(seconds).await;
+        link_call(seconds, args.iter().any(|a| a == "--json")).await;
         return;
     }
     if std::env::args().any(|a| a == "--data-channel-only") {

@@ -1,0 +1,205 @@
+//! Which picture size and frame rate to send at a given bitrate.
+//!
+//! Below some bits per pixel an encoder can only hold its bitrate by making a mush of every
+//! frame, skipping frames, and producing keyframes that take seconds to cross the link: a
+//! smaller picture at the same bitrate looks better and recovers faster. The ladder steps down
+//! (halving width and height, then halving the frame rate) when the target falls below what the
+//! current size needs, and back up once the next size up has been affordable for a while; the
+//! gap between the two thresholds and the wait keep it from flapping on a sawing estimate.
+use std::time::{Duration, Instant};
+
+/// What to send: the source halved `halvings` times, every `frame_interval`-th frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rung {
+    pub(crate) halvings: u32,
+    pub(crate) frame_interval: u32,
+}
+
+const RUNGS: [Rung; 4] = [
+    Rung {
+        halvings: 0,
+        frame_interval: 1,
+    },
+    Rung {
+        halvings: 1,
+        frame_interval: 1,
+    },
+    Rung {
+        halvings: 2,
+        frame_interval: 1,
+    },
+    Rung {
+        halvings: 2,
+        frame_interval: 2,
+    },
+];
+
+/// Below this many bits per pixel (per second, so bits / (pixels × fps)) a size is too big.
+/// About what libwebrtc gives each simulcast layer as its minimum (600 kbit/s for 720p30).
+const STEP_DOWN_BPP: f64 = 0.022;
+/// A bigger size is taken back once it would get this much.
+const STEP_UP_BPP: f64 = 0.035;
+/// How long the bigger size must have been affordable before the ladder climbs.
+const STEP_UP_AFTER: Duration = Duration::from_secs(3);
+/// How long a size is kept at least before the next step down: the encoder needs a moment at
+/// its new bitrate before its output says anything.
+const STEP_DOWN_AFTER: Duration = Duration::from_secs(1);
+/// Smallest height worth sending; rungs that would go below it are skipped.
+const MIN_HEIGHT: usize = 90;
+/// Halving the frame rate is only worth it from a source at least this fast.
+const MIN_FPS_TO_HALVE: u32 = 20;
+
+#[derive(Debug, Default)]
+pub(crate) struct Ladder {
+    rung: usize,
+    changed_at: Option<Instant>,
+    /// Since when the rung above has been affordable.
+    affordable_since: Option<Instant>,
+}
+
+impl Ladder {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn rung(&self) -> Rung {
+        RUNGS[self.rung]
+    }
+
+    /// The rung to send at now, given the video's share of the estimate and the source.
+    pub(crate) fn follow(
+        &mut self,
+        now: Instant,
+        target_bps: u32,
+        (width, height, fps): (usize, usize, u32),
+    ) -> Rung {
+        let usable = |index: usize| {
+            let rung = RUNGS[index];
+            let (_, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
+            index == 0 || (h >= MIN_HEIGHT && (rung.frame_interval == 1 || fps >= MIN_FPS_TO_HALVE))
+        };
+        let bpp = |index: usize| {
+            let rung = RUNGS[index];
+            let (w, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
+            let frames = (fps.max(1) as f64 / rung.frame_interval as f64).max(1.0);
+            target_bps as f64 / ((w * h).max(1) as f64 * frames)
+        };
+        // A source that shrank (a new camera) may have made the current rung unusable.
+        while self.rung > 0 && !usable(self.rung) {
+            self.rung -= 1;
+        }
+        let settled = self
+            .changed_at
+            .is_none_or(|at| now.duration_since(at) >= STEP_DOWN_AFTER);
+        let below = self.rung + 1;
+        if below < RUNGS.len() && usable(below) && bpp(self.rung) < STEP_DOWN_BPP && settled {
+            self.rung = below;
+            self.changed_at = Some(now);
+            self.affordable_since = None;
+        } else if self.rung > 0 && bpp(self.rung - 1) >= STEP_UP_BPP {
+            let since = *self.affordable_since.get_or_insert(now);
+            if now.duration_since(since) >= STEP_UP_AFTER {
+                self.rung -= 1;
+                self.changed_at = Some(now);
+                self.affordable_since = None;
+            }
+        } else {
+            self.affordable_since = None;
+        }
+        self.rung()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VGA: (usize, usize, u32) = (640, 480, 30);
+    const HD: (usize, usize, u32) = (1280, 720, 30);
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_generous_target_sends_the_source_as_it_is() {
+        let mut ladder = Ladder::new();
+        let now = Instant::now();
+        assert_eq!(ladder.follow(now, 2_000_000, HD), RUNGS[0]);
+        assert_eq!(
+            ladder.follow(now, 700_000, HD),
+            RUNGS[0],
+            "720p keeps to 600k"
+        );
+    }
+
+    #[test]
+    fn a_falling_target_steps_down_one_rung_per_second_to_half_the_frame_rate() {
+        let mut ladder = Ladder::new();
+        let start = Instant::now();
+        let rungs: Vec<Rung> = (0..5)
+            .map(|second| ladder.follow(at(start, second * 1000), 10_000, VGA))
+            .collect();
+        assert_eq!(
+            rungs,
+            vec![RUNGS[1], RUNGS[2], RUNGS[3], RUNGS[3], RUNGS[3]]
+        );
+        // Nothing happens in between: each step waits for the last to take effect.
+        let mut ladder = Ladder::new();
+        ladder.follow(start, 10_000, VGA);
+        assert_eq!(ladder.follow(at(start, 500), 10_000, VGA), RUNGS[1]);
+    }
+
+    #[test]
+    fn it_climbs_back_only_after_the_bigger_size_was_affordable_for_a_while() {
+        let mut ladder = Ladder::new();
+        let start = Instant::now();
+        ladder.follow(start, 150_000, VGA);
+        assert_eq!(ladder.rung(), RUNGS[1], "640x480 at 150k is too little");
+        // 330k would give 640x480 0.036 bpp: affordable, but not yet for 3 s.
+        assert_eq!(ladder.follow(at(start, 2000), 330_000, VGA), RUNGS[1]);
+        assert_eq!(ladder.follow(at(start, 4000), 330_000, VGA), RUNGS[1]);
+        assert_eq!(ladder.follow(at(start, 5000), 330_000, VGA), RUNGS[0]);
+    }
+
+    #[test]
+    fn a_target_between_the_thresholds_stays_where_it_is() {
+        let mut ladder = Ladder::new();
+        let start = Instant::now();
+        ladder.follow(start, 150_000, VGA);
+        // 250k: enough for 320x240 to stay, not enough to climb to 640x480 (0.027 bpp).
+        for second in 1..30 {
+            assert_eq!(
+                ladder.follow(at(start, second * 1000), 250_000, VGA),
+                RUNGS[1]
+            );
+        }
+        // A dip interrupts the wait to climb.
+        let mut ladder = Ladder::new();
+        ladder.follow(start, 150_000, VGA);
+        ladder.follow(at(start, 1000), 400_000, VGA);
+        ladder.follow(at(start, 3000), 250_000, VGA);
+        assert_eq!(ladder.follow(at(start, 4500), 400_000, VGA), RUNGS[1]);
+    }
+
+    #[test]
+    fn small_or_slow_sources_keep_their_size_or_frame_rate() {
+        let mut ladder = Ladder::new();
+        let start = Instant::now();
+        // 320x240: one halving (160x120) is the last size above 90 rows; then the frame rate.
+        let rungs: Vec<Rung> = (0..4)
+            .map(|second| ladder.follow(at(start, second * 1000), 1_000, (320, 240, 30)))
+            .collect();
+        assert_eq!(rungs[0], RUNGS[1]);
+        assert!(rungs.iter().all(|r| r.halvings <= 1), "{rungs:?}");
+        let mut ladder = Ladder::new();
+        for second in 0..5 {
+            ladder.follow(at(start, second * 1000), 1_000, (640, 480, 15));
+        }
+        assert_eq!(
+            ladder.rung(),
+            RUNGS[2],
+            "a 15 fps source keeps its frame rate"
+        );
+    }
+}
