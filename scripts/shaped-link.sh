@@ -9,6 +9,8 @@
 #   loss3        3 % of UDP packets dropped, each way
 #   cap600       600 kbit/s token bucket with a 300 ms queue, no random loss
 #   cap600-loss3 600 kbit/s token bucket with a 300 ms queue, plus 3 % UDP loss
+#   drop300      2 Mbit/s, narrowed to 300 kbit/s from 10 s to 30 s after the start, then
+#                2 Mbit/s again (both times: PARLOR_DROP_AT, PARLOR_DROP_FOR, in seconds)
 #
 # Everything in the namespace shares `lo`, so a cap is shared by both directions (and by
 # signaling); a one-way call puts nearly all of its bytes in one direction anyway.
@@ -39,6 +41,17 @@ case "$profile" in
   cap600-loss3)
     tc qdisc add dev lo root tbf rate 600kbit burst 15k latency 300ms
     drop_udp 3
+    ;;
+  drop300)
+    tc qdisc add dev lo root tbf rate 2mbit burst 15k latency 300ms
+    # A schedule of the link, not a wait for anything: the link changes at these times
+    # whatever the call is doing, as a real one would.
+    (
+      sleep "${PARLOR_DROP_AT:-10}"
+      tc qdisc change dev lo root tbf rate 300kbit burst 15k latency 300ms
+      sleep "${PARLOR_DROP_FOR:-20}"
+      tc qdisc change dev lo root tbf rate 2mbit burst 15k latency 300ms
+    ) &
     ;;
   *) echo "unknown profile: $profile" >&2; exit 2 ;;
 esac

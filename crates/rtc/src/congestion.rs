@@ -40,6 +40,7 @@ pub(crate) struct Gcc {
     readings: u32,
     /// The last modified trend, to tell a growing queue from a shrinking one.
     previous_trend: f64,
+    last_backoff: Option<Instant>,
     /// The received rate at the delay-based half's last backoff, while that half climbs
     /// additively towards it.
     ceiling: Option<f64>,
@@ -60,6 +61,7 @@ impl Gcc {
             loss_based: rtc::interceptor::LossController::new(max, min, max),
             readings: 0,
             previous_trend: 0.0,
+            last_backoff: None,
             ceiling: None,
             min,
             max,
@@ -93,13 +95,19 @@ impl BandwidthEstimator for Gcc {
         // ten seconds to come down, and every report in that time backed off again, to 85 % of
         // a received rate that fell with each backoff: 1 Mbit/s to the 80 kbit/s floor on a
         // 600 kbit/s link. Back off while the queue grows; while it is shrinking, hold.
-        if usage == rtc::interceptor::Usage::Over && !growing {
+        // And back off at most once per interval, as libwebrtc does, so one overshoot is one
+        // backoff, not one per feedback report while its queue drains.
+        let recently = self
+            .last_backoff
+            .is_some_and(|at| now.saturating_duration_since(at) < BACKOFF_INTERVAL);
+        if usage == rtc::interceptor::Usage::Over && (!growing || recently) {
             usage = rtc::interceptor::Usage::Under;
         }
         let received = self.received.rate_bits_per_second(now);
         let before = self.delay_based.target();
         let mut delay_target = self.delay_based.update(now, usage, received);
         if self.delay_based.state() == rtc::interceptor::RateControlState::Decrease {
+            self.last_backoff = Some(now);
             // A backoff is to 85 % of the received rate, which the library takes as it comes:
             // above the target it would raise it (libwebrtc checks, the library does not), and
             // early in a call, from a window holding a few packets, it dropped 1 Mbit/s to the
@@ -158,6 +166,9 @@ const TREND_GAIN_LIMIT: u32 = 60;
 /// and the estimate stayed at the floor all that time. Ten times the noise follows a change in
 /// about ten groups.
 const TREND_PROCESS_NOISE: f64 = 1e-2;
+
+/// At most one backoff per this long.
+const BACKOFF_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The most one backoff may take off the delay-based target.
 const MAX_BACKOFF: f64 = 0.5;
