@@ -250,7 +250,7 @@ async fn data_channel_throughput() -> f64 {
     received as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9) / 1e6
 }
 
-/// A 720p30 call for `seconds`: glass-to-glass latency from the pattern's stamps, and the
+/// A 720p30 call for `seconds`: capture -> decoder output latency from the pattern's stamps, and the
 /// process CPU (both peers, both directions of nothing else) per second.
 /// What one one-way test-pattern call delivered, measured at the receiver's decoder output.
 #[derive(serde::Serialize)]
@@ -275,6 +275,9 @@ struct CallFigures {
     estimates_kbps: Vec<TracePoint>,
     /// Frames decoded in each second of the call.
     frames_per_second: Vec<u32>,
+    /// The size of the last frame decoded.
+    received_width: u32,
+    received_height: u32,
 }
 
 /// One reading of the sender, every second: kbit/s, loss in per cent.
@@ -422,6 +425,8 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         keyframes_encoded: sent.keyframes_encoded - sent_before.keyframes_encoded,
         estimates_kbps,
         frames_per_second,
+        received_width: received.width,
+        received_height: received.height,
     }
 }
 
@@ -510,8 +515,15 @@ async fn main() {
     let f = measure_call(1280, 720, 5).await;
     println!("720p30 one-way call, 5 s (capture -> encode -> RTP -> decode, one process):");
     println!(
-        "  glass-to-glass latency: median {:.1} ms, p95 {:.1} ms ({} frames, {:.1} fps received)",
-        f.latency_p50_ms, f.latency_p95_ms, f.frames, f.fps
+        "  capture -> decoder output latency: median {:.1} ms, p95 {:.1} ms ({} frames, {:.1} fps \
+         received, last at {}x{}, encoder {:.0} kbit/s)",
+        f.latency_p50_ms,
+        f.latency_p95_ms,
+        f.frames,
+        f.fps,
+        f.received_width,
+        f.received_height,
+        f.sent_kbps
     );
     println!(
         "  process CPU for the call (sender and receiver): {:.0} % of one core",
