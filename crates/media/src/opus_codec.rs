@@ -18,6 +18,9 @@ fn codec_error(e: opus::Error) -> MediaError {
     MediaError::Codec(format!("opus: {e}"))
 }
 
+/// The loss an encoder prepares for until a link has measured one.
+pub const DEFAULT_EXPECTED_LOSS_PERCENT: u8 = 10;
+
 pub struct OpusEncoder {
     encoder: Encoder,
     channels: u16,
@@ -32,8 +35,18 @@ impl OpusEncoder {
             .map_err(codec_error)?;
         encoder.set_inband_fec(true).map_err(codec_error)?;
         // FEC only kicks in when the encoder expects loss.
-        encoder.set_packet_loss_perc(10).map_err(codec_error)?;
+        encoder
+            .set_packet_loss_perc(DEFAULT_EXPECTED_LOSS_PERCENT.into())
+            .map_err(codec_error)?;
         Ok(OpusEncoder { encoder, channels })
+    }
+
+    /// The packet loss to prepare for, in per cent: libopus puts a lower-rate copy of each
+    /// frame into the next packet (in-band FEC) in proportion, and none at 0.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), MediaError> {
+        self.encoder
+            .set_packet_loss_perc(percent.min(100).into())
+            .map_err(codec_error)
     }
 
     /// Encodes one 10 or 20 ms frame into one packet.

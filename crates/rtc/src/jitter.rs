@@ -11,20 +11,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::peer::{MAX_NACKS_PER_PACKET, NACK_INTERVAL};
+
 /// Packets held at most while waiting for a missing one (a bound on memory and on delay at high
 /// bitrates: about 0.7 MB of 1,200-byte packets).
 const MAX_HELD: usize = 600;
 
-/// How often webrtc's NACK generator reports missing packets: a loss is asked for up to this
-/// long after it is noticed.
-const NACK_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How long to wait for a retransmission before giving a packet up, by round-trip time: the
-/// NACK generator's interval, then a round trip for the NACK to reach the sender and the packet
-/// to come back (twice, for a second NACK), plus slack for the pacer, within bounds.
+/// How long to wait for a retransmission before giving a packet up, by round-trip time: every
+/// NACK round the generator makes (it asks again each interval, `peer::MAX_NACKS_PER_PACKET`
+/// times), then a round trip for the last request to reach the sender and the packet to come
+/// back, plus slack for the pacer, within bounds. A wait shorter than the second round gave
+/// up packets whose second retransmission was on its way: a keyframe each, a freeze each.
 pub(crate) fn wait_for_rtt(rtt: Option<Duration>) -> Duration {
     let rtt = rtt.unwrap_or(Duration::from_millis(50));
-    (NACK_INTERVAL + rtt * 2 + Duration::from_millis(50))
+    let rounds = NACK_INTERVAL * u32::from(MAX_NACKS_PER_PACKET);
+    (rounds + rtt * 2 + Duration::from_millis(50))
         .clamp(Duration::from_millis(150), Duration::from_millis(600))
 }
 
@@ -260,10 +261,11 @@ mod tests {
     #[test]
     fn the_wait_follows_the_round_trip_time_within_bounds() {
         let ms = Duration::from_millis;
-        assert_eq!(wait_for_rtt(None), ms(250));
-        assert_eq!(wait_for_rtt(Some(ms(1))), ms(152));
-        assert_eq!(wait_for_rtt(Some(Duration::ZERO)), ms(150));
-        assert_eq!(wait_for_rtt(Some(ms(100))), ms(350));
+        // Two NACK rounds of 100 ms, two round trips, 50 ms of slack.
+        assert_eq!(wait_for_rtt(None), ms(350));
+        assert_eq!(wait_for_rtt(Some(ms(1))), ms(252));
+        assert_eq!(wait_for_rtt(Some(Duration::ZERO)), ms(250));
+        assert_eq!(wait_for_rtt(Some(ms(100))), ms(450));
         assert_eq!(wait_for_rtt(Some(Duration::from_secs(2))), ms(600));
     }
 }

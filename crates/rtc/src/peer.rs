@@ -293,9 +293,9 @@ impl std::fmt::Debug for PeerConnection {
 /// 100 ms while the packet is in the receive log): on a link narrowed under the sender's rate,
 /// requests for packets still queued in the sender's pacer brought their retransmissions into the
 /// same queue, which grew by seconds, which made more packets late, which were asked for again.
-/// Four requests cover the receiver's longest wait for a retransmission (600 ms, `jitter`).
-const MAX_NACKS_PER_PACKET: u16 = 2;
-const NACK_INTERVAL: Duration = Duration::from_millis(100);
+/// Two requests, and the receiver waits for both (`jitter::wait_for_rtt`).
+pub(crate) const MAX_NACKS_PER_PACKET: u16 = 2;
+pub(crate) const NACK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// NACK generator and responder, and the video feedback they negotiate.
 fn nack(

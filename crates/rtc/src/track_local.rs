@@ -116,10 +116,13 @@ pub(crate) struct Pipeline {
     frames: broadcast::Sender<Arc<Encoded>>,
     counters: Mutex<SendCounters>,
     fps: AtomicU64,
-    /// Each binding's connection's bandwidth estimate, by binding number.
-    link_estimates: Mutex<std::collections::HashMap<u64, u32>>,
+    /// Each binding's connection's congestion-control estimate, by binding number.
+    link_estimates: Mutex<std::collections::HashMap<u64, crate::congestion::Estimate>>,
     next_link: AtomicU64,
 }
+
+/// The loss Opus prepares for before any link has measured one (what `OpusEncoder` starts at).
+const DEFAULT_EXPECTED_LOSS: u8 = parlor_media::opus_codec::DEFAULT_EXPECTED_LOSS_PERCENT;
 
 /// What the video encoder leaves of a connection's estimate: room for audio (Opus at up to
 /// 40 kbit/s with its headers) and a margin for retransmissions and RTP overhead.
@@ -152,15 +155,29 @@ impl Pipeline {
         })
     }
 
-    fn set_link_estimate(&self, link: u64, estimate_bps: Option<u32>) {
+    fn set_link_estimate(&self, link: u64, estimate: Option<crate::congestion::Estimate>) {
         let mut links = self
             .link_estimates
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        match estimate_bps {
-            Some(bps) => links.insert(link, bps),
+        match estimate {
+            Some(estimate) => links.insert(link, estimate),
             None => links.remove(&link),
         };
+    }
+
+    /// The loss the audio encoder should prepare for, in per cent: the worst link's, as its
+    /// congestion controller measured it (Opus spends bits on in-band FEC in proportion).
+    fn expected_loss_percent(&self) -> Option<u8> {
+        let links = self
+            .link_estimates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        links
+            .values()
+            .filter_map(|e| e.loss)
+            .map(|loss| (loss * 100.0).round().clamp(0.0, 100.0) as u8)
+            .max()
     }
 
     /// The bitrate the shared encoder should aim at: what the thinnest link can carry. (One
@@ -170,7 +187,7 @@ impl Pipeline {
             .link_estimates
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        links.values().min().map(|&bps| video_share(bps))
+        links.values().map(|e| e.target_bps).min().map(video_share)
     }
 
     fn counters(&self) -> std::sync::MutexGuard<'_, SendCounters> {
@@ -299,8 +316,8 @@ impl Pipeline {
                         if changed.is_err() {
                             break;
                         }
-                        let bps = estimate.borrow_and_update().map(|e| e.target_bps);
-                        pipeline.set_link_estimate(link, bps);
+                        let next = *estimate.borrow_and_update();
+                        pipeline.set_link_estimate(link, next);
                     }
                     _ = closed.cancelled() => break,
                 }
@@ -440,11 +457,9 @@ impl LocalVideoTrack {
                             }
                         }
                     }
-                    if let Some(target) = target {
-                        if !budget.allows(Instant::now(), target) {
-                            pipeline.counters().frames_dropped += 1;
-                            continue;
-                        }
+                    if !budget.allows(Instant::now(), target) {
+                        pipeline.counters().frames_dropped += 1;
+                        continue;
                     }
                     // Requests that come while a keyframe is still young wait for the gate:
                     // many PLIs (from several receivers, or one lossy link) make one IDR.
@@ -569,6 +584,7 @@ impl LocalAudioTrack {
             .spawn(move || {
                 let pipeline = thread_pipeline;
                 let mut source = source;
+                let mut expected_loss = DEFAULT_EXPECTED_LOSS;
                 while !pipeline.stop.load(Ordering::SeqCst) {
                     if let Some(next) = thread_replacement
                         .lock()
@@ -577,7 +593,10 @@ impl LocalAudioTrack {
                     {
                         if next.channels() != source.channels() {
                             match OpusEncoder::new(next.channels(), bitrate(next.channels())) {
-                                Ok(e) => encoder = e,
+                                Ok(e) => {
+                                    encoder = e;
+                                    expected_loss = DEFAULT_EXPECTED_LOSS;
+                                }
                                 Err(e) => {
                                     set_error(&pipeline, &e);
                                     continue;
@@ -598,6 +617,16 @@ impl LocalAudioTrack {
                         || pipeline.frames.receiver_count() == 0
                     {
                         continue;
+                    }
+                    // In-band FEC in proportion to the loss the link shows.
+                    let loss = pipeline
+                        .expected_loss_percent()
+                        .unwrap_or(DEFAULT_EXPECTED_LOSS);
+                    if loss != expected_loss {
+                        expected_loss = loss;
+                        if let Err(e) = encoder.set_expected_loss(loss) {
+                            tracing::debug!("{e}");
+                        }
                     }
                     let started = Instant::now();
                     match encoder.encode(&frame) {
@@ -663,12 +692,33 @@ mod tests {
     fn the_encoder_aims_at_the_thinnest_link_less_audio_and_margin() {
         let pipeline = Pipeline::new(MediaKind::Video);
         assert_eq!(pipeline.video_target_bps(), None, "no estimate yet");
-        pipeline.set_link_estimate(0, Some(2_000_000));
-        pipeline.set_link_estimate(1, Some(600_000));
+        pipeline.set_link_estimate(0, Some(estimate(2_000_000, Some(0.01))));
+        pipeline.set_link_estimate(1, Some(estimate(600_000, Some(0.034))));
         assert_eq!(pipeline.video_target_bps(), Some(470_000));
+        assert_eq!(
+            pipeline.expected_loss_percent(),
+            Some(3),
+            "the worst link's loss"
+        );
         pipeline.set_link_estimate(1, None);
         assert_eq!(pipeline.video_target_bps(), Some(1_660_000));
+        assert_eq!(pipeline.expected_loss_percent(), Some(1));
         assert_eq!(video_share(10_000), 0, "never below zero");
+        pipeline.set_link_estimate(0, Some(estimate(2_000_000, None)));
+        assert_eq!(
+            pipeline.expected_loss_percent(),
+            None,
+            "nothing measured yet"
+        );
+    }
+
+    fn estimate(target_bps: u32, loss: Option<f64>) -> crate::congestion::Estimate {
+        crate::congestion::Estimate {
+            target_bps,
+            delay_based_bps: None,
+            loss_based_bps: None,
+            loss,
+        }
     }
 
     #[test]
