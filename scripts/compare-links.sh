@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Parlor and Chromium side by side on the same shaped links, in one run: for each profile a
+# 640x480 one-way Parlor call (parlor-rtc-bench --link-call) and a Chromium page-to-page call
+# (tests/interop/chromium-pair.mjs, H.264 forced, Chromium's defaults otherwise), one after the
+# other, each in a fresh namespace of scripts/shaped-link.sh. Prints received frame rate,
+# freezes, the last received size, the received rate against the cap, and Parlor / Chromium.
+#
+#   scripts/compare-links.sh [SECONDS] [PROFILE...]     (default: 30 s; loss3 cap600-loss3 drop300)
+#
+# Needs root (unshare), chromium, and `npm ci --prefix tests/interop`; builds the bench
+# (or takes PARLOR_BENCH, a built parlor-rtc-bench, e.g. an earlier build's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-30}"
+shift || true
+profiles=("$@")
+[ ${#profiles[@]} -gt 0 ] || profiles=(loss3 cap600-loss3 drop300)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parlor/target}"
+bench="${PARLOR_BENCH:-}"
+if [ -z "$bench" ]; then
+  cargo build --release --quiet -p parlor-rtc --bin parlor-rtc-bench
+  bench="$CARGO_TARGET_DIR/release/parlor-rtc-bench"
+fi
+
+cap_of() {
+  case "$1" in
+    cap600*) echo 600 ;;
+    drop300) echo 300 ;;  # while narrowed
+    *) echo 0 ;;
+  esac
+}
+
+for profile in "${profiles[@]}"; do
+  parlor=$(scripts/shaped-link.sh "$profile" -- "$bench" --link-call "$seconds" --json | grep '^{')
+  browser=$(scripts/shaped-link.sh "$profile" -- node tests/interop/chromium-pair.mjs --seconds "$seconds" | grep '^{')
+  node -e '
+    const [profile, cap, parlor, chromium] = process.argv.slice(1);
+    const p = JSON.parse(parlor), c = JSON.parse(chromium);
+    const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+    const rx = (f) => f.estimates_kbps.map((t) => t.received);
+    // The highest two-second average of what arrived, after the first 5 s.
+    const peak2 = (f) => Math.max(...rx(f).slice(5).map((v, i, a) => (v + (a[i + 1] ?? v)) / 2));
+    const row = (name, f) => `  ${name.padEnd(9)} ${f.fps.toFixed(1).padStart(5)} fps  ` +
+      `${String(f.freezes).padStart(3)} freezes (${f.freeze_seconds.toFixed(1)} s)  ` +
+      `last ${f.received_width}x${f.received_height}  received ${mean(rx(f)).toFixed(0)} kbit/s, ` +
+      `highest 2 s ${peak2(f).toFixed(0)}` + (cap > 0 ? ` (cap ${cap})` : "");
+    console.log(`${profile}, ${p.frames_per_second.length} s, 640x480 one-way, at the receiver:`);
+    console.log(row("Parlor", p));
+    console.log(row("Chromium", c));
+    const ratio = p.fps / Math.max(c.fps, 1e-9);
+    console.log(`  Parlor / Chromium: frame rate ${ratio.toFixed(2)}, freezes ${p.freezes} vs ${c.freezes}` +
+      `; Parlor capture -> decoder output p50 ${p.latency_p50_ms.toFixed(0)} ms p95 ${p.latency_p95_ms.toFixed(0)} ms` +
+      " (Chromium latency not measured)");
+  ' "$profile" "$(cap_of "$profile")" "$parlor" "$browser"
+done
