@@ -261,11 +261,11 @@ mod tests {
     #[test]
     fn the_wait_follows_the_round_trip_time_within_bounds() {
         let ms = Duration::from_millis;
-        // Two NACK rounds of 100 ms, two round trips, 50 ms of slack.
-        assert_eq!(wait_for_rtt(None), ms(350));
-        assert_eq!(wait_for_rtt(Some(ms(1))), ms(252));
-        assert_eq!(wait_for_rtt(Some(Duration::ZERO)), ms(250));
-        assert_eq!(wait_for_rtt(Some(ms(100))), ms(450));
+        // Three NACK rounds of 40 ms, two round trips, 50 ms of slack.
+        assert_eq!(wait_for_rtt(None), ms(270));
+        assert_eq!(wait_for_rtt(Some(ms(1))), ms(172));
+        assert_eq!(wait_for_rtt(Some(Duration::ZERO)), ms(170));
+        assert_eq!(wait_for_rtt(Some(ms(100))), ms(370));
         assert_eq!(wait_for_rtt(Some(Duration::from_secs(2))), ms(600));
     }
 }
