@@ -8,8 +8,7 @@
 //
 // Meant to run inside a (shaped) loopback-only network namespace; contacts nothing but
 // 127.0.0.1.
-import { chromium } from 'playwright-core';
-import http from 'node:http';
+import { servePage, launchChromium } from './browser.mjs';
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,25 +74,9 @@ const page = `<!doctype html><meta charset="utf-8"><title>pair</title>
   };
 </script>`;
 
-const server = http.createServer((_, res) => {
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-  res.end(page);
-});
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const url = `http://127.0.0.1:${server.address().port}/`;
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    // The fake camera runs at 20 fps unless told; the Parlor bench sends 30.
-    '--use-fake-device-for-media-stream=fps=30', '--use-fake-ui-for-media-stream',
-    '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const { server, url } = await servePage(page);
+// The fake camera runs at 20 fps unless told; the Parlor bench sends 30.
+const browser = await launchChromium({ fps: 30 });
 let exitCode = 0;
 try {
   const [sender, receiver] = await Promise.all([0, 1].map(async () => {

@@ -5,8 +5,7 @@
 //
 // Meant to run inside a loopback-only network namespace (unshare -n); it contacts nothing but
 // 127.0.0.1.
-import { chromium } from 'playwright-core';
-import http from 'node:http';
+import { servePage, launchChromium } from './browser.mjs';
 import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { readFileSync } from 'node:fs';
@@ -28,25 +27,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const page_html = readFileSync(join(here, 'page.html'));
 const deadline = (ms, what) => new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms));
 
-const server = http.createServer((_, res) => {
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-  res.end(page_html);
-});
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const url = `http://127.0.0.1:${server.address().port}/`;
-
-// Playwright gives the browser a fresh temporary profile of its own.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const { server, url } = await servePage(page_html);
+const browser = await launchChromium();
 
 let peer;
 let exitCode = 0;

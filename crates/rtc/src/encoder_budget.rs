@@ -50,10 +50,7 @@ impl EncoderBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(start: Instant, ms: u64) -> Instant {
-        start + Duration::from_millis(ms)
-    }
+    use crate::test_time::at;
 
     #[test]
     fn frames_within_the_target_are_all_encoded() {

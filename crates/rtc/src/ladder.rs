@@ -113,13 +113,10 @@ impl Ladder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_time::at;
 
     const VGA: (usize, usize, u32) = (640, 480, 30);
     const HD: (usize, usize, u32) = (1280, 720, 30);
-
-    fn at(start: Instant, ms: u64) -> Instant {
-        start + Duration::from_millis(ms)
-    }
 
     #[test]
     fn a_generous_target_sends_the_source_as_it_is() {

@@ -22,6 +22,8 @@ mod ladder;
 mod peer;
 mod retransmissions;
 pub mod stats;
+#[cfg(test)]
+mod test_time;
 mod track_local;
 mod track_remote;
 

@@ -146,12 +146,9 @@ impl Interceptor for RetransmissionLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_time::at;
 
     const PACKET_BITS: f64 = 8000.0;
-
-    fn at(start: Instant, ms: u64) -> Instant {
-        start + Duration::from_millis(ms)
-    }
 
     #[test]
     fn first_sends_always_pass_and_a_resend_within_budget_passes() {
