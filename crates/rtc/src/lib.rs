@@ -19,6 +19,7 @@ mod error;
 mod jitter;
 mod keyframes;
 mod ladder;
+mod packet_hook;
 mod peer;
 mod retransmissions;
 pub mod stats;

@@ -19,7 +19,6 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::client::{IceTransportPolicy, RtcConfig};
 use crate::data_channel::{DataChannel, DataChannelOptions};
-use crate::keyframes::KeyframeRequestTap;
 use crate::track_local::{LocalAudioTrack, LocalVideoTrack};
 use crate::track_remote::RemoteTrack;
 use crate::{codecs, Result, RtcError};
@@ -355,13 +354,13 @@ fn interceptors(
     Ok(registry
         .with(
             rtc::interceptor::Slot::from(14_000),
-            KeyframeRequestTap::new(keyframe_requests),
+            crate::keyframes::keyframe_request_tap(keyframe_requests),
         )
         // Between the pacer (3 000) and the NACK responder (4 000): it sees the resends
         // before they queue.
         .with(
             rtc::interceptor::Slot::from(3_500),
-            crate::retransmissions::RetransmissionLimiter::new(estimate_rx),
+            crate::retransmissions::retransmission_limiter(estimate_rx),
         ))
 }
 

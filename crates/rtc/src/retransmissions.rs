@@ -9,13 +9,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
-use rtc::sansio::Protocol;
-use rtc::shared::error::Error;
+use rtc::interceptor::{Interceptor, Packet, TaggedPacket};
 use rtc::shared::marshal::MarshalSize;
 use tokio::sync::watch;
 
 use crate::congestion::Estimate;
+use crate::packet_hook::PacketHook;
 
 /// A resend later than this after the original is past any receiver's wait for it (ours waits
 /// at most 600 ms from the gap, see `jitter`).
@@ -33,7 +32,7 @@ pub(crate) struct RetransmissionBudget {
     first_sent: HashMap<u32, Vec<Option<(u16, Instant)>>>,
     /// Resends let through in the last window: (when, bits).
     recent: VecDeque<(Instant, f64)>,
-    pub(crate) skipped: u64,
+    skipped: u64,
 }
 
 impl RetransmissionBudget {
@@ -80,67 +79,24 @@ impl RetransmissionBudget {
     }
 }
 
-/// The interceptor, application-ward of the pacer and wire-ward of the NACK responder.
-pub(crate) struct RetransmissionLimiter {
-    budget: RetransmissionBudget,
+/// The limiter, as an interceptor for the chain: application-ward of the pacer and wire-ward of
+/// the NACK responder.
+pub(crate) fn retransmission_limiter(
     estimate: watch::Receiver<Option<Estimate>>,
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
-}
-
-impl RetransmissionLimiter {
-    pub(crate) fn new(estimate: watch::Receiver<Option<Estimate>>) -> Self {
-        RetransmissionLimiter {
-            budget: RetransmissionBudget::default(),
-            estimate,
-            read: VecDeque::new(),
-            write: VecDeque::new(),
-        }
-    }
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmissionLimiter {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.read.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(packet) = &msg.message.packet {
-            let estimate = self.estimate.borrow().map(|e| e.target_bps);
-            let bits = packet.marshal_size() as f64 * 8.0;
-            let header = &packet.header;
-            if !self
-                .budget
-                .admit(msg.now, header.ssrc, header.sequence_number, bits, estimate)
-            {
-                return Ok(());
+) -> impl Interceptor {
+    let mut budget = RetransmissionBudget::default();
+    PacketHook::new(
+        |_: &TaggedPacket| {},
+        move |msg: &TaggedPacket| match &msg.message.packet {
+            Packet::Rtp(packet) => {
+                let target = estimate.borrow().map(|e| e.target_bps);
+                let bits = packet.marshal_size() as f64 * 8.0;
+                let header = &packet.header;
+                budget.admit(msg.now, header.ssrc, header.sequence_number, bits, target)
             }
-        }
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for RetransmissionLimiter {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+            _ => true,
+        },
+    )
 }
 
 #[cfg(test)]
