@@ -20,12 +20,25 @@ async fn two_cli_clients_chat() {
         .to_string();
     stdout_json(&parlor(&bob, &server.url, "", &["join", &room]).await);
 
-    // Bob tails while Ann sends.
-    let tail = tokio::spawn({
-        let (bob, url) = (bob.clone(), server.url.clone());
-        async move { parlor(&bob, &url, "", &["tail", "--for", "4"]).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Bob tails while Ann sends: once tail says it is listening, nothing sent is missed.
+    let mut tail = common::parlor_command(&bob, &server.url, "", &["tail", "--for", "30"], &[])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn parlor tail");
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tail.stdout.take().unwrap()));
+    let mut seen = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let listening = line.contains(r#""type":"listening""#);
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("listening")),
+        "tail ended before it listened: {seen:?}"
+    );
     let sent = stdout_json(
         &parlor(
             &ann,
@@ -36,13 +49,17 @@ async fn two_cli_clients_chat() {
         .await,
     );
     assert_eq!(sent["sent"]["text"], "hello from the CLI");
-    let tail = tail.await.unwrap();
-    assert!(tail.status.success());
-    let events = String::from_utf8_lossy(&tail.stdout);
-    assert!(
-        events.contains("hello from the CLI"),
-        "tail printed: {events}"
-    );
+    // Read until the message comes (or tail's own --for ends it).
+    let mut arrived = false;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push(line);
+        if seen.last().unwrap().contains("hello from the CLI") {
+            arrived = true;
+            break;
+        }
+    }
+    assert!(arrived, "tail printed: {seen:?}");
+    tail.kill().await.unwrap();
 
     // And the other way round, read with history; search finds it.
     stdout_json(&parlor(&bob, &server.url, "", &["send", &room, "hi ann"]).await);

@@ -529,7 +529,11 @@ async fn command(
                         }
                         println!("{}", serde_json::to_string(&event).unwrap_or_default());
                     }
-                    Some(ConnectionEvent::Connected { .. }) => {}
+                    // Said once per (re)connection, so a script knows from when nothing is
+                    // missed.
+                    Some(ConnectionEvent::Connected { .. }) => {
+                        println!("{}", serde_json::json!({ "type": "listening" }));
+                    }
                     Some(ConnectionEvent::Refused(error)) => {
                         return Err(fail(1, format!("refused: {error}")))
                     }

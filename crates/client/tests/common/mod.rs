@@ -158,7 +158,22 @@ pub async fn parlor_with_env(
     args: &[&str],
     env: &[(&str, &Path)],
 ) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+    parlor_command(data_dir, url, password, args, env)
+        .output()
+        .await
+        .expect("run parlor")
+}
+
+/// The CLI as [`parlor_with_env`] runs it, to spawn with its output piped.
+pub fn parlor_command(
+    data_dir: &Path,
+    url: &str,
+    password: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"));
+    command
         .arg("--server")
         .arg(url)
         .arg("--data-dir")
@@ -171,9 +186,8 @@ pub async fn parlor_with_env(
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
         .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("run parlor")
+        .kill_on_drop(true);
+    command
 }
 
 /// The real server on a free loopback port, serving `wss://` with `pki`'s certificate.
