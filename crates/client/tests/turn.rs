@@ -63,8 +63,37 @@ fn start_turn(port: u16) -> Turn {
         .stderr(Stdio::null())
         .spawn()
         .expect("turnserver (apt package coturn) must be installed");
-    std::thread::sleep(Duration::from_millis(800));
-    Turn(child)
+    let mut turn = Turn(child);
+    wait_until_answering(&mut turn, port);
+    turn
+}
+
+/// Waits until coturn answers a STUN Binding request on `port`: up, and listening where the
+/// test thinks (a port freed by `free_udp_port` could have been taken meanwhile; then coturn
+/// exits, and this says so).
+fn wait_until_answering(turn: &mut Turn, port: u16) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let transaction: [u8; 12] = std::array::from_fn(|i| i as u8 ^ 0x5a);
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    request.extend_from_slice(&transaction);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut reply = [0u8; 512];
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = turn.0.try_wait().unwrap() {
+            panic!("turnserver exited ({status}) before answering on port {port}");
+        }
+        socket.send_to(&request, ("127.0.0.1", port)).unwrap();
+        if let Ok((n, _)) = socket.recv_from(&mut reply) {
+            // A Binding success response (0x0101) to our transaction.
+            if n >= 20 && reply[..2] == [0x01, 0x01] && reply[8..20] == transaction {
+                return;
+            }
+        }
+    }
+    panic!("turnserver did not answer STUN on 127.0.0.1:{port} within 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
