@@ -24,6 +24,8 @@ pub const DEFAULT_EXPECTED_LOSS_PERCENT: u8 = 10;
 pub struct OpusEncoder {
     encoder: Encoder,
     channels: u16,
+    /// What `set_packet_loss_perc` was last given.
+    expected_loss: u8,
 }
 
 impl OpusEncoder {
@@ -38,15 +40,25 @@ impl OpusEncoder {
         encoder
             .set_packet_loss_perc(DEFAULT_EXPECTED_LOSS_PERCENT.into())
             .map_err(codec_error)?;
-        Ok(OpusEncoder { encoder, channels })
+        Ok(OpusEncoder {
+            encoder,
+            channels,
+            expected_loss: DEFAULT_EXPECTED_LOSS_PERCENT,
+        })
     }
 
     /// The packet loss to prepare for, in per cent: libopus puts a lower-rate copy of each
-    /// frame into the next packet (in-band FEC) in proportion, and none at 0.
+    /// frame into the next packet (in-band FEC) in proportion, and none at 0. Cheap to call
+    /// per frame: libopus is told only of a change.
     pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), MediaError> {
-        self.encoder
-            .set_packet_loss_perc(percent.min(100).into())
-            .map_err(codec_error)
+        let percent = percent.min(100);
+        if percent != self.expected_loss {
+            self.encoder
+                .set_packet_loss_perc(percent.into())
+                .map_err(codec_error)?;
+            self.expected_loss = percent;
+        }
+        Ok(())
     }
 
     /// Encodes one 10 or 20 ms frame into one packet.

@@ -121,9 +121,6 @@ pub(crate) struct Pipeline {
     next_link: AtomicU64,
 }
 
-/// The loss Opus prepares for before any link has measured one (what `OpusEncoder` starts at).
-const DEFAULT_EXPECTED_LOSS: u8 = parlor_media::opus_codec::DEFAULT_EXPECTED_LOSS_PERCENT;
-
 /// What the video encoder leaves of a connection's estimate: room for audio (Opus at up to
 /// 40 kbit/s with its headers) and a margin for retransmissions and RTP overhead.
 fn video_share(estimate_bps: u32) -> u32 {
@@ -417,13 +414,17 @@ impl LocalVideoTrack {
                     let target = pipeline
                         .video_target_bps()
                         .map(|target| target.min(options.bitrate_bps.unwrap_or(u32::MAX)));
+                    // Skipped before anything is spent on the frame (scaling, encoding).
+                    let now = Instant::now();
+                    if !budget.allows(now, target) {
+                        pipeline.counters().frames_dropped += 1;
+                        continue;
+                    }
                     let source_fps = source.format().fps;
                     let rung = match target {
-                        Some(target) => ladder.follow(
-                            Instant::now(),
-                            target,
-                            (frame.width, frame.height, source_fps),
-                        ),
+                        Some(target) => {
+                            ladder.follow(now, target, (frame.width, frame.height, source_fps))
+                        }
                         None => ladder.rung(),
                     };
                     frames_seen = frames_seen.wrapping_add(1);
@@ -456,10 +457,6 @@ impl LocalVideoTrack {
                                 tracing::debug!("{e}");
                             }
                         }
-                    }
-                    if !budget.allows(Instant::now(), target) {
-                        pipeline.counters().frames_dropped += 1;
-                        continue;
                     }
                     // Requests that come while a keyframe is still young wait for the gate:
                     // many PLIs (from several receivers, or one lossy link) make one IDR.
@@ -584,7 +581,6 @@ impl LocalAudioTrack {
             .spawn(move || {
                 let pipeline = thread_pipeline;
                 let mut source = source;
-                let mut expected_loss = DEFAULT_EXPECTED_LOSS;
                 while !pipeline.stop.load(Ordering::SeqCst) {
                     if let Some(next) = thread_replacement
                         .lock()
@@ -593,10 +589,7 @@ impl LocalAudioTrack {
                     {
                         if next.channels() != source.channels() {
                             match OpusEncoder::new(next.channels(), bitrate(next.channels())) {
-                                Ok(e) => {
-                                    encoder = e;
-                                    expected_loss = DEFAULT_EXPECTED_LOSS;
-                                }
+                                Ok(e) => encoder = e,
                                 Err(e) => {
                                     set_error(&pipeline, &e);
                                     continue;
@@ -621,12 +614,9 @@ impl LocalAudioTrack {
                     // In-band FEC in proportion to the loss the link shows.
                     let loss = pipeline
                         .expected_loss_percent()
-                        .unwrap_or(DEFAULT_EXPECTED_LOSS);
-                    if loss != expected_loss {
-                        expected_loss = loss;
-                        if let Err(e) = encoder.set_expected_loss(loss) {
-                            tracing::debug!("{e}");
-                        }
+                        .unwrap_or(parlor_media::opus_codec::DEFAULT_EXPECTED_LOSS_PERCENT);
+                    if let Err(e) = encoder.set_expected_loss(loss) {
+                        tracing::debug!("{e}");
                     }
                     let started = Instant::now();
                     match encoder.encode(&frame) {
