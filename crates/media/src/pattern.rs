@@ -76,8 +76,8 @@ pub fn write_stamp(frame: &mut VideoFrame, stamp: Stamp) {
 /// and reads as undecided, and the checksum catches the rest.
 pub fn read_stamp(frame: &VideoFrame) -> Option<Stamp> {
     let natural = block_size(frame.width);
-    [natural, 16, 8, 4]
-        .into_iter()
+    std::iter::once(natural)
+        .chain([16, 8, 4].into_iter().filter(|&b| b != natural))
         .filter(|&b| COLUMNS * b <= frame.width && ROWS * b <= frame.height)
         .find_map(|b| read_stamp_with_blocks(frame, b))
 }

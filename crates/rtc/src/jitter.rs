@@ -25,9 +25,11 @@ const MAX_HELD: usize = 600;
 pub(crate) fn wait_for_rtt(rtt: Option<Duration>) -> Duration {
     let rtt = rtt.unwrap_or(Duration::from_millis(50));
     let rounds = NACK_INTERVAL * u32::from(MAX_NACKS_PER_PACKET);
-    (rounds + rtt * 2 + Duration::from_millis(50))
-        .clamp(Duration::from_millis(150), Duration::from_millis(600))
+    (rounds + rtt * 2 + Duration::from_millis(50)).clamp(Duration::from_millis(150), LONGEST_WAIT)
 }
+
+/// The longest a missing packet is waited for.
+pub(crate) const LONGEST_WAIT: Duration = Duration::from_millis(600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Released {

@@ -327,15 +327,16 @@ fn nack(
 
 /// The one place the interceptor chain is composed: NACK (generator and responder), RTCP
 /// reports, simulcast header extensions, send-side congestion control (Google Congestion Control
-/// over transport-wide feedback, with its pacer), and our keyframe-request tap.
+/// over transport-wide feedback, with its pacer), our retransmission limiter and our
+/// keyframe-request tap.
 fn interceptors(
     media_engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
     keyframe_requests: broadcast::Sender<u32>,
     estimates: watch::Sender<Option<crate::congestion::Estimate>>,
 ) -> Result<Registry> {
     use crate::congestion::{INITIAL_BITRATE_BPS, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
-    let estimate_rx = estimates.subscribe();
     use rtc::peer_connection::configuration::interceptor_registry as chain;
+    let estimate_rx = estimates.subscribe();
     let failed = |e: rtc::shared::error::Error| RtcError::Internal(format!("interceptors: {e}"));
     let registry = nack(media_engine);
     chain::configure_simulcast_extension_headers(media_engine).map_err(failed)?;

@@ -14,11 +14,12 @@ use rtc::shared::marshal::MarshalSize;
 use tokio::sync::watch;
 
 use crate::congestion::Estimate;
+use crate::jitter::LONGEST_WAIT;
 use crate::packet_hook::PacketHook;
 
-/// A resend later than this after the original is past any receiver's wait for it (ours waits
-/// at most 600 ms from the gap, see `jitter`).
-const USEFUL_FOR: Duration = Duration::from_millis(800);
+/// A resend later than this after the original is past the receiver's wait for it (measured
+/// from the gap, which is noticed a little after the original was sent).
+const USEFUL_FOR: Duration = Duration::from_millis(LONGEST_WAIT.as_millis() as u64 + 200);
 /// Resends may use at most this share of the estimate, over the last second.
 const SHARE_OF_ESTIMATE: f64 = 0.3;
 const WINDOW: Duration = Duration::from_secs(1);

@@ -250,9 +250,8 @@ async fn data_channel_throughput() -> f64 {
     received as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9) / 1e6
 }
 
-/// A 720p30 call for `seconds`: capture -> decoder output latency from the pattern's stamps, and the
-/// process CPU (both peers, both directions of nothing else) per second.
-/// What one one-way test-pattern call delivered, measured at the receiver's decoder output.
+/// What one one-way test-pattern call delivered, measured at the receiver's decoder output:
+/// capture -> decoder output latency from the pattern's stamps, and the process CPU (both peers).
 #[derive(serde::Serialize)]
 struct CallFigures {
     latency_p50_ms: f64,
@@ -270,8 +269,7 @@ struct CallFigures {
     packets_late: u64,
     plis_sent: u64,
     keyframes_encoded: u64,
-    /// Every second: the sender's congestion-control estimate and its sent rate (kbit/s), and
-    /// the width it encodes at.
+    /// Every second: the sender's estimate with its halves, what it sent and what arrived.
     estimates_kbps: Vec<TracePoint>,
     /// Frames decoded in each second of the call.
     frames_per_second: Vec<u32>,
