@@ -66,6 +66,12 @@ impl Ladder {
         RUNGS[self.rung]
     }
 
+    fn step_to(&mut self, rung: usize, now: Instant) {
+        self.rung = rung;
+        self.changed_at = Some(now);
+        self.affordable_since = None;
+    }
+
     /// The rung to send at now, given the video's share of the estimate and the source.
     pub(crate) fn follow(
         &mut self,
@@ -93,15 +99,11 @@ impl Ladder {
             .is_none_or(|at| now.duration_since(at) >= STEP_DOWN_AFTER);
         let below = self.rung + 1;
         if below < RUNGS.len() && usable(below) && bpp(self.rung) < STEP_DOWN_BPP && settled {
-            self.rung = below;
-            self.changed_at = Some(now);
-            self.affordable_since = None;
+            self.step_to(below, now);
         } else if self.rung > 0 && bpp(self.rung - 1) >= STEP_UP_BPP {
             let since = *self.affordable_since.get_or_insert(now);
             if now.duration_since(since) >= STEP_UP_AFTER {
-                self.rung -= 1;
-                self.changed_at = Some(now);
-                self.affordable_since = None;
+                self.step_to(self.rung - 1, now);
             }
         } else {
             self.affordable_since = None;
