@@ -380,17 +380,22 @@ pub async fn join_call(
     let settings = state.settings();
     let hub = state.hub.clone();
     let (camera_choice, microphone_choice) = (settings.camera.clone(), settings.microphone.clone());
+    let voice = state.voice.clone();
     let (video, audio) = blocking(move || {
         let video = media::open_camera(camera_choice.as_deref())
             .map_err(|e| tracing::info!("no camera for the call: {e}"))
             .ok();
-        let audio = media::open_microphone(microphone_choice.as_deref())
+        let audio = media::open_microphone(microphone_choice.as_deref(), &voice)
             .map_err(|e| tracing::info!("no microphone for the call: {e}"))
             .ok();
         Ok((video, audio))
     })
     .await?;
-    let sink = AppSink::new(state.hub.clone(), settings.speaker.as_deref());
+    let sink = AppSink::new(
+        state.hub.clone(),
+        settings.speaker.as_deref(),
+        state.voice.clone(),
+    );
     let status = CallStatus {
         room_id,
         microphone: audio.is_some(),
@@ -471,7 +476,8 @@ async fn send_microphone(
     handle: &CallHandle,
     choice: Option<String>,
 ) -> CommandResult<()> {
-    let source = blocking(move || media::open_microphone(choice.as_deref())).await?;
+    let voice = state.voice.clone();
+    let source = blocking(move || media::open_microphone(choice.as_deref(), &voice)).await?;
     handle.use_audio(media::audio_once(source)).await?;
     handle.set_microphone_enabled(true);
     if let Some(call) = state.call.lock().await.as_mut() {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use parlor_client::call_session::{AudioMaker, MediaSink, VideoMaker};
 use parlor_media::source::VideoConstraints;
+use parlor_media::voice::VoiceSettings;
 use parlor_media::{AudioFrame, AudioSource, MediaError, VideoFrame, VideoSource};
 use parlor_protocol::UserId;
 
@@ -71,9 +72,50 @@ pub fn open_camera(choice: Option<&str>) -> Result<Box<dyn VideoSource>, MediaEr
     }
 }
 
-/// Opens the chosen microphone (none: the system default).
-pub fn open_microphone(choice: Option<&str>) -> Result<Box<dyn AudioSource>, MediaError> {
+/// The microphone's voice processing for the whole app: the speaker feeds it what it plays
+/// (the echo to cancel) and every microphone opened passes through it. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct Voice {
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    processor: Option<parlor_media::voice::VoiceProcessor>,
+}
+
+impl Voice {
+    pub fn new(settings: VoiceSettings) -> Voice {
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        {
+            let processor = parlor_media::voice::VoiceProcessor::new(settings)
+                .map_err(|e| {
+                    tracing::warn!("no voice processing ({e}): the microphone is sent as it is")
+                })
+                .ok();
+            Voice { processor }
+        }
+        #[cfg(any(target_os = "android", target_os = "ios"))]
+        {
+            let _ = settings;
+            Voice {}
+        }
+    }
+
+    /// Applies changed settings at once, mid-call too.
+    pub fn set(&self, settings: VoiceSettings) {
+        #[cfg(not(any(target_os = "android", target_os = "ios")))]
+        if let Some(processor) = &self.processor {
+            processor.set_settings(settings);
+        }
+        #[cfg(any(target_os = "android", target_os = "ios"))]
+        let _ = settings;
+    }
+}
+
+/// Opens the chosen microphone (none: the system default), through the voice processing.
+pub fn open_microphone(
+    choice: Option<&str>,
+    voice: &Voice,
+) -> Result<Box<dyn AudioSource>, MediaError> {
     if choice == Some(TEST_TONE) {
+        // A synthetic tone has no room and no noise; noise suppression would only eat it.
         return Ok(Box::new(parlor_media::tone::Tone::new(
             TEST_TONE_HZ,
             1,
@@ -82,13 +124,15 @@ pub fn open_microphone(choice: Option<&str>) -> Result<Box<dyn AudioSource>, Med
     }
     #[cfg(not(any(target_os = "android", target_os = "ios")))]
     {
-        Ok(Box::new(parlor_media::audio_io::Microphone::open(
-            choice, 1,
-        )?))
+        let microphone = Box::new(parlor_media::audio_io::Microphone::open(choice, 1)?);
+        Ok(match &voice.processor {
+            Some(processor) => Box::new(processor.wrap(microphone)?),
+            None => microphone,
+        })
     }
     #[cfg(any(target_os = "android", target_os = "ios"))]
     {
-        let _ = choice;
+        let _ = (choice, voice);
         Err(no_device("microphone"))
     }
 }
@@ -125,6 +169,7 @@ pub fn audio_once(source: Box<dyn AudioSource>) -> AudioMaker {
 pub struct AppSink {
     hub: Arc<VideoHub>,
     playout: Mutex<Playout>,
+    voice: Voice,
 }
 
 #[derive(Default)]
@@ -138,10 +183,12 @@ struct Playout {
 }
 
 impl AppSink {
-    pub fn new(hub: Arc<VideoHub>, speaker: Option<&str>) -> Arc<AppSink> {
+    /// `voice` hears what the speaker plays, to take it out of the microphone.
+    pub fn new(hub: Arc<VideoHub>, speaker: Option<&str>, voice: Voice) -> Arc<AppSink> {
         let sink = Arc::new(AppSink {
             hub,
             playout: Mutex::default(),
+            voice,
         });
         sink.use_speaker(speaker);
         sink
@@ -156,7 +203,10 @@ impl AppSink {
         #[cfg(not(any(target_os = "android", target_os = "ios")))]
         {
             playout.speaker = match parlor_media::audio_io::Speaker::open(choice) {
-                Ok(speaker) => Some(speaker),
+                Ok(speaker) => {
+                    speaker.set_echo_reference(self.voice.processor.clone());
+                    Some(speaker)
+                }
                 Err(e) => {
                     tracing::warn!("no speaker ({e}): call audio will not be played");
                     None

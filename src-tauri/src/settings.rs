@@ -17,6 +17,43 @@ pub struct Settings {
     pub speaker: Option<String>,
     /// A camera id, `test-pattern`, or none for the first camera found.
     pub camera: Option<String>,
+    /// What is done to the microphone's sound before it is sent.
+    pub voice: VoiceProcessing,
+}
+
+/// The microphone's processing, each part on unless turned off (as in the browsers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VoiceProcessing {
+    pub echo_cancellation: bool,
+    pub noise_suppression: bool,
+    pub auto_gain_control: bool,
+}
+
+impl Default for VoiceProcessing {
+    fn default() -> Self {
+        parlor_media::voice::VoiceSettings::default().into()
+    }
+}
+
+impl From<parlor_media::voice::VoiceSettings> for VoiceProcessing {
+    fn from(s: parlor_media::voice::VoiceSettings) -> Self {
+        VoiceProcessing {
+            echo_cancellation: s.echo_cancellation,
+            noise_suppression: s.noise_suppression,
+            auto_gain_control: s.auto_gain_control,
+        }
+    }
+}
+
+impl From<VoiceProcessing> for parlor_media::voice::VoiceSettings {
+    fn from(v: VoiceProcessing) -> Self {
+        parlor_media::voice::VoiceSettings {
+            echo_cancellation: v.echo_cancellation,
+            noise_suppression: v.noise_suppression,
+            auto_gain_control: v.auto_gain_control,
+        }
+    }
 }
 
 pub struct SettingsFile {
@@ -106,6 +143,30 @@ mod tests {
                 .as_deref(),
             Some("/tmp/ca.pem"),
             "PARLOR_CA_FILE fills a missing CA file"
+        );
+    }
+
+    #[test]
+    fn voice_processing_is_on_unless_turned_off_part_by_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SettingsFile::new(dir.path());
+        // A settings file from before these settings existed.
+        std::fs::write(dir.path().join("settings.json"), r#"{"language":"ko"}"#).unwrap();
+        let voice = file.load(None, None).voice;
+        assert!(voice.echo_cancellation && voice.noise_suppression && voice.auto_gain_control);
+        std::fs::write(
+            dir.path().join("settings.json"),
+            r#"{"voice":{"noise_suppression":false}}"#,
+        )
+        .unwrap();
+        let voice = file.load(None, None).voice;
+        assert_eq!(
+            (
+                voice.echo_cancellation,
+                voice.noise_suppression,
+                voice.auto_gain_control
+            ),
+            (true, false, true)
         );
     }
 }

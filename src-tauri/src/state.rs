@@ -9,7 +9,7 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::Mutex;
 
-use crate::media::AppSink;
+use crate::media::{AppSink, Voice};
 use crate::secrets::TokenStore;
 use crate::settings::{Settings, SettingsFile};
 use crate::video::{VideoHub, VideoServer};
@@ -92,6 +92,8 @@ pub struct AppState {
     pub call: Mutex<Option<ActiveCall>>,
     pub hub: Arc<VideoHub>,
     pub video: VideoServer,
+    /// The microphone's voice processing, following `settings.voice`.
+    pub voice: Voice,
 }
 
 impl AppState {
@@ -105,6 +107,7 @@ impl AppState {
             .lock()
             .map_err(|_| CommandError::new("internal", "settings lock"))?;
         change(&mut settings);
+        self.voice.set(settings.voice.into());
         self.settings_file
             .save(&settings)
             .map_err(|e| CommandError::new("internal", format!("saving settings: {e}")))

@@ -37,6 +37,21 @@ fn goertzel_power(samples: &[i16], sample_rate: u32, frequency: f64) -> f64 {
     s1 * s1 + s2 * s2 - coeff * s1 * s2
 }
 
+/// How loud the `frequency` component of a mono signal is, in dB relative to a full-scale sine
+/// (0 dB: a sine of amplitude 32767). Far below any real signal for silence.
+pub fn tone_level_db(samples: &[i16], sample_rate: u32, frequency: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    // A sine of amplitude A over N samples has Goertzel power (A·N/2)².
+    let amplitude = 2.0
+        * goertzel_power(samples, sample_rate, frequency)
+            .max(0.0)
+            .sqrt()
+        / samples.len() as f64;
+    20.0 * (amplitude.max(1e-6) / i16::MAX as f64).log10()
+}
+
 /// Root mean square of a signal.
 pub fn rms(samples: &[i16]) -> f64 {
     if samples.is_empty() {
@@ -110,6 +125,20 @@ mod tests {
             assert!((found - hz).abs() < 2.0, "{hz} Hz found as {found}");
         }
         assert_eq!(dominant_frequency(&[0; 4800], 48_000, 100.0, 4000.0), None);
+    }
+
+    #[test]
+    fn tone_level_reads_a_sine_s_amplitude_and_ignores_other_frequencies() {
+        // Tone plays at 0.3 of full scale: -10.5 dB.
+        let mut tone = Tone::unpaced(440.0, 1, Duration::from_millis(20)).unwrap();
+        let samples: Vec<i16> = (0..50).flat_map(|_| tone.render().samples).collect();
+        let level = tone_level_db(&samples, 48_000, 440.0);
+        assert!((level - 20.0 * 0.3f64.log10()).abs() < 0.2, "{level}");
+        let half: Vec<i16> = samples.iter().map(|&s| s / 2).collect();
+        let drop = level - tone_level_db(&half, 48_000, 440.0);
+        assert!((drop - 6.02).abs() < 0.1, "{drop}");
+        assert!(tone_level_db(&samples, 48_000, 1000.0) < level - 40.0);
+        assert!(tone_level_db(&[0; 960], 48_000, 440.0) < -100.0);
     }
 
     #[test]

@@ -139,9 +139,8 @@ fn choose_config(
     let format = best.sample_format();
     let buffer = *best.buffer_size();
     let mut config = best.with_sample_rate(rate).config();
-    // Output asks for 20 ms periods: a sound server's default can be seconds per request,
-    // far more than the jitter buffer holds. (Input keeps the default: PulseAudio's record
-    // side with a one-period queue failed to start here.)
+    // 20 ms periods: a sound server's default can be seconds per request, far more than the
+    // jitter buffer holds (output) or a call can wait for (input).
     if fixed_period {
         let period = rate / 50;
         config.buffer_size = match buffer {
@@ -171,6 +170,9 @@ fn remix(input: &[i16], from: usize, to: usize, out: &mut Vec<i16>) {
 
 struct Captured {
     samples: VecDeque<i16>,
+    /// When the newest queued sample was captured (wall clock): frames are stamped from it,
+    /// which is what echo cancellation lines them up with the speaker by.
+    newest_captured_at: Duration,
     error: Option<String>,
 }
 
@@ -209,33 +211,27 @@ fn wait_started(
     }
 }
 
-/// A microphone as an [`AudioSource`]: 48 kHz, 20 ms frames, mono or stereo.
-pub struct Microphone {
-    shared: Arc<(Mutex<Captured>, Condvar)>,
-    channels: u16,
+type CaptureShared = Arc<(Mutex<Captured>, Condvar)>;
+
+/// A capture stream running on its own thread.
+struct CaptureThread {
+    shared: CaptureShared,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    id: String,
-    name: String,
 }
 
-impl Microphone {
-    /// Opens a microphone by id (`None`: the default one).
-    pub fn open(id: Option<&str>, channels: u16) -> Result<Self, MediaError> {
-        if !(1..=2).contains(&channels) {
-            return Err(MediaError::Unsupported(format!("{channels} channels")));
-        }
-        let device = find(true, id)?;
-        let device_id = device.id().map(|i| i.to_string()).unwrap_or_default();
-        let name = device.to_string();
-        let configs = device
-            .supported_input_configs()
-            .map_err(|e| busy("microphone", &device_id, e))?;
-        let (config, format) = choose_config(configs, channels, false)
-            .ok_or_else(|| MediaError::Unsupported(format!("no usable input format on {name}")))?;
+impl CaptureThread {
+    fn start(
+        device: cpal::Device,
+        config: StreamConfig,
+        format: SampleFormat,
+        channels: u16,
+        device_id: &str,
+    ) -> Result<CaptureThread, MediaError> {
         let shared = Arc::new((
             Mutex::new(Captured {
                 samples: VecDeque::new(),
+                newest_captured_at: wall_clock(),
                 error: None,
             }),
             Condvar::new(),
@@ -243,7 +239,7 @@ impl Microphone {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), MediaError>>();
         let (thread_shared, thread_stop, thread_id) =
-            (shared.clone(), stop.clone(), device_id.clone());
+            (shared.clone(), stop.clone(), device_id.to_owned());
         let thread = std::thread::Builder::new()
             .name("parlor-microphone".into())
             .spawn(move || {
@@ -258,13 +254,17 @@ impl Microphone {
                 };
                 let data_shared = thread_shared.clone();
                 let mut remixed = Vec::new();
-                let mut push = move |samples: &[i16]| {
+                let mut push = move |samples: &[i16], info: &cpal::InputCallbackInfo| {
+                    let timestamp = info.timestamp();
+                    let newest = wall_clock()
+                        .saturating_sub(timestamp.callback.duration_since(timestamp.capture));
                     remixed.clear();
                     remix(samples, device_channels, channels as usize, &mut remixed);
                     let converted = resampler.process(&remixed);
                     let (lock, ready) = &*data_shared;
                     let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
                     state.samples.extend(converted);
+                    state.newest_captured_at = newest;
                     // Keep at most a second: a consumer that stopped pulling must not grow memory.
                     let cap = SAMPLE_RATE as usize * channels as usize;
                     if state.samples.len() > cap {
@@ -284,12 +284,12 @@ impl Microphone {
                         let mut buffer = Vec::new();
                         device.build_input_stream::<f32, _, _>(
                             config,
-                            move |data: &[f32], _| {
+                            move |data: &[f32], info: &cpal::InputCallbackInfo| {
                                 buffer.clear();
                                 buffer.extend(
                                     data.iter().map(|&s| (s.clamp(-1.0, 1.0) * 32767.0) as i16),
                                 );
-                                push(&buffer);
+                                push(&buffer, info);
                             },
                             on_error,
                             None,
@@ -297,7 +297,7 @@ impl Microphone {
                     }
                     _ => device.build_input_stream::<i16, _, _>(
                         config,
-                        move |data: &[i16], _| push(data),
+                        move |data: &[i16], info: &cpal::InputCallbackInfo| push(data, info),
                         on_error,
                         None,
                     ),
@@ -305,12 +305,85 @@ impl Microphone {
                 keep_running(stream, "microphone", &thread_id, &ready_tx, &thread_stop);
             })
             .map_err(MediaError::Io)?;
-        wait_started(&ready_rx, "microphone", &device_id)?;
-        Ok(Microphone {
+        let capture = CaptureThread {
             shared,
-            channels,
             stop,
             thread: Some(thread),
+        };
+        wait_started(&ready_rx, "microphone", device_id)?;
+        Ok(capture)
+    }
+
+    /// Whether at least `samples` arrived within `wait`.
+    fn delivers(&self, samples: usize, wait: Duration) -> bool {
+        let (lock, ready) = &*self.shared;
+        let state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (state, _) = ready
+            .wait_timeout_while(state, wait, |s| {
+                s.samples.len() < samples && s.error.is_none()
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        state.samples.len() >= samples
+    }
+}
+
+impl Drop for CaptureThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A microphone as an [`AudioSource`]: 48 kHz, 20 ms frames, mono or stereo.
+pub struct Microphone {
+    capture: CaptureThread,
+    channels: u16,
+    id: String,
+    name: String,
+}
+
+impl Microphone {
+    /// Opens a microphone by id (`None`: the default one).
+    ///
+    /// It asks for 20 ms periods: left to choose, PulseAudio hands a recording over in
+    /// fragments of up to 2 s, which is 2 s added to the call's delay and more than echo
+    /// cancellation can line up. A source that will not run that way (PulseAudio's sine
+    /// source stalls) is reopened with the server's default.
+    pub fn open(id: Option<&str>, channels: u16) -> Result<Self, MediaError> {
+        if !(1..=2).contains(&channels) {
+            return Err(MediaError::Unsupported(format!("{channels} channels")));
+        }
+        let device = find(true, id)?;
+        let device_id = device.id().map(|i| i.to_string()).unwrap_or_default();
+        let name = device.to_string();
+        let configs = device
+            .supported_input_configs()
+            .map_err(|e| busy("microphone", &device_id, e))?;
+        let (config, format) = choose_config(configs, channels, true)
+            .ok_or_else(|| MediaError::Unsupported(format!("no usable input format on {name}")))?;
+        let one_frame = crate::opus_codec::FRAME_SAMPLES * channels as usize;
+        let low_latency =
+            CaptureThread::start(device.clone(), config, format, channels, &device_id)
+                .ok()
+                .filter(|c| c.delivers(one_frame, Duration::from_secs(1)));
+        let capture = match low_latency {
+            Some(capture) => capture,
+            None => {
+                let config = StreamConfig {
+                    buffer_size: cpal::BufferSize::Default,
+                    ..config
+                };
+                tracing_free_log(&format!(
+                    "{name} does not record in 20 ms periods; using its default buffering"
+                ));
+                CaptureThread::start(device, config, format, channels, &device_id)?
+            }
+        };
+        Ok(Microphone {
+            capture,
+            channels,
             id: device_id,
             name,
         })
@@ -332,7 +405,7 @@ impl AudioSource for Microphone {
 
     fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
         let need = crate::opus_codec::FRAME_SAMPLES * self.channels as usize;
-        let (lock, ready) = &*self.shared;
+        let (lock, ready) = &*self.capture.shared;
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         while state.samples.len() < need {
@@ -349,10 +422,15 @@ impl AudioSource for Microphone {
                 .0;
         }
         let samples: Vec<i16> = state.samples.drain(..need).collect();
+        // The newest sample was captured at `newest_captured_at`; this frame ends where the
+        // samples still queued begin.
+        let per_second = SAMPLE_RATE as f64 * self.channels as f64;
+        let queued = Duration::from_secs_f64(state.samples.len() as f64 / per_second);
+        let length = Duration::from_secs_f64(need as f64 / per_second);
         Ok(AudioFrame {
             channels: self.channels,
             samples,
-            captured_at: wall_clock(),
+            captured_at: state.newest_captured_at.saturating_sub(queued + length),
         })
     }
 
@@ -361,18 +439,12 @@ impl AudioSource for Microphone {
     }
 }
 
-impl Drop for Microphone {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A speaker playing the mix of any number of remote streams.
 pub struct Speaker {
     mixer: Arc<Mutex<Mixer>>,
+    /// Where the mix goes besides the device: the echo canceller's far end.
+    #[cfg(feature = "voice-processing")]
+    echo_reference: Arc<Mutex<Option<crate::voice::VoiceProcessor>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     id: String,
@@ -428,21 +500,33 @@ impl Speaker {
             )));
         }
         let mixer = Arc::new(Mutex::new(Mixer::default()));
+        #[cfg(feature = "voice-processing")]
+        let echo_reference = Arc::new(Mutex::new(None::<crate::voice::VoiceProcessor>));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), MediaError>>();
         let (thread_mixer, thread_stop, thread_id) =
             (mixer.clone(), stop.clone(), device_id.clone());
+        #[cfg(feature = "voice-processing")]
+        let thread_reference = echo_reference.clone();
         let thread = std::thread::Builder::new()
             .name("parlor-speaker".into())
             .spawn(move || {
                 let channels = config.channels as usize;
                 let mut stereo: Vec<i16> = Vec::new();
-                let mut render = move |frames: usize| -> Vec<i16> {
+                let mut render = move |frames: usize, latency: Duration| -> Vec<i16> {
                     stereo.resize(frames * 2, 0);
                     thread_mixer
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .render(&mut stereo);
+                    #[cfg(feature = "voice-processing")]
+                    if let Some(reference) =
+                        &*thread_reference.lock().unwrap_or_else(|p| p.into_inner())
+                    {
+                        reference.far_end(&stereo, latency);
+                    }
+                    #[cfg(not(feature = "voice-processing"))]
+                    let _ = latency;
                     let mut out = Vec::with_capacity(frames * channels);
                     remix(&stereo, 2, channels.min(2), &mut out);
                     if channels > 2 {
@@ -462,8 +546,8 @@ impl Speaker {
                 let stream = match format {
                     SampleFormat::F32 => device.build_output_stream::<f32, _, _>(
                         config,
-                        move |data: &mut [f32], _| {
-                            let mixed = render(data.len() / channels);
+                        move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                            let mixed = render(data.len() / channels, output_latency(info));
                             for (o, s) in data.iter_mut().zip(mixed) {
                                 *o = s as f32 / 32768.0;
                             }
@@ -473,8 +557,8 @@ impl Speaker {
                     ),
                     _ => device.build_output_stream::<i16, _, _>(
                         config,
-                        move |data: &mut [i16], _| {
-                            let mixed = render(data.len() / channels);
+                        move |data: &mut [i16], info: &cpal::OutputCallbackInfo| {
+                            let mixed = render(data.len() / channels, output_latency(info));
                             data.copy_from_slice(&mixed[..data.len()]);
                         },
                         on_error,
@@ -487,6 +571,8 @@ impl Speaker {
         wait_started(&ready_rx, "speaker", &device_id)?;
         Ok(Speaker {
             mixer,
+            #[cfg(feature = "voice-processing")]
+            echo_reference,
             stop,
             thread: Some(thread),
             id: device_id,
@@ -495,6 +581,15 @@ impl Speaker {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Hands everything this speaker plays to `processor` as its echo reference (none: stop).
+    #[cfg(feature = "voice-processing")]
+    pub fn set_echo_reference(&self, processor: Option<crate::voice::VoiceProcessor>) {
+        *self
+            .echo_reference
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = processor;
     }
 
     /// A new stream in the mix, e.g. one per remote participant.
@@ -518,6 +613,12 @@ impl Drop for Speaker {
             let _ = thread.join();
         }
     }
+}
+
+/// How long until what this callback writes is heard.
+fn output_latency(info: &cpal::OutputCallbackInfo) -> Duration {
+    let timestamp = info.timestamp();
+    timestamp.playback.duration_since(timestamp.callback)
 }
 
 /// This crate does not log through a framework; device errors on the audio thread go to stderr.

@@ -22,6 +22,7 @@ pub mod resample;
 pub mod scale;
 pub mod source;
 pub mod tone;
+pub mod voice;
 pub mod wav;
 pub mod y4m;
 

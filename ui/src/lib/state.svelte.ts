@@ -42,7 +42,14 @@ export type Dialog = 'create' | 'join' | 'direct' | 'settings' | 'rename' | 'add
 export const app = $state({
   ready: false,
   session: null as Session | null,
-  settings: { server: null, language: null, microphone: null, speaker: null, camera: null } as Settings,
+  settings: {
+    server: null,
+    language: null,
+    microphone: null,
+    speaker: null,
+    camera: null,
+    voice: { echo_cancellation: true, noise_suppression: true, auto_gain_control: true },
+  } as Settings,
   connection: { state: 'connecting' } as ConnectionState,
   rooms: [] as RoomView[],
   current: null as RoomId | null,

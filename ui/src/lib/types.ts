@@ -135,6 +135,14 @@ export interface Settings {
   microphone: string | null;
   speaker: string | null;
   camera: string | null;
+  /** What is done to the microphone's sound before it is sent; each part on by default. */
+  voice: VoiceProcessing;
+}
+
+export interface VoiceProcessing {
+  echo_cancellation: boolean;
+  noise_suppression: boolean;
+  auto_gain_control: boolean;
 }
 
 /// Per participant, what the quality badge is computed from.

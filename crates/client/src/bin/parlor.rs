@@ -111,6 +111,10 @@ enum Command {
         /// Record the audio of the first participant heard to this WAV file.
         #[arg(long)]
         record_audio: Option<PathBuf>,
+        /// Send the microphone as it is, without noise suppression and gain control (there is
+        /// no echo to cancel: `parlor call` plays nothing).
+        #[arg(long)]
+        raw_microphone: bool,
     },
     /// List microphones, speakers and cameras (no server needed).
     Devices,
@@ -576,11 +580,12 @@ async fn call(
         relay_only,
         record_video,
         record_audio,
+        raw_microphone,
     } = &cli.command
     else {
         unreachable!("only called for `call`")
     };
-    let mut options = call_options(video, audio, *bind)?;
+    let mut options = call_options(video, audio, *bind, *raw_microphone)?;
     if *relay_only {
         options.rtc.ice_transport_policy = parlor_rtc::IceTransportPolicy::Relay;
     }
@@ -647,11 +652,29 @@ async fn call(
     Ok(())
 }
 
+/// Opens a microphone, with noise suppression and gain control unless `raw`.
+fn microphone(
+    id: Option<&str>,
+    raw: bool,
+) -> Result<Box<dyn parlor_media::AudioSource>, parlor_media::MediaError> {
+    use parlor_media::voice::{VoiceProcessor, VoiceSettings};
+    let microphone = Box::new(parlor_media::audio_io::Microphone::open(id, 1)?);
+    if raw {
+        return Ok(microphone);
+    }
+    let settings = VoiceSettings {
+        echo_cancellation: false,
+        ..VoiceSettings::default()
+    };
+    Ok(Box::new(VoiceProcessor::new(settings)?.wrap(microphone)?))
+}
+
 /// Turns `--video` and `--audio` into source factories (each link's sender shares them).
 fn call_options(
     video: &str,
     audio: &str,
     bind: Option<std::net::IpAddr>,
+    raw_microphone: bool,
 ) -> Result<parlor_client::call_session::CallOptions, Failure> {
     use parlor_media::source::VideoConstraints;
     let video: Option<VideoMaker> = match video {
@@ -706,18 +729,10 @@ fn call_options(
                     as Box<dyn parlor_media::AudioSource>)
             }))
         }
-        "mic" => Some(Box::new(|| {
-            Ok(Box::new(parlor_media::audio_io::Microphone::open(None, 1)?)
-                as Box<dyn parlor_media::AudioSource>)
-        })),
+        "mic" => Some(Box::new(move || microphone(None, raw_microphone))),
         other if other.starts_with("mic:") => {
             let id = other[4..].to_owned();
-            Some(Box::new(move || {
-                Ok(
-                    Box::new(parlor_media::audio_io::Microphone::open(Some(&id), 1)?)
-                        as Box<dyn parlor_media::AudioSource>,
-                )
-            }))
+            Some(Box::new(move || microphone(Some(&id), raw_microphone)))
         }
         other => {
             return Err(fail(

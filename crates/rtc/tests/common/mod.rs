@@ -2,6 +2,8 @@
 //! side applies, as a signaling server would relay it.
 #![allow(dead_code)]
 
+pub mod sound;
+
 use std::time::Duration;
 
 use parlor_rtc::{PeerConnection, PeerEvent, RtcClient, RtcConfig};

@@ -1,0 +1,439 @@
+//! Voice processing for a microphone: echo cancellation, noise suppression and automatic gain
+//! control, through WebRTC's audio processing module (`webrtc-audio-processing`, built from
+//! source by its `bundled` feature).
+//!
+//! Echo cancellation needs the far end: whatever the speaker plays is handed to
+//! [`VoiceProcessor::far_end`] as it is mixed, and the microphone's frames pass through
+//! [`VoiceProcessor::process`]. The two meet inside the module, which subtracts its estimate
+//! of the speaker's sound from the microphone. It must be told how far apart the two are
+//! (render → speaker → room → microphone → processing); the module's own delay search only
+//! reaches about 100 ms, so the delay is measured from the devices' timestamps instead (what
+//! Chromium does) and passed in.
+
+/// The track constraints `echoCancellation`, `noiseSuppression` and `autoGainControl` of
+/// WebRTC's `getUserMedia`, each on by default as in the browsers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoiceSettings {
+    pub echo_cancellation: bool,
+    pub noise_suppression: bool,
+    pub auto_gain_control: bool,
+}
+
+impl Default for VoiceSettings {
+    fn default() -> Self {
+        VoiceSettings {
+            echo_cancellation: true,
+            noise_suppression: true,
+            auto_gain_control: true,
+        }
+    }
+}
+
+impl VoiceSettings {
+    /// Everything off: the microphone's samples pass untouched.
+    pub const OFF: VoiceSettings = VoiceSettings {
+        echo_cancellation: false,
+        noise_suppression: false,
+        auto_gain_control: false,
+    };
+
+    pub fn any(&self) -> bool {
+        self.echo_cancellation || self.noise_suppression || self.auto_gain_control
+    }
+}
+
+#[cfg(feature = "voice-processing")]
+pub use processing::{ProcessedSource, VoiceProcessor};
+
+#[cfg(feature = "voice-processing")]
+mod processing {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use webrtc_audio_processing as apm;
+
+    use super::VoiceSettings;
+    use crate::frame::wall_clock;
+    use crate::{AudioFrame, AudioSource, MediaError, SAMPLE_RATE};
+
+    /// The module works on 10 ms blocks.
+    const BLOCK: usize = apm::NUM_SAMPLES_PER_FRAME as usize;
+    const BLOCK_DURATION: Duration = Duration::from_millis(10);
+    /// The far end is the speaker's mix, always stereo.
+    const RENDER_CHANNELS: usize = 2;
+    /// The module refuses delays beyond this (and clamps to it).
+    const MAX_STREAM_DELAY_MS: i32 = 500;
+    /// A measured delay moves by a few ms from block to block; reconfiguring for each wiggle
+    /// would be wasted work, and the (extended) echo filter covers far more than this.
+    const DELAY_STEP_MS: i32 = 10;
+
+    /// One processing module shared by a speaker (the far end) and a microphone (the near
+    /// end). Cloning shares it.
+    #[derive(Clone)]
+    pub struct VoiceProcessor {
+        shared: Arc<Shared>,
+    }
+
+    struct Shared {
+        render: Mutex<RenderSide>,
+        capture: Mutex<CaptureSide>,
+        /// How long the speaker's newest block takes from being mixed to being heard, in µs.
+        render_latency_us: AtomicU64,
+    }
+
+    struct RenderSide {
+        processor: apm::Processor,
+        /// Interleaved stereo not yet a whole block.
+        pending: Vec<f32>,
+        echo_cancellation: bool,
+    }
+
+    struct CaptureSide {
+        processor: apm::Processor,
+        settings: VoiceSettings,
+        /// The delay the module was last told, in ms.
+        stream_delay_ms: Option<i32>,
+        block: Vec<f32>,
+    }
+
+    fn module_config(settings: VoiceSettings, stream_delay_ms: Option<i32>) -> apm::Config {
+        apm::Config {
+            echo_cancellation: settings.echo_cancellation.then_some(apm::EchoCancellation {
+                suppression_level: apm::EchoCancellationSuppressionLevel::Moderate,
+                // A longer filter is more forgiving of a delay measured a little wrong.
+                enable_extended_filter: true,
+                enable_delay_agnostic: stream_delay_ms.is_none(),
+                stream_delay_ms,
+            }),
+            noise_suppression: settings.noise_suppression.then_some(apm::NoiseSuppression {
+                suppression_level: apm::NoiseSuppressionLevel::Moderate,
+            }),
+            gain_control: settings.auto_gain_control.then_some(apm::GainControl {
+                mode: apm::GainControlMode::AdaptiveDigital,
+                target_level_dbfs: 3,
+                compression_gain_db: 9,
+                enable_limiter: true,
+            }),
+            voice_detection: None,
+            enable_transient_suppressor: false,
+            // Hum and DC offset go with any processing, as in Chromium.
+            enable_high_pass_filter: settings.any(),
+        }
+    }
+
+    fn to_float(samples: &[i16], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend(samples.iter().map(|&s| s as f32 / 32768.0));
+    }
+
+    fn to_i16(sample: f32) -> i16 {
+        (sample * 32768.0)
+            .round()
+            .clamp(i16::MIN as f32, i16::MAX as f32) as i16
+    }
+
+    fn module_error(e: apm::Error) -> MediaError {
+        MediaError::Codec(format!("audio processing: {e}"))
+    }
+
+    impl VoiceProcessor {
+        /// A processor for a mono microphone.
+        pub fn new(settings: VoiceSettings) -> Result<Self, MediaError> {
+            let processor = apm::Processor::new(&apm::InitializationConfig {
+                num_capture_channels: 1,
+                num_render_channels: RENDER_CHANNELS as i32,
+                enable_experimental_agc: false,
+                enable_intelligibility_enhancer: false,
+            })
+            .map_err(module_error)?;
+            let mut capture = processor.clone();
+            capture.set_config(module_config(settings, None));
+            Ok(VoiceProcessor {
+                shared: Arc::new(Shared {
+                    render: Mutex::new(RenderSide {
+                        processor,
+                        pending: Vec::with_capacity(BLOCK * RENDER_CHANNELS * 2),
+                        echo_cancellation: settings.echo_cancellation,
+                    }),
+                    capture: Mutex::new(CaptureSide {
+                        processor: capture,
+                        settings,
+                        stream_delay_ms: None,
+                        block: Vec::with_capacity(BLOCK),
+                    }),
+                    render_latency_us: AtomicU64::new(0),
+                }),
+            })
+        }
+
+        pub fn settings(&self) -> VoiceSettings {
+            self.shared
+                .capture
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .settings
+        }
+
+        /// Turns each part on or off, at once (mid-call too).
+        pub fn set_settings(&self, settings: VoiceSettings) {
+            let mut capture = self
+                .shared
+                .capture
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if capture.settings == settings {
+                return;
+            }
+            capture.settings = settings;
+            let delay = capture.stream_delay_ms;
+            capture.processor.set_config(module_config(settings, delay));
+            drop(capture);
+            self.shared
+                .render
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .echo_cancellation = settings.echo_cancellation;
+        }
+
+        /// The speaker's mix (interleaved stereo), as it is handed to the device; `latency` is
+        /// how long until it is heard.
+        pub fn far_end(&self, stereo: &[i16], latency: Duration) {
+            self.shared
+                .render_latency_us
+                .store(latency.as_micros() as u64, Ordering::Relaxed);
+            let mut render = self.shared.render.lock().unwrap_or_else(|p| p.into_inner());
+            if !render.echo_cancellation {
+                render.pending.clear();
+                return;
+            }
+            let RenderSide {
+                processor, pending, ..
+            } = &mut *render;
+            pending.extend(stereo.iter().map(|&s| s as f32 / 32768.0));
+            let whole = pending.len() / (BLOCK * RENDER_CHANNELS) * (BLOCK * RENDER_CHANNELS);
+            for block in pending[..whole].chunks_exact_mut(BLOCK * RENDER_CHANNELS) {
+                // A failure here only weakens the echo estimate for 10 ms; the speaker's own
+                // output is untouched, so there is nothing to report it to.
+                let _ = processor.process_render_frame(block);
+            }
+            pending.drain(..whole);
+        }
+
+        /// Processes a mono microphone frame in place. Its `captured_at` (the capture time of
+        /// its first sample) places it against the far end.
+        pub fn process(&self, frame: &mut AudioFrame) -> Result<(), MediaError> {
+            if frame.channels != 1 {
+                return Err(MediaError::Unsupported(format!(
+                    "voice processing of {} channels",
+                    frame.channels
+                )));
+            }
+            let mut capture = self
+                .shared
+                .capture
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !capture.settings.any() {
+                return Ok(());
+            }
+            let render_latency =
+                Duration::from_micros(self.shared.render_latency_us.load(Ordering::Relaxed));
+            let CaptureSide {
+                processor,
+                settings,
+                stream_delay_ms,
+                block,
+            } = &mut *capture;
+            let now = wall_clock();
+            for (index, samples) in frame.samples.chunks_exact_mut(BLOCK).enumerate() {
+                if settings.echo_cancellation {
+                    let block_end = frame.captured_at + BLOCK_DURATION * (index as u32 + 1);
+                    let delay = render_latency + now.saturating_sub(block_end);
+                    let measured = (delay.as_millis() as i32).min(MAX_STREAM_DELAY_MS);
+                    if stream_delay_ms.is_none_or(|d| (d - measured).abs() >= DELAY_STEP_MS) {
+                        *stream_delay_ms = Some(measured);
+                        processor.set_config(module_config(*settings, Some(measured)));
+                    }
+                }
+                to_float(samples, block);
+                processor
+                    .process_capture_frame(block)
+                    .map_err(module_error)?;
+                for (out, &processed) in samples.iter_mut().zip(block.iter()) {
+                    *out = to_i16(processed);
+                }
+            }
+            Ok(())
+        }
+
+        /// A source whose frames pass through this processor.
+        pub fn wrap(&self, source: Box<dyn AudioSource>) -> Result<ProcessedSource, MediaError> {
+            if source.channels() != 1 {
+                return Err(MediaError::Unsupported(format!(
+                    "voice processing of {} channels ({})",
+                    source.channels(),
+                    source.describe()
+                )));
+            }
+            let samples =
+                source.frame_duration().as_micros() as u64 * SAMPLE_RATE as u64 / 1_000_000;
+            if samples == 0 || !samples.is_multiple_of(BLOCK as u64) {
+                return Err(MediaError::Unsupported(format!(
+                    "voice processing of {:?} frames",
+                    source.frame_duration()
+                )));
+            }
+            Ok(ProcessedSource {
+                inner: source,
+                processor: self.clone(),
+            })
+        }
+    }
+
+    /// A microphone with voice processing applied.
+    pub struct ProcessedSource {
+        inner: Box<dyn AudioSource>,
+        processor: VoiceProcessor,
+    }
+
+    impl AudioSource for ProcessedSource {
+        fn channels(&self) -> u16 {
+            1
+        }
+
+        fn frame_duration(&self) -> Duration {
+            self.inner.frame_duration()
+        }
+
+        fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
+            let mut frame = self.inner.next_frame()?;
+            self.processor.process(&mut frame)?;
+            Ok(frame)
+        }
+
+        fn describe(&self) -> String {
+            let s = self.processor.settings();
+            let on: Vec<&str> = [
+                (s.echo_cancellation, "echo cancellation"),
+                (s.noise_suppression, "noise suppression"),
+                (s.auto_gain_control, "gain control"),
+            ]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+            if on.is_empty() {
+                self.inner.describe()
+            } else {
+                format!("{} with {}", self.inner.describe(), on.join(", "))
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Deterministic noise, low-passed: a far end with no period, so the echo filter cannot
+        /// match it by phase alone the way it could a tone.
+        fn noise(len: usize, seed: u32) -> Vec<i16> {
+            let (mut state, mut low) = (seed, 0f32);
+            (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let white = (state >> 8) as f32 / 16_777_216.0 - 0.5;
+                    low = 0.9 * low + 0.1 * white;
+                    (low * 3.0 * 32767.0 * 0.3) as i16
+                })
+                .collect()
+        }
+
+        fn rms_db(samples: &[i16]) -> f64 {
+            20.0 * (crate::analysis::rms(samples).max(1e-3) / 32768.0).log10()
+        }
+
+        /// Plays `far` through the "speaker" and hears it back `echo_delay` later at half
+        /// strength, with time running as fast as the module can go. Returns the processed
+        /// near end.
+        fn echo_room(
+            settings: VoiceSettings,
+            far: &[i16],
+            echo_delay: Duration,
+            render_latency: Duration,
+        ) -> Vec<i16> {
+            let processor = VoiceProcessor::new(settings).unwrap();
+            let delay = (echo_delay.as_micros() as usize * 48) / 1000;
+            let mut out = Vec::new();
+            let frame = 960;
+            // Capture times are set so the measured delay is `echo_delay` (the module's clock
+            // is only ever read as "now minus capture time").
+            let capture_lag = echo_delay.saturating_sub(render_latency);
+            for (n, chunk) in far.chunks_exact(frame).enumerate() {
+                let stereo: Vec<i16> = chunk.iter().flat_map(|&s| [s, s]).collect();
+                processor.far_end(&stereo, render_latency);
+                let start = n * frame;
+                let mut near = AudioFrame {
+                    channels: 1,
+                    samples: (start..start + frame)
+                        .map(|i| if i >= delay { far[i - delay] / 2 } else { 0 })
+                        .collect(),
+                    captured_at: wall_clock()
+                        .saturating_sub(capture_lag + Duration::from_millis(20)),
+                };
+                processor.process(&mut near).unwrap();
+                out.extend(near.samples);
+            }
+            out
+        }
+
+        #[test]
+        fn echo_cancellation_removes_the_far_end_at_delays_past_its_own_search() {
+            let far = noise(48_000 * 6, 7);
+            let echo_only = VoiceSettings {
+                echo_cancellation: true,
+                ..VoiceSettings::OFF
+            };
+            for delay_ms in [60, 250] {
+                let delay = Duration::from_millis(delay_ms);
+                let render = Duration::from_millis(40);
+                let untouched = echo_room(VoiceSettings::OFF, &far, delay, render);
+                let cancelled = echo_room(echo_only, &far, delay, render);
+                // Judge the last three seconds, once the filter has converged.
+                let tail = 48_000 * 3..;
+                let (before, after) = (rms_db(&untouched[tail.clone()]), rms_db(&cancelled[tail]));
+                assert!(
+                    before - after >= 20.0,
+                    "{delay_ms} ms: echo at {before:.1} dBFS without, {after:.1} dBFS with"
+                );
+            }
+        }
+
+        #[test]
+        fn everything_off_passes_samples_through_unchanged() {
+            let processor = VoiceProcessor::new(VoiceSettings::OFF).unwrap();
+            let samples = noise(960, 3);
+            let mut frame = AudioFrame {
+                channels: 1,
+                samples: samples.clone(),
+                captured_at: wall_clock(),
+            };
+            processor.process(&mut frame).unwrap();
+            assert_eq!(frame.samples, samples);
+        }
+
+        #[test]
+        fn stereo_is_refused_with_a_reason() {
+            let processor = VoiceProcessor::new(VoiceSettings::default()).unwrap();
+            let mut stereo = AudioFrame {
+                channels: 2,
+                samples: vec![0; 1920],
+                captured_at: wall_clock(),
+            };
+            let error = processor.process(&mut stereo).unwrap_err().to_string();
+            assert!(error.contains("2 channels"), "{error}");
+            let tone = crate::tone::Tone::new(440.0, 2, Duration::from_millis(20)).unwrap();
+            let error = processor.wrap(Box::new(tone)).err().unwrap().to_string();
+            assert!(error.contains("2 channels"), "{error}");
+        }
+    }
+}
