@@ -176,8 +176,23 @@ pub fn encode_reply(id: u64, reply: &Reply) -> String {
     encode(Some(id), reply)
 }
 
+/// An error frame always has an `id` member: the request's, or `null` when the request could
+/// not be read (the document promises this; a frame without `id` would read as an event).
+#[derive(Serialize)]
+struct OutgoingError<'a> {
+    v: u32,
+    id: Option<u64>,
+    #[serde(flatten)]
+    body: ErrorTag<'a>,
+}
+
 pub fn encode_error(id: Option<u64>, error: &ErrorBody) -> String {
-    encode(id, &ErrorTag::Error(error))
+    let frame = OutgoingError {
+        v: PROTOCOL_VERSION,
+        id,
+        body: ErrorTag::Error(error),
+    };
+    serde_json::to_string(&frame).expect("protocol types always serialize")
 }
 
 pub fn encode_event(event: &Event) -> String {
@@ -188,6 +203,26 @@ pub fn encode_event(event: &Event) -> String {
 mod tests {
     use super::*;
     use crate::*;
+
+    #[test]
+    fn error_frames_always_carry_an_id_member() {
+        let error = ErrorBody {
+            code: ErrorCode::Invalid,
+            message: "not JSON".into(),
+        };
+        let unreadable: Value = serde_json::from_str(&encode_error(None, &error)).unwrap();
+        assert_eq!(unreadable.get("id"), Some(&Value::Null), "{unreadable}");
+        let answered: Value = serde_json::from_str(&encode_error(Some(4), &error)).unwrap();
+        assert_eq!(answered["id"], 4);
+        assert!(matches!(
+            decode_server_frame(&encode_error(None, &error)).unwrap(),
+            ServerFrame::Error { id: None, .. }
+        ));
+        // Events still have none.
+        let event: Value =
+            serde_json::from_str(&encode_event(&Event::RoomDeleted { room_id: 3 })).unwrap();
+        assert_eq!(event.get("id"), None, "{event}");
+    }
 
     #[test]
     fn request_round_trips_through_text() {
