@@ -62,14 +62,25 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let mut write = options.connect().await.map_err(open_err)?;
+        // Migrations run without foreign keys, on a connection of their own: rebuilding a
+        // table (SQLite's way to change one) drops it, and with foreign keys on, dropping a
+        // table deletes, cascading, every row that references it. The pragma cannot change
+        // inside the transaction each migration runs in, so it is set when connecting.
+        let mut migrating = options
+            .clone()
+            .foreign_keys(false)
+            .connect()
+            .await
+            .map_err(open_err)?;
         sqlx::migrate!("../migrations/server")
-            .run(&mut write)
+            .run(&mut migrating)
             .await
             .map_err(|source| OpenError::Migrate {
                 path: shown.clone(),
                 source,
             })?;
+        migrating.close().await.map_err(open_err)?;
+        let write = options.connect().await.map_err(open_err)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))

@@ -313,8 +313,107 @@ pub async fn mark_read(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::store::{create_user, Store};
+
     #[test]
     fn like_wildcards_in_queries_match_literally() {
         assert_eq!(super::escape_like(r"50%_off\"), r"50\%\_off\\");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_room_s_id_is_never_given_to_another_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("server.db")).await.unwrap();
+        let mut w = store.writer().await;
+        let ann = create_user(&mut w, "ann", "Ann", "hash", 0).await.unwrap();
+        let older = create_room(&mut w, ann.id, "one", RoomKind::Public, 0)
+            .await
+            .unwrap();
+        let newest = create_room(&mut w, ann.id, "two", RoomKind::Public, 0)
+            .await
+            .unwrap();
+        delete_room(&mut w, newest.id).await.unwrap();
+        let next = create_room(&mut w, ann.id, "three", RoomKind::Public, 0)
+            .await
+            .unwrap();
+        assert!(
+            older.id < newest.id && newest.id < next.id,
+            "ids {} {} {}",
+            older.id,
+            newest.id,
+            next.id
+        );
+    }
+
+    /// A database made before ids were protected keeps every row and reference through the
+    /// upgrade, and from then on does not reuse ids either.
+    #[tokio::test]
+    async fn the_upgrade_keeps_rows_and_references() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let mut old = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        let mut first_only = sqlx::migrate!("../migrations/server");
+        first_only.migrations = first_only.migrations.iter().take(1).cloned().collect();
+        first_only.run(&mut old).await.unwrap();
+        for statement in [
+            "INSERT INTO users VALUES (1, 'ann', 'Ann', 'h', 0), (2, 'bob', 'Bob', 'h', 0)",
+            "INSERT INTO sessions VALUES (1, 2, x'00', 0, 99, NULL)",
+            "INSERT INTO rooms VALUES (1, 'one', 'public', 1, NULL, 1, 0),
+                                      (2, 'two', 'private', 1, NULL, 0, 0)",
+            "INSERT INTO memberships VALUES (1, 1, 0, 0), (1, 2, 1, 0), (2, 1, 0, 0)",
+            "INSERT INTO timeline VALUES (1, 1, 'message', 2, 'c-1', NULL, 'hi', 0, NULL, NULL)",
+            // The newest room was deleted before the upgrade: that id can no longer be known.
+            "DELETE FROM rooms WHERE id = 2",
+        ] {
+            sqlx::query(statement).execute(&mut old).await.unwrap();
+        }
+        old.close().await.unwrap();
+
+        let store = Store::open(&path).await.unwrap();
+        let members: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT room_id, user_id FROM memberships ORDER BY 1, 2")
+                .fetch_all(store.reader())
+                .await
+                .unwrap();
+        assert_eq!(
+            members,
+            vec![(1, 1), (1, 2)],
+            "room 2's membership went with it"
+        );
+        let text: String = sqlx::query_scalar("SELECT text FROM timeline WHERE room_id = 1")
+            .fetch_one(store.reader())
+            .await
+            .unwrap();
+        assert_eq!(text, "hi");
+        let broken: i64 = sqlx::query_scalar("SELECT count(*) FROM pragma_foreign_key_check")
+            .fetch_one(store.reader())
+            .await
+            .unwrap();
+        assert_eq!(broken, 0);
+        let mut w = store.writer().await;
+        let three = create_room(&mut w, 1, "three", RoomKind::Public, 0)
+            .await
+            .unwrap();
+        delete_room(&mut w, three.id).await.unwrap();
+        let four = create_room(&mut w, 1, "four", RoomKind::Public, 0)
+            .await
+            .unwrap();
+        assert!(four.id > three.id, "{} after {}", four.id, three.id);
+        // Deleting a user's room must still cascade: the references point at the new tables.
+        let cascaded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE room_id = ?")
+                .bind(three.id)
+                .fetch_one(store.reader())
+                .await
+                .unwrap();
+        assert_eq!(cascaded, 0);
     }
 }
