@@ -102,11 +102,8 @@ async fn read_loop(
     let settings = &service.settings;
     let auth_deadline = Instant::now() + settings.auth_timeout;
     let mut idle_deadline = Instant::now() + settings.idle_timeout;
-    let mut bucket = TokenBucket::new(
-        settings.rate_burst,
-        Duration::from_secs_f64(1.0 / settings.rate_per_sec as f64),
-        std::time::Instant::now(),
-    );
+    let (burst, refill) = service.request_rate();
+    let mut bucket = TokenBucket::new(burst, refill, std::time::Instant::now());
     let mut refused_in_a_row = 0u32;
 
     loop {
@@ -156,7 +153,13 @@ async fn read_loop(
             .frames_received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
-        if !bucket.try_take(std::time::Instant::now()) {
+        let now = std::time::Instant::now();
+        let allowed = bucket.try_take(now)
+            && state
+                .identity
+                .as_ref()
+                .is_none_or(|i| service.user_may_request(i.user.id, now));
+        if !allowed {
             refused_in_a_row += 1;
             if refused_in_a_row >= settings.rate_abuse_limit {
                 return Some(CLOSE_RATE_ABUSE);

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::credentials;
 use crate::error::{Error, Result};
+use crate::hub::TokenBucket;
 use crate::hub::{CloseReason, ConnId, Hub, HubConfig, Output, Relay, SessionId};
 use crate::metrics::Metrics;
 use crate::store::{self, now_millis, Store};
@@ -123,6 +124,9 @@ pub struct Service {
     /// Password hashing is CPU- and memory-heavy (argon2id: 19 MiB each) and reachable before
     /// authentication, so at most one hash per core runs at a time; the rest queue.
     hashing: tokio::sync::Semaphore,
+    /// The request rate of each signed-in user, across all their sockets: a per-socket bucket
+    /// alone starts full again on every reconnect (57 reconnects in 3 s stored 5,663 messages).
+    user_rates: Mutex<HashMap<parlor_protocol::UserId, TokenBucket>>,
 }
 
 impl Service {
@@ -157,7 +161,27 @@ impl Service {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            user_rates: Mutex::default(),
         })
+    }
+
+    /// Takes one request from `user`'s bucket (the same size and rate as a socket's).
+    pub fn user_may_request(&self, user: parlor_protocol::UserId, now: Instant) -> bool {
+        let (burst, refill) = self.request_rate();
+        self.user_rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(user)
+            .or_insert_with(|| TokenBucket::new(burst, refill, now))
+            .try_take(now)
+    }
+
+    /// A bucket's burst and the time to refill one token.
+    pub fn request_rate(&self) -> (u32, std::time::Duration) {
+        (
+            self.settings.rate_burst,
+            std::time::Duration::from_secs_f64(1.0 / self.settings.rate_per_sec.max(1) as f64),
+        )
     }
 
     /// Runs `f` on the hub and delivers what it produced, all under the switchboard lock.

@@ -161,6 +161,47 @@ async fn flooding_gets_rate_limited_then_closed() {
     bob.request(parlor_protocol::Request::Ping).await.unwrap();
 }
 
+/// The bucket is the user's, not the socket's: reconnecting does not refill it.
+#[tokio::test]
+async fn reconnecting_does_not_reset_the_rate_limit() {
+    let server = TestServer::start(&["--rate-per-sec", "1", "--rate-burst", "10"]).await;
+    let ann = Client::register(&server, "ann").await;
+    let token = ann.token.clone().expect("a token");
+    let started = std::time::Instant::now();
+    let mut served = 0u32;
+    for socket in 0..5u64 {
+        let mut again = Client::resume(&server, &token).await;
+        for n in 0..10u64 {
+            let id = 1000 + socket * 100 + n;
+            again
+                .send_text(format!(r#"{{"v":1,"id":{id},"type":"ping"}}"#))
+                .await;
+        }
+        for _ in 0..10 {
+            match again.next_frame().await {
+                ServerFrame::Reply { .. } => served += 1,
+                ServerFrame::Error { error, .. } => {
+                    assert_eq!(error.code, ErrorCode::RateLimited)
+                }
+                ServerFrame::Event(_) => {}
+            }
+        }
+        again.close().await;
+    }
+    // One bucket: its burst, plus one a second for as long as this took. Five sockets with a
+    // bucket each would have served all 50.
+    let refilled = started.elapsed().as_secs() as u32 + 1;
+    assert!(
+        served <= 10 + refilled,
+        "{served} pings served in {:?}",
+        started.elapsed()
+    );
+    assert!(served >= 9, "the user's burst is still served ({served})");
+    // Another user has a bucket of their own.
+    let mut bob = Client::register(&server, "bob").await;
+    bob.request(parlor_protocol::Request::Ping).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_brief_burst_is_refused_but_not_punished() {
     let server = TestServer::start(&["--rate-per-sec", "20", "--rate-burst", "5"]).await;
