@@ -255,6 +255,12 @@ async fn write_loop(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .unwrap_or(CLOSE_SHUTDOWN);
+                // What is already queued (a reply, the event saying why) goes out first.
+                while let Ok(Outbound::Text(text)) = inbox.try_recv() {
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
                 let _ = sink.send(close(code, reason)).await;
                 break;
             }

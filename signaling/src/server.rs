@@ -48,6 +48,9 @@ struct AppState {
     tracker: TaskTracker,
 }
 
+/// How long sockets get to finish their requests and flush their replies at shutdown.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
+
 /// A server that is bound and ready; [`Server::run`] serves until the shutdown future resolves.
 pub struct Server {
     listener: TcpListener,
@@ -138,10 +141,19 @@ impl Server {
         tracing::info!("shutting down");
         drop(listener);
         drop(router);
+        // Each socket's reader sees this once the request it is handling (if any) is done, and
+        // closes with 1001 behind the replies already queued. Kicking the writers at once
+        // dropped those replies: messages stored but never acknowledged. Only a socket still
+        // open after the drain (a peer that stopped reading) is kicked.
         state.shutdown.cancel();
-        state.service.kick_all(CLOSE_SHUTDOWN);
         state.tracker.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), state.tracker.wait()).await;
+        if tokio::time::timeout(SHUTDOWN_DRAIN, state.tracker.wait())
+            .await
+            .is_err()
+        {
+            state.service.kick_all(CLOSE_SHUTDOWN);
+            let _ = tokio::time::timeout(Duration::from_secs(3), state.tracker.wait()).await;
+        }
         let _ = timer.await;
         match Arc::try_unwrap(state.service) {
             Ok(service) => service.store.close().await,

@@ -4,7 +4,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use parlor_protocol::Request;
+use parlor_protocol::{Reply, Request, ServerFrame};
 
 #[tokio::test]
 async fn prints_its_real_address_and_serves_health_on_it() {
@@ -37,6 +37,57 @@ async fn sigterm_closes_sockets_with_going_away_and_flushes_the_database() {
         .await
         .unwrap();
     assert_eq!(text, "flushed");
+}
+
+/// Every message stored before a SIGTERM was acknowledged: queued replies go out before the
+/// socket's close frame, and a request being handled finishes first.
+#[tokio::test]
+async fn sigterm_acknowledges_every_message_it_stored() {
+    let mut server = TestServer::start(&["--rate-per-sec", "1000", "--rate-burst", "1000"]).await;
+    let mut ann = Client::register(&server, "ann").await;
+    let room = create_room(&mut ann, "r", true).await;
+    // Pipelined, as a client flushing its outbox does: none waits for its reply.
+    for n in 0..300u64 {
+        let request = Request::SendMessage {
+            room_id: room,
+            client_id: format!("c-{n}"),
+            text: format!("message {n}"),
+        };
+        ann.send_text(parlor_protocol::encode_request(Some(10_000 + n), &request))
+            .await;
+    }
+    let db = server.db.clone();
+    let read_replies = async {
+        let mut acknowledged = std::collections::HashSet::new();
+        while let Ok(frame) = ann.next_frame_or_close().await {
+            if let ServerFrame::Reply {
+                reply: Reply::MessageSent { message, .. },
+                ..
+            } = frame
+            {
+                acknowledged.insert(message.client_id);
+            }
+        }
+        acknowledged
+    };
+    let ((), acknowledged) = tokio::join!(server.stop(), read_replies);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT client_id FROM timeline")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let unacknowledged: Vec<&String> = stored
+        .iter()
+        .filter(|c| !acknowledged.contains(*c))
+        .collect();
+    assert!(
+        unacknowledged.is_empty(),
+        "{} of {} stored messages were never acknowledged: {unacknowledged:?}",
+        unacknowledged.len(),
+        stored.len()
+    );
 }
 
 #[tokio::test]
