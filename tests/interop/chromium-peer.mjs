@@ -2,6 +2,10 @@
 // {"chromium": {...page stats...}, "ours": {...parlor-rtc-peer result...}}.
 //
 //   node chromium-peer.mjs --chromium-role offer|answer --peer PATH [--duration SECS]
+//                          [--receive-only]
+//
+// --receive-only: Chromium sends nothing (answerer only), for one-way calls into it. The report
+// has Chromium's decoded video frames in each second (`frames_per_second`).
 //
 // Meant to run inside a loopback-only network namespace (unshare -n); it contacts nothing but
 // 127.0.0.1.
@@ -22,6 +26,8 @@ function option(name, fallback) {
 const chromiumRole = option('chromium-role');
 const peerPath = option('peer');
 const duration = Number(option('duration', '4'));
+const receiveOnly = process.argv.includes('--receive-only');
+if (receiveOnly && chromiumRole !== 'answer') throw new Error('--receive-only needs --chromium-role answer');
 const ourRole = chromiumRole === 'offer' ? 'answer' : 'offer';
 const here = dirname(fileURLToPath(import.meta.url));
 const page_html = readFileSync(join(here, 'page.html'));
@@ -66,7 +72,7 @@ try {
   });
   await page.exposeFunction('sendSignal', (line) => { peer.stdin.write(line + '\n'); });
   await page.goto(url);
-  await page.evaluate((role) => window.start(role), chromiumRole);
+  await page.evaluate(([role, only]) => window.start(role, only), [chromiumRole, receiveOnly]);
   pageReady = true;
   for (const line of early.splice(0)) deliver(line);
 
@@ -74,9 +80,19 @@ try {
     page.waitForFunction(() => window.isConnected(), null, { polling: 50, timeout: 30000 }),
     deadline(31000, 'Chromium connecting'),
   ]);
-  // Both sides run for `duration` seconds from connecting; read Chromium's view just before ours ends.
-  await new Promise((r) => setTimeout(r, Math.max(500, duration * 1000 - 800)));
+  // Both sides run for `duration` seconds from connecting; read Chromium's view just before
+  // ours ends, counting its decoded frames second by second on the way.
+  const framesPerSecond = [];
+  let decodedBefore = 0;
+  const seconds = Math.max(1, Math.floor(duration - 0.8));
+  for (let second = 0; second < seconds; second++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const decoded = await page.evaluate(() => window.videoFramesDecoded());
+    framesPerSecond.push(decoded - decodedBefore);
+    decodedBefore = decoded;
+  }
   const chromiumReport = await page.evaluate(() => window.report());
+  chromiumReport.frames_per_second = framesPerSecond;
   await Promise.race([oursDone, deadline(30000, 'parlor-rtc-peer result')]);
   process.stdout.write(JSON.stringify({ chromium: chromiumReport, ours }) + '\n');
 } catch (e) {

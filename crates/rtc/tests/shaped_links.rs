@@ -1,7 +1,10 @@
-//! Calls across shaped links: a 640x480 one-way call (`parlor-rtc-bench --link-call`) inside a
-//! network namespace whose loopback `scripts/shaped-link.sh` shapes like a real link.
+//! Calls across shaped links, inside a network namespace whose loopback `scripts/shaped-link.sh`
+//! shapes like a real link: a 640x480 one-way call between two Parlor peers
+//! (`parlor-rtc-bench --link-call`), and the same from `parlor-rtc-peer` into Debian's Chromium
+//! (`tests/interop/chromium-peer.mjs --receive-only`).
 //!
-//! Needs root (for `unshare -n`), `tc` and `nft` — the README's test command installs them.
+//! Needs root (for `unshare -n`), `tc`, `nft`, `chromium` and `npm ci` in tests/interop — the
+//! README's test command provides them.
 //! What is checked is function, not speed: video keeps arriving, the estimate comes under a
 //! cap, what is sent stays under it, and the estimate climbs again when the link widens. The
 //! figures themselves are printed, and compared with Chromium in the benchmark.
@@ -56,8 +59,7 @@ fn per_second(figures: &Value, key: &str) -> Vec<f64> {
 }
 
 /// Video arrives in every 2-second window from `from` on.
-fn video_keeps_arriving(profile: &str, figures: &Value, from: usize) {
-    let frames = per_second(figures, "frames");
+fn video_keeps_arriving(profile: &str, frames: &[f64], from: usize) {
     for (window, pair) in frames[from..].chunks(2).enumerate() {
         let count: f64 = pair.iter().sum();
         assert!(
@@ -68,24 +70,26 @@ fn video_keeps_arriving(profile: &str, figures: &Value, from: usize) {
     }
 }
 
-/// What arrives stays under `cap_kbps` over every two consecutive seconds from `from` on (the
-/// trace's `received`: RTP payload the receiver got each second, a little less than what the
-/// link carried; single seconds wobble with the sampling and the token bucket's burst).
-fn sent_stays_under(profile: &str, figures: &Value, from: usize, cap_kbps: f64) {
-    let received = per_second(figures, "received");
-    for (second, pair) in received[from..].windows(2).enumerate() {
-        let kbps = (pair[0] + pair[1]) / 2.0;
+/// `kbps` (one figure a second) stays under `cap_kbps` over every two consecutive seconds from
+/// `from` on (single seconds wobble with the sampling and the token bucket's burst).
+fn stays_under(profile: &str, what: &str, kbps: &[f64], from: usize, cap_kbps: f64) {
+    for (second, pair) in kbps[from..].windows(2).enumerate() {
+        let average = (pair[0] + pair[1]) / 2.0;
         assert!(
-            kbps <= cap_kbps,
-            "{profile}: {kbps} kbit/s over seconds {}-{} on a {cap_kbps} kbit/s link: {received:?}",
+            average <= cap_kbps,
+            "{profile}: {what} {average} kbit/s over seconds {}-{} on a {cap_kbps} kbit/s link: {kbps:?}",
             from + second,
             from + second + 1
         );
     }
 }
 
-fn estimate_comes_under(profile: &str, figures: &Value, seconds: std::ops::Range<usize>, cap: f64) {
-    let estimate = per_second(figures, "estimate");
+fn estimate_comes_under(
+    profile: &str,
+    estimate: &[f64],
+    seconds: std::ops::Range<usize>,
+    cap: f64,
+) {
     let seconds = seconds.start..seconds.end.min(estimate.len());
     assert!(
         estimate[seconds.clone()].iter().any(|&kbps| kbps <= cap),
@@ -93,17 +97,43 @@ fn estimate_comes_under(profile: &str, figures: &Value, seconds: std::ops::Range
     );
 }
 
+/// The estimate after `after` is at least twice its lowest during `narrow`.
+fn estimate_climbs_back(
+    profile: &str,
+    estimate: &[f64],
+    narrow: std::ops::Range<usize>,
+    after: usize,
+) {
+    let lowest = estimate[narrow]
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let highest = estimate[after..].iter().copied().fold(0.0, f64::max);
+    assert!(
+        highest >= 2.0 * lowest,
+        "{profile}: the estimate did not climb after the link widened: {estimate:?}"
+    );
+}
+
 #[test]
 fn calls_hold_up_on_lossy_narrow_and_changing_links() {
     // 3 % of UDP packets lost each way.
     let figures = call("loss3", 15, &[]);
-    video_keeps_arriving("loss3", &figures, 5);
+    video_keeps_arriving("loss3", &per_second(&figures, "frames"), 5);
 
     // 600 kbit/s with a 300 ms queue, and the same loss.
     let figures = call("cap600-loss3", 20, &[]);
-    video_keeps_arriving("cap600-loss3", &figures, 5);
-    estimate_comes_under("cap600-loss3", &figures, 5..19, 600.0);
-    sent_stays_under("cap600-loss3", &figures, 5, 600.0);
+    video_keeps_arriving("cap600-loss3", &per_second(&figures, "frames"), 5);
+    estimate_comes_under(
+        "cap600-loss3",
+        &per_second(&figures, "estimate"),
+        5..19,
+        600.0,
+    );
+    // The trace's `received`: RTP payload the receiver got each second, a little less than
+    // what the link carried.
+    let received = per_second(&figures, "received");
+    stays_under("cap600-loss3", "arrived", &received, 5, 600.0);
 
     // 2 Mbit/s narrowed to 300 kbit/s from 8 s to 20 s of the namespace's life (the call's
     // own clock starts a second or two later), then 2 Mbit/s again.
@@ -112,16 +142,122 @@ fn calls_hold_up_on_lossy_narrow_and_changing_links() {
         30,
         &[("PARLOR_DROP_AT", "8"), ("PARLOR_DROP_FOR", "12")],
     );
-    video_keeps_arriving("drop300", &figures, 5);
-    estimate_comes_under("drop300", &figures, 8..19, 300.0);
+    video_keeps_arriving("drop300", &per_second(&figures, "frames"), 5);
     let estimate = per_second(&figures, "estimate");
-    let narrow = estimate[8..19]
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min);
-    let after = estimate[24..].iter().copied().fold(0.0, f64::max);
+    estimate_comes_under("drop300", &estimate, 8..19, 300.0);
+    estimate_climbs_back("drop300", &estimate, 8..19, 24);
+}
+
+/// A one-way call from `parlor-rtc-peer` into Chromium, second by second.
+struct IntoChromium {
+    /// Frames Chromium decoded in each second.
+    frames: Vec<f64>,
+    /// Our estimate and what we sent (all media), kbit/s.
+    estimate: Vec<f64>,
+    sent: Vec<f64>,
+}
+
+fn call_into_chromium(profile: &str, seconds: u64, env: &[(&str, &str)]) -> IntoChromium {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let interop = root.join("tests/interop");
     assert!(
-        after >= 2.0 * narrow,
-        "drop300: the estimate did not climb after the link widened: {estimate:?}"
+        interop.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci` in tests/interop (scripts/test.sh does)"
     );
+    let output = Command::new("timeout")
+        .arg((seconds + 90).to_string())
+        .arg(root.join("scripts/shaped-link.sh"))
+        .args([
+            profile,
+            "--",
+            "node",
+            "chromium-peer.mjs",
+            "--chromium-role",
+            "answer",
+        ])
+        .args([
+            "--receive-only",
+            "--peer",
+            env!("CARGO_BIN_EXE_parlor-rtc-peer"),
+        ])
+        .args(["--duration", &seconds.to_string()])
+        .current_dir(&interop)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run scripts/shaped-link.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{profile}: exit {:?}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .rfind(|line| line.starts_with('{'))
+        .unwrap_or_else(|| panic!("{profile}: no result in\n{stdout}"));
+    let result: Value = serde_json::from_str(line).expect("result JSON");
+    let numbers = |values: &Value| -> Vec<f64> {
+        values
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(0.0))
+            .collect()
+    };
+    let frames = numbers(&result["chromium"]["frames_per_second"]);
+    let ours = result["ours"]["per_second"].as_array().expect("per_second");
+    let estimate = ours
+        .iter()
+        .map(|s| s["estimate_kbps"].as_f64().unwrap_or(0.0))
+        .collect();
+    let sent = ours
+        .iter()
+        .map(|s| s["sent_kbps"].as_f64().unwrap_or(0.0))
+        .collect();
+    eprintln!(
+        "{profile} into Chromium: frames {frames:?}\nestimate {estimate:?}\nsent {sent:?}\n\
+         Chromium's inbound video: {}",
+        result["chromium"]["inbound"]["video"]
+    );
+    IntoChromium {
+        frames,
+        estimate,
+        sent,
+    }
+}
+
+#[test]
+fn calls_into_chromium_hold_up_on_lossy_narrow_and_changing_links() {
+    let call = call_into_chromium("loss3", 15, &[]);
+    video_keeps_arriving("loss3 into Chromium", &call.frames, 5);
+
+    let call = call_into_chromium("cap600-loss3", 20, &[]);
+    video_keeps_arriving("cap600-loss3 into Chromium", &call.frames, 5);
+    estimate_comes_under("cap600-loss3 into Chromium", &call.estimate, 5..19, 600.0);
+    stays_under("cap600-loss3 into Chromium", "sent", &call.sent, 5, 600.0);
+
+    // Chromium takes a few seconds to start inside the namespace before the call's clock
+    // starts: the drop is scheduled later than in the Parlor pair's test.
+    let call = drop300_into_chromium();
+    estimate_comes_under("drop300 into Chromium", &call.estimate, 8..22, 300.0);
+    estimate_climbs_back("drop300 into Chromium", &call.estimate, 8..22, 26);
+}
+
+fn drop300_into_chromium() -> IntoChromium {
+    call_into_chromium(
+        "drop300",
+        34,
+        &[("PARLOR_DROP_AT", "12"), ("PARLOR_DROP_FOR", "12")],
+    )
+}
+
+/// Known gap (issue 9): when the link narrows from 2 Mbit/s to 300 kbit/s, what is in flight
+/// overflows the 300 ms queue, and Chromium shows no frame for 1.5-4 s (two runs: 1.9 s in two
+/// freezes; four seconds without a frame). Parlor's own receiver rides the same drop.
+#[test]
+#[ignore = "known gap: Chromium freezes for up to 4 s when the link narrows sevenfold"]
+fn video_into_chromium_keeps_arriving_through_a_sudden_narrowing() {
+    let call = drop300_into_chromium();
+    video_keeps_arriving("drop300 into Chromium", &call.frames, 5);
 }

@@ -82,12 +82,22 @@ struct Outcome {
     audio_hz: Option<f64>,
     messages: Vec<String>,
     stats: Option<parlor_rtc::stats::CallStats>,
+    /// Every second from connecting: the congestion estimate and what was sent, kbit/s.
+    per_second: Vec<SecondSent>,
     error: Option<String>,
     /// Raw material for the summaries above, computed once when reporting.
     #[serde(skip)]
     latencies: Vec<f64>,
     #[serde(skip)]
     tone: ToneMeter,
+}
+
+#[derive(Serialize, Debug, Clone, Copy)]
+struct SecondSent {
+    estimate_kbps: Option<u32>,
+    /// All media (audio and video), as the senders measured it.
+    sent_kbps: u32,
+    video_width: u32,
 }
 
 type Shared<T> = Arc<Mutex<T>>;
@@ -269,6 +279,31 @@ async fn run(
                     outcome.lock().await.connected_ms = Some(ms_since(t0));
                     deadline =
                         Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.duration));
+                    let (trace_pc, trace_outcome) = (pc.clone(), outcome.clone());
+                    receivers.push(tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(Duration::from_secs(1));
+                        tick.tick().await;
+                        loop {
+                            tick.tick().await;
+                            let stats = trace_pc.stats().await;
+                            let second = SecondSent {
+                                estimate_kbps: stats.estimate.map(|e| e.target_bps / 1000),
+                                sent_kbps: (stats
+                                    .outbound
+                                    .iter()
+                                    .map(|o| o.bitrate_bps)
+                                    .sum::<f64>()
+                                    / 1000.0) as u32,
+                                video_width: stats
+                                    .outbound
+                                    .iter()
+                                    .map(|o| o.frame_width)
+                                    .max()
+                                    .unwrap_or(0),
+                            };
+                            trace_outcome.lock().await.per_second.push(second);
+                        }
+                    }));
                 }
                 if state == parlor_rtc::ConnectionState::Failed {
                     return Err("the connection failed".into());
