@@ -306,20 +306,45 @@ impl Hub {
         }
     }
 
-    /// A socket dropped: every call it was in starts the participant's grace period.
+    /// A socket dropped: every call it was in starts the participant's grace period, unless
+    /// the same session already has another socket (it reconnected before this one's drop was
+    /// noticed), which then takes the place back at once.
     pub(super) fn detach_from_calls(&mut self, conn: ConnId, user: UserId, now: Instant) {
         let grace = self.config.call_grace;
-        let mut affected = Vec::new();
+        // The user's other sockets, newest last, with their sessions.
+        let mut others: Vec<(ConnId, SessionId)> = self
+            .user_conns
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.conns.get(c).map(|info| (*c, info.session)))
+            .collect();
+        others.sort_unstable();
+        let mut detached = Vec::new();
+        let mut taken_over = Vec::new();
         for (room, call) in self.calls.iter_mut() {
             if let Some(p) = call.participants.get_mut(&user) {
                 if p.conn == Some(conn) {
-                    p.conn = None;
-                    p.grace_until = Some(now + grace);
-                    affected.push((*room, call.id.clone()));
+                    let successor = others
+                        .iter()
+                        .rev()
+                        .find(|(_, session)| *session == p.session)
+                        .map(|(c, _)| *c);
+                    match successor {
+                        Some(successor) => {
+                            p.conn = Some(successor);
+                            taken_over.push((*room, successor));
+                        }
+                        None => {
+                            p.conn = None;
+                            p.grace_until = Some(now + grace);
+                            detached.push((*room, call.id.clone()));
+                        }
+                    }
                 }
             }
         }
-        for (room, call_id) in affected {
+        for (room, call_id) in detached {
             self.broadcast(
                 room,
                 Event::CallParticipantDisconnected {
@@ -330,6 +355,28 @@ impl Hub {
                 None,
             );
         }
+        for (room, successor) in taken_over {
+            self.announce_resumed(room, user, successor);
+        }
+    }
+
+    /// Tells `conn` it holds `user`'s place in `room`'s call again, and the others that the
+    /// participant is back.
+    fn announce_resumed(&mut self, room: RoomId, user: UserId, conn: ConnId) {
+        let Some(info) = self.call_info(room) else {
+            return;
+        };
+        let call_id = info.call_id.clone();
+        self.send(vec![conn], Event::CallResumed { call: info });
+        self.broadcast(
+            room,
+            Event::CallParticipantReconnected {
+                room_id: room,
+                call_id,
+                user_id: user,
+            },
+            Some(conn),
+        );
     }
 
     /// A newly authenticated socket: the same session takes back any call place it holds;
@@ -352,27 +399,23 @@ impl Hub {
         for room in rooms {
             let call = self.calls.get_mut(&room).expect("filtered above");
             let resumed = match call.participants.get_mut(&user) {
-                Some(p) if p.session == session && p.grace_until.is_none_or(|t| now < t) => {
+                // Only a place whose socket is gone: a second live socket of the same session
+                // must not take a call over from the one still in it.
+                Some(p)
+                    if p.session == session
+                        && p.conn.is_none()
+                        && p.grace_until.is_some_and(|t| now < t) =>
+                {
                     p.conn = Some(conn);
                     p.grace_until = None;
                     true
                 }
                 _ => false,
             };
-            let call_id = call.id.clone();
-            let info = self.call_info(room).expect("call exists");
             if resumed {
-                self.send(vec![conn], Event::CallResumed { call: info });
-                self.broadcast(
-                    room,
-                    Event::CallParticipantReconnected {
-                        room_id: room,
-                        call_id,
-                        user_id: user,
-                    },
-                    Some(conn),
-                );
+                self.announce_resumed(room, user, conn);
             } else {
+                let info = self.call_info(room).expect("call exists");
                 self.send(vec![conn], Event::CallOngoing { call: info });
             }
         }

@@ -521,6 +521,74 @@ fn reconnecting_within_grace_keeps_the_call() {
 }
 
 #[test]
+fn a_second_live_socket_of_the_session_does_not_take_the_call_over() {
+    let mut h = Harness::new();
+    h.online(&[1, 2]);
+    h.hub.call_join(1, ROOM, 0).unwrap();
+    h.hub.call_join(2, ROOM, 0).unwrap();
+    h.drain();
+    // Session 2 opens another socket while socket 2 is still in the call.
+    h.hub.connect(202, 2, 2, h.at(1.0));
+    let out = h.drain();
+    assert!(
+        receivers_of(&out, |e| matches!(e, Event::CallResumed { .. })).is_empty(),
+        "{out:?}"
+    );
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallOngoing { .. })),
+        vec![202]
+    );
+    // The call still goes to the socket that joined it.
+    h.hub
+        .call_relay(1, ROOM, 2, Relay::Offer("offer".into()))
+        .unwrap();
+    assert_eq!(h.drain()[0].0, vec![2]);
+    h.hub
+        .call_relay(2, ROOM, 1, Relay::Answer("answer".into()))
+        .unwrap();
+    assert_eq!(h.drain()[0].0, vec![1]);
+}
+
+/// A client that reconnected before the server noticed its old socket die: when the old one
+/// goes, the new one takes the call place back at once, with no grace period in between.
+#[test]
+fn the_old_socket_dropping_hands_the_call_to_the_sessions_new_one() {
+    let mut h = Harness::new();
+    h.online(&[1, 2]);
+    h.hub.call_join(1, ROOM, 0).unwrap();
+    h.hub.call_join(2, ROOM, 0).unwrap();
+    h.hub.connect(202, 2, 2, h.at(1.0));
+    h.drain();
+    h.hub.disconnect(2, h.at(2.0));
+    let out = h.drain();
+    assert_eq!(
+        receivers_of(&out, |e| matches!(e, Event::CallResumed { .. })),
+        vec![202]
+    );
+    assert_eq!(
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::CallParticipantReconnected { user_id: 2, .. }
+        )),
+        vec![1]
+    );
+    assert!(
+        receivers_of(&out, |e| matches!(
+            e,
+            Event::CallParticipantDisconnected { .. }
+        ))
+        .is_empty(),
+        "{out:?}"
+    );
+    h.hub.handle_timeout(h.at(100.0));
+    assert_eq!(h.hub.call(ROOM).unwrap().participants.len(), 2);
+    h.hub
+        .call_relay(1, ROOM, 2, Relay::Offer("restart".into()))
+        .unwrap();
+    assert_eq!(h.drain()[0].0, vec![202]);
+}
+
+#[test]
 fn reconnecting_after_grace_only_sees_an_ongoing_call() {
     let mut h = Harness::new();
     h.online(&[1, 2]);
