@@ -13,15 +13,22 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Runs a call of `seconds` on `profile` and returns the bench's figures.
-fn call(profile: &str, seconds: u64, env: &[(&str, &str)]) -> Value {
+/// Runs `command` (in `dir`) inside a namespace shaped as `profile`, for at most `limit`
+/// seconds, and returns the last JSON line it printed.
+fn run_shaped(
+    profile: &str,
+    command: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+    limit: u64,
+) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/shaped-link.sh");
-    let limit = (seconds + 60).to_string();
     let output = Command::new("timeout")
-        .arg(limit)
+        .arg(limit.to_string())
         .arg(script)
-        .args([profile, "--", env!("CARGO_BIN_EXE_parlor-rtc-bench")])
-        .args(["--link-call", &seconds.to_string(), "--json"])
+        .args([profile, "--"])
+        .args(command)
+        .current_dir(dir)
         .envs(env.iter().copied())
         .output()
         .expect("run scripts/shaped-link.sh");
@@ -34,9 +41,17 @@ fn call(profile: &str, seconds: u64, env: &[(&str, &str)]) -> Value {
     );
     let line = stdout
         .lines()
-        .find(|line| line.starts_with('{'))
-        .unwrap_or_else(|| panic!("{profile}: no figures in\n{stdout}"));
-    let figures: Value = serde_json::from_str(line).expect("figures are JSON");
+        .rfind(|line| line.starts_with('{'))
+        .unwrap_or_else(|| panic!("{profile}: no JSON result in\n{stdout}"));
+    serde_json::from_str(line).expect("the result is JSON")
+}
+
+/// Runs a call of `seconds` on `profile` and returns the bench's figures.
+fn call(profile: &str, seconds: u64, env: &[(&str, &str)]) -> Value {
+    let seconds_arg = seconds.to_string();
+    let bench = env!("CARGO_BIN_EXE_parlor-rtc-bench");
+    let command = [bench, "--link-call", &seconds_arg, "--json"];
+    let figures = run_shaped(profile, &command, Path::new("."), env, seconds + 60);
     eprintln!("{profile}: {figures}");
     figures
 }
@@ -164,39 +179,19 @@ fn call_into_chromium(profile: &str, seconds: u64, env: &[(&str, &str)]) -> Into
         interop.join("node_modules/playwright-core").exists(),
         "playwright-core is missing: run `npm ci` in tests/interop (scripts/test.sh does)"
     );
-    let output = Command::new("timeout")
-        .arg((seconds + 90).to_string())
-        .arg(root.join("scripts/shaped-link.sh"))
-        .args([
-            profile,
-            "--",
-            "node",
-            "chromium-peer.mjs",
-            "--chromium-role",
-            "answer",
-        ])
-        .args([
-            "--receive-only",
-            "--peer",
-            env!("CARGO_BIN_EXE_parlor-rtc-peer"),
-        ])
-        .args(["--duration", &seconds.to_string()])
-        .current_dir(&interop)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run scripts/shaped-link.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{profile}: exit {:?}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = stdout
-        .lines()
-        .rfind(|line| line.starts_with('{'))
-        .unwrap_or_else(|| panic!("{profile}: no result in\n{stdout}"));
-    let result: Value = serde_json::from_str(line).expect("result JSON");
+    let seconds_arg = seconds.to_string();
+    let command = [
+        "node",
+        "chromium-peer.mjs",
+        "--chromium-role",
+        "answer",
+        "--receive-only",
+        "--peer",
+        env!("CARGO_BIN_EXE_parlor-rtc-peer"),
+        "--duration",
+        &seconds_arg,
+    ];
+    let result = run_shaped(profile, &command, &interop, env, seconds + 90);
     let numbers = |values: &Value| -> Vec<f64> {
         values
             .as_array()

@@ -120,15 +120,7 @@ impl Hub {
                     existing.grace_until = None;
                     let call_id = call.id.clone();
                     if was_away {
-                        self.broadcast(
-                            room,
-                            Event::CallParticipantReconnected {
-                                room_id: room,
-                                call_id,
-                                user_id: user,
-                            },
-                            Some(conn),
-                        );
+                        self.announce_reconnected(room, call_id, user, conn);
                     }
                     return Ok(self.call_info(room).expect("call exists"));
                 }
@@ -368,6 +360,11 @@ impl Hub {
         };
         let call_id = info.call_id.clone();
         self.send(vec![conn], Event::CallResumed { call: info });
+        self.announce_reconnected(room, call_id, user, conn);
+    }
+
+    /// Tells the room, except `conn`, that `user` is back in the call on `conn`.
+    fn announce_reconnected(&mut self, room: RoomId, call_id: String, user: UserId, conn: ConnId) {
         self.broadcast(
             room,
             Event::CallParticipantReconnected {
