@@ -16,6 +16,7 @@ mod congestion;
 mod data_channel;
 mod encoder_budget;
 mod error;
+pub mod freezes;
 mod jitter;
 mod keyframes;
 mod ladder;

@@ -274,6 +274,8 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
             samples_received: counters.samples_received,
             samples_concealed: counters.samples_concealed,
             plis_sent: counters.plis_sent,
+            freeze_count: counters.freezes,
+            total_freezes_duration: counters.freeze_time.as_secs_f64(),
         });
     }
     stats
@@ -340,4 +342,7 @@ pub struct InboundTrack {
     pub samples_received: u64,
     pub samples_concealed: u64,
     pub plis_sent: u64,
+    /// getStats' `freezeCount` and `totalFreezesDuration` (seconds), for video.
+    pub freeze_count: u64,
+    pub total_freezes_duration: f64,
 }

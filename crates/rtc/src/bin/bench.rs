@@ -260,8 +260,7 @@ struct CallFigures {
     cpu_percent: f64,
     frames: u64,
     fps: f64,
-    /// Freezes as Chromium's getStats counts them: a frame interval longer than
-    /// max(3 × the average interval, average + 150 ms).
+    /// Freezes as Chromium's getStats counts them (`parlor_rtc::freezes`).
     freezes: u64,
     freeze_seconds: f64,
     sent_kbps: f64,
@@ -394,13 +393,10 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
             *count += 1;
         }
     }
-    let intervals: Vec<f64> = arrivals
-        .windows(2)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
-        .collect();
-    let average = elapsed / intervals.len() as f64;
-    let threshold = (3.0 * average).max(average + 0.150);
-    let frozen: Vec<f64> = intervals.into_iter().filter(|&i| i > threshold).collect();
+    let mut freezes = parlor_rtc::freezes::FreezeCounter::default();
+    for &arrival in &arrivals {
+        freezes.frame(arrival);
+    }
     latencies.sort_by(|x, y| x.total_cmp(y));
     let p = |q: f64| {
         latencies
@@ -414,8 +410,8 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         cpu_percent: cpu,
         frames,
         fps: frames as f64 / elapsed,
-        freezes: frozen.len() as u64,
-        freeze_seconds: frozen.iter().fold(0.0, |total, i| total + i),
+        freezes: freezes.count,
+        freeze_seconds: freezes.total.as_secs_f64(),
         sent_kbps: (sent.bytes_encoded - sent_before.bytes_encoded) as f64 * 8.0 / elapsed / 1000.0,
         packets_lost: received.packets_lost - received_before.packets_lost,
         packets_late: received.packets_late - received_before.packets_late,
