@@ -1,6 +1,7 @@
 //! Data channels: text and binary messages, open/close events, and back-pressure (a `send`
 //! waits while more than the configured number of bytes are queued, instead of queueing
 //! without bound).
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -75,6 +76,10 @@ pub struct DataChannel {
     label: String,
     chunked: bool,
     events: Arc<Mutex<mpsc::UnboundedReceiver<DataChannelEvent>>>,
+    /// Closed or closing as far as this side knows: by `close`, or by an event saying so. The
+    /// library's own state follows later (its driver task applies a close), so without this a
+    /// send right after `close` could still succeed.
+    ended: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for DataChannel {
@@ -92,6 +97,8 @@ impl DataChannel {
         let guard = shared.tasks.enter();
         let closed = shared.closed.clone();
         let source = raw.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_by_event = ended.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let mut partial: Vec<u8> = Vec::new();
@@ -102,6 +109,7 @@ impl DataChannel {
                     _ = closed.cancelled() => None,
                 };
                 let Some(event) = event else {
+                    ended_by_event.store(true, Ordering::SeqCst);
                     let _ = tx.send(DataChannelEvent::Closed);
                     break;
                 };
@@ -150,6 +158,9 @@ impl DataChannel {
                     RawEvent::OnError => (DataChannelEvent::Error, false),
                     _ => continue,
                 };
+                if matches!(event, DataChannelEvent::Closing | DataChannelEvent::Closed) {
+                    ended_by_event.store(true, Ordering::SeqCst);
+                }
                 if tx.send(event).is_err() || last {
                     break;
                 }
@@ -160,7 +171,15 @@ impl DataChannel {
             label,
             chunked,
             events: Arc::new(Mutex::new(rx)),
+            ended,
         }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.ended.load(Ordering::SeqCst) {
+            return Err(RtcError::DataChannelClosed);
+        }
+        Ok(())
     }
 
     pub fn label(&self) -> &str {
@@ -182,6 +201,7 @@ impl DataChannel {
 
     /// Sends text; waits while the channel's send buffer is full.
     pub async fn send_text(&self, text: &str) -> Result<()> {
+        self.check_open()?;
         if self.chunked {
             return self.send_chunked(text.as_bytes(), TEXT).await;
         }
@@ -191,6 +211,7 @@ impl DataChannel {
 
     /// Sends binary data; waits while the channel's send buffer is full.
     pub async fn send_binary(&self, data: &[u8]) -> Result<()> {
+        self.check_open()?;
         if self.chunked {
             return self.send_chunked(data, 0).await;
         }
@@ -240,6 +261,7 @@ impl DataChannel {
     }
 
     pub async fn close(&self) -> Result<()> {
+        self.ended.store(true, Ordering::SeqCst);
         self.raw.close().await.map_err(closed_or_internal)
     }
 }
