@@ -65,7 +65,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     );
     let hub = Arc::new(VideoHub::default());
     let video = tauri::async_runtime::block_on(VideoServer::start(hub.clone(), page_origins()))?;
-    let voice = media::Voice::new(settings.voice.into());
+    let voice = media::Voice::new(settings.voice);
     app.manage(AppState {
         voice,
         tokens: Arc::new(TokenStore::new(&data_dir)),

@@ -18,42 +18,7 @@ pub struct Settings {
     /// A camera id, `test-pattern`, or none for the first camera found.
     pub camera: Option<String>,
     /// What is done to the microphone's sound before it is sent.
-    pub voice: VoiceProcessing,
-}
-
-/// The microphone's processing, each part on unless turned off (as in the browsers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct VoiceProcessing {
-    pub echo_cancellation: bool,
-    pub noise_suppression: bool,
-    pub auto_gain_control: bool,
-}
-
-impl Default for VoiceProcessing {
-    fn default() -> Self {
-        parlor_media::voice::VoiceSettings::default().into()
-    }
-}
-
-impl From<parlor_media::voice::VoiceSettings> for VoiceProcessing {
-    fn from(s: parlor_media::voice::VoiceSettings) -> Self {
-        VoiceProcessing {
-            echo_cancellation: s.echo_cancellation,
-            noise_suppression: s.noise_suppression,
-            auto_gain_control: s.auto_gain_control,
-        }
-    }
-}
-
-impl From<VoiceProcessing> for parlor_media::voice::VoiceSettings {
-    fn from(v: VoiceProcessing) -> Self {
-        parlor_media::voice::VoiceSettings {
-            echo_cancellation: v.echo_cancellation,
-            noise_suppression: v.noise_suppression,
-            auto_gain_control: v.auto_gain_control,
-        }
-    }
+    pub voice: parlor_media::voice::VoiceSettings,
 }
 
 pub struct SettingsFile {

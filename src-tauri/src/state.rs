@@ -107,7 +107,7 @@ impl AppState {
             .lock()
             .map_err(|_| CommandError::new("internal", "settings lock"))?;
         change(&mut settings);
-        self.voice.set(settings.voice.into());
+        self.voice.set(settings.voice);
         self.settings_file
             .save(&settings)
             .map_err(|e| CommandError::new("internal", format!("saving settings: {e}")))

@@ -11,8 +11,10 @@
 //! Chromium does) and passed in.
 
 /// The track constraints `echoCancellation`, `noiseSuppression` and `autoGainControl` of
-/// WebRTC's `getUserMedia`, each on by default as in the browsers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// WebRTC's `getUserMedia`, each on by default as in the browsers (also when read from saved
+/// settings that do not name a part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct VoiceSettings {
     pub echo_cancellation: bool,
     pub noise_suppression: bool,
@@ -122,9 +124,8 @@ mod processing {
         }
     }
 
-    fn to_float(samples: &[i16], out: &mut Vec<f32>) {
-        out.clear();
-        out.extend(samples.iter().map(|&s| s as f32 / 32768.0));
+    fn to_float(sample: i16) -> f32 {
+        sample as f32 / 32768.0
     }
 
     fn to_i16(sample: f32) -> i16 {
@@ -210,7 +211,7 @@ mod processing {
             let RenderSide {
                 processor, pending, ..
             } = &mut *render;
-            pending.extend(stereo.iter().map(|&s| s as f32 / 32768.0));
+            pending.extend(stereo.iter().copied().map(to_float));
             let whole = pending.len() / (BLOCK * RENDER_CHANNELS) * (BLOCK * RENDER_CHANNELS);
             for block in pending[..whole].chunks_exact_mut(BLOCK * RENDER_CHANNELS) {
                 // A failure here only weakens the echo estimate for 10 ms; the speaker's own
@@ -256,7 +257,8 @@ mod processing {
                         processor.set_config(module_config(*settings, Some(measured)));
                     }
                 }
-                to_float(samples, block);
+                block.clear();
+                block.extend(samples.iter().copied().map(to_float));
                 processor
                     .process_capture_frame(block)
                     .map_err(module_error)?;
