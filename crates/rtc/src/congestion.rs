@@ -71,9 +71,7 @@ impl Gcc {
             target: start.clamp(min, max),
         }
     }
-}
 
-impl Gcc {
     /// The library's rate controller has no setter for its target, and no way to forget the
     /// rate of its last backoff: a fresh one at `target` is both.
     fn restart_delay_based_at(&mut self, target: f64) -> f64 {

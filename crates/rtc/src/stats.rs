@@ -274,8 +274,8 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
             samples_received: counters.samples_received,
             samples_concealed: counters.samples_concealed,
             plis_sent: counters.plis_sent,
-            freeze_count: counters.freezes,
-            total_freezes_duration: counters.freeze_time.as_secs_f64(),
+            freeze_count: counters.freezes.count,
+            total_freezes_duration: counters.freezes.total.as_secs_f64(),
         });
     }
     stats

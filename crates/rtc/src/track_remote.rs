@@ -46,8 +46,7 @@ pub struct ReceiveCounters {
     pub decode_time: Duration,
     pub first_frame_at: Option<Instant>,
     /// Freezes in the decoded video, as getStats counts them.
-    pub freezes: u64,
-    pub freeze_time: Duration,
+    pub freezes: crate::freezes::FreezeCounter,
 }
 
 pub(crate) type Counters = Arc<Mutex<ReceiveCounters>>;
@@ -184,7 +183,6 @@ impl RemoteVideoTrack {
         let decode_keyframe = keyframe_tx.clone();
         let decode_guard = shared.tasks.enter();
         let mut decoder = H264Decoder::new()?;
-        let mut freezes = crate::freezes::FreezeCounter::default();
         std::thread::Builder::new()
             .name("parlor-video-decode".into())
             .spawn(move || {
@@ -201,8 +199,7 @@ impl RemoteVideoTrack {
                             c.width = frame.width as u32;
                             c.height = frame.height as u32;
                             c.first_frame_at.get_or_insert_with(Instant::now);
-                            freezes.frame(Instant::now());
-                            (c.freezes, c.freeze_time) = (freezes.count, freezes.total);
+                            c.freezes.frame(Instant::now());
                             if frames_tx.try_send(frame).is_err() {
                                 c.frames_dropped += 1;
                             }

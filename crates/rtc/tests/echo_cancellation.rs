@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::sound::SoundServer;
+use common::sound::{listed, SoundServer};
 use common::*;
 use parlor_media::analysis::tone_level_db;
 use parlor_media::audio_io::{microphones, speakers, Microphone, Speaker};
@@ -47,14 +47,9 @@ async fn tone_levels(track: &RemoteAudioTrack, settle: usize, seconds: usize) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_cancellation_takes_the_far_end_out_of_the_microphone() {
     let _server = SoundServer::start();
-    let speaker_device = speakers()
-        .into_iter()
-        .find(|d| d.name.contains("Null"))
-        .expect("the null sink is listed");
-    let monitor = microphones()
-        .into_iter()
-        .find(|d| d.name.contains("Monitor of Null"))
-        .expect("the null sink's monitor is listed as a microphone");
+    let speaker_device = listed(speakers(), "Null");
+    // The null sink's monitor, listed as a microphone.
+    let monitor = listed(microphones(), "Monitor of Null");
 
     // Only echo cancellation is judged here: noise suppression and gain control would change
     // the level of a steady tone on their own.

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::sound::SoundServer;
+use common::sound::{listed, SoundServer};
 use common::*;
 use parlor_media::analysis::{dominant_frequency, first_channel, rms};
 use parlor_media::audio_io::{microphones, speakers, Microphone, Speaker};
@@ -17,14 +17,8 @@ use parlor_rtc::{LocalAudioTrack, PeerEvent, RemoteTrack};
 async fn microphone_to_peer_to_speaker_through_pulseaudio() {
     let _server = SoundServer::start();
 
-    let mic = microphones()
-        .into_iter()
-        .find(|d| d.name.contains("Sine"))
-        .expect("the sine source is listed");
-    let speaker = speakers()
-        .into_iter()
-        .find(|d| d.name.contains("Null"))
-        .expect("the null sink is listed");
+    let mic = listed(microphones(), "Sine");
+    let speaker = listed(speakers(), "Null");
     assert!(mic.is_default && speaker.is_default);
     assert!(matches!(
         Microphone::open(Some("pulseaudio:no-such-device"), 1),

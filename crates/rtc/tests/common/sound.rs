@@ -5,6 +5,16 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use parlor_media::audio_io::AudioDevice;
+
+/// The device in `devices` whose name contains `name` (the server's sink, source or monitor).
+pub fn listed(devices: Vec<AudioDevice>, name: &str) -> AudioDevice {
+    devices
+        .into_iter()
+        .find(|d| d.name.contains(name))
+        .unwrap_or_else(|| panic!("no device named like {name:?} is listed"))
+}
+
 pub struct SoundServer {
     child: Child,
     _runtime: tempfile_free::Dir,
