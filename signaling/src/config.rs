@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::throttle::{Allowance, ThrottleConfig};
+
 #[derive(Debug, Default, Clone, Parser, Deserialize)]
 #[command(
     name = "parlor-server",
@@ -70,6 +72,36 @@ pub struct Args {
     /// Days a session token stays valid after its last use. [default: 30]
     #[arg(long, env = "PARLOR_SESSION_TTL_DAYS")]
     pub session_ttl_days: Option<u64>,
+    /// Interval, in ms, at which the sessions of open sockets are checked against the database:
+    /// an expired, revoked or disabled one is closed. [default: 10000]
+    #[arg(long, env = "PARLOR_SESSION_CHECK_MS")]
+    pub session_check_ms: Option<u64>,
+    /// Who may create an account: `open` (anyone), `invite` (with an invite code from an
+    /// administrator) or `closed` (only `parlor-server admin add-user`). [default: open]
+    #[arg(long, env = "PARLOR_REGISTRATION")]
+    pub registration: Option<Registration>,
+    /// Failed logins and authentications one client address may make in a burst; one more is
+    /// allowed every 6 s. [default: 20]
+    #[arg(long, env = "PARLOR_SIGN_IN_FAILURES_PER_ADDRESS")]
+    pub sign_in_failures_per_address: Option<u32>,
+    /// Failed logins one account may take in a burst, from anywhere; one more is allowed every
+    /// minute. [default: 10]
+    #[arg(long, env = "PARLOR_LOGIN_FAILURES_PER_ACCOUNT")]
+    pub login_failures_per_account: Option<u32>,
+    /// Accounts one client address may register in a burst; one more is allowed every minute.
+    /// [default: 10]
+    #[arg(long, env = "PARLOR_REGISTRATIONS_PER_ADDRESS")]
+    pub registrations_per_address: Option<u32>,
+}
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Registration {
+    #[default]
+    Open,
+    Invite,
+    Closed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +133,9 @@ pub struct Settings {
     pub rate_burst: u32,
     pub rate_abuse_limit: u32,
     pub session_ttl: Duration,
+    pub session_check: Duration,
+    pub registration: Registration,
+    pub throttle: crate::throttle::ThrottleConfig,
 }
 
 impl Args {
@@ -132,6 +167,17 @@ impl Args {
             rate_burst: self.rate_burst.or(file.rate_burst),
             rate_abuse_limit: self.rate_abuse_limit.or(file.rate_abuse_limit),
             session_ttl_days: self.session_ttl_days.or(file.session_ttl_days),
+            session_check_ms: self.session_check_ms.or(file.session_check_ms),
+            registration: self.registration.or(file.registration),
+            sign_in_failures_per_address: self
+                .sign_in_failures_per_address
+                .or(file.sign_in_failures_per_address),
+            login_failures_per_account: self
+                .login_failures_per_account
+                .or(file.login_failures_per_account),
+            registrations_per_address: self
+                .registrations_per_address
+                .or(file.registrations_per_address),
         }
     }
 
@@ -176,6 +222,22 @@ impl Args {
             rate_burst: merged.rate_burst.unwrap_or(100),
             rate_abuse_limit: merged.rate_abuse_limit.unwrap_or(50),
             session_ttl: Duration::from_secs(86_400 * merged.session_ttl_days.unwrap_or(30)),
+            session_check: ms(merged.session_check_ms.unwrap_or(10_000)),
+            registration: merged.registration.unwrap_or_default(),
+            throttle: ThrottleConfig {
+                failures_per_address: Allowance {
+                    burst: merged.sign_in_failures_per_address.unwrap_or(20),
+                    refill: Duration::from_secs(6),
+                },
+                failures_per_account: Allowance {
+                    burst: merged.login_failures_per_account.unwrap_or(10),
+                    refill: Duration::from_secs(60),
+                },
+                registrations_per_address: Allowance {
+                    burst: merged.registrations_per_address.unwrap_or(10),
+                    refill: Duration::from_secs(60),
+                },
+            },
         };
         settings.validate()?;
         Ok(settings)
@@ -196,6 +258,20 @@ impl Settings {
         }
         if self.session_ttl.is_zero() {
             return bad("session-ttl-days must be positive");
+        }
+        if self.session_check.is_zero() {
+            return bad("session-check-ms must be positive");
+        }
+        let t = &self.throttle;
+        if [
+            t.failures_per_address,
+            t.failures_per_account,
+            t.registrations_per_address,
+        ]
+        .iter()
+        .any(|a| a.burst == 0)
+        {
+            return bad("sign-in allowances must be positive");
         }
         Ok(())
     }

@@ -26,7 +26,12 @@ pub const CLOSE_SHUTDOWN: (u16, &str) = (1001, "server shutting down");
 pub const CLOSE_TOO_BIG: (u16, &str) = (1009, "frame too large");
 pub const CLOSE_PROTOCOL: (u16, &str) = (1002, "protocol error");
 
-pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: CancellationToken) {
+pub async fn serve(
+    service: Arc<Service>,
+    socket: WebSocket,
+    from: std::net::IpAddr,
+    shutdown: CancellationToken,
+) {
     let (outbox, inbox) = mpsc::channel(OUTBOX_CAPACITY);
     let kick = CancellationToken::new();
     let kick_reason = Arc::new(Mutex::new(None));
@@ -55,7 +60,11 @@ pub async fn serve(service: Arc<Service>, socket: WebSocket, shutdown: Cancellat
         writer_done.clone(),
     ));
 
-    let mut state = ConnState { id, identity: None };
+    let mut state = ConnState {
+        id,
+        from,
+        identity: None,
+    };
     let close = read_loop(
         &service,
         &mut state,

@@ -1,4 +1,5 @@
 //! Parlor's signaling server as a library: the binary in `main.rs` only parses the command line.
+pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod credentials;
@@ -11,4 +12,5 @@ pub mod service;
 pub mod store;
 #[cfg(feature = "test-pki")]
 pub mod test_pki;
+pub mod throttle;
 pub mod validate;

@@ -1,8 +1,24 @@
 //! `parlor-server`: parses settings, binds, prints `listening on ADDR:PORT`, serves until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. `parlor-server admin …` and `parlor-server backup FILE` work on the
+//! database instead.
 use clap::Parser;
+use parlor_signaling::admin::Command;
 use parlor_signaling::config::Args;
 use parlor_signaling::server::Server;
+
+#[derive(Parser)]
+#[command(
+    name = "parlor-server",
+    version,
+    about = "Parlor's self-hosted signaling server",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -13,7 +29,19 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let settings = match Args::parse().resolve() {
+    let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        let mut input = std::io::stdin().lock();
+        return match parlor_signaling::admin::run(command, &mut input, &mut std::io::stdout()).await
+        {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("parlor-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let settings = match cli.serve.resolve() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("parlor-server: {e}");

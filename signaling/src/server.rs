@@ -104,6 +104,10 @@ impl Server {
             .route("/metrics", get(metrics))
             .with_state(state.clone());
         let timer = tokio::spawn(call_timer(state.service.clone(), state.shutdown.clone()));
+        let checks = tokio::spawn(session_checks(
+            state.service.clone(),
+            state.shutdown.clone(),
+        ));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -119,7 +123,10 @@ impl Server {
                 _ = &mut shutdown => break,
             };
             let _ = tcp.set_nodelay(true);
-            let router = router.clone();
+            // The sign-in throttles count by client address.
+            let router = router
+                .clone()
+                .layer(axum::Extension(ClientAddress(peer.ip())));
             let tls = tls.clone();
             let shutdown = state.shutdown.clone();
             state.tracker.spawn(async move {
@@ -155,6 +162,7 @@ impl Server {
             let _ = tokio::time::timeout(Duration::from_secs(3), state.tracker.wait()).await;
         }
         let _ = timer.await;
+        let _ = checks.await;
         match Arc::try_unwrap(state.service) {
             Ok(service) => service.store.close().await,
             Err(_) => {
@@ -187,19 +195,52 @@ where
     }
 }
 
-/// Hangs up call participants whose grace period ran out.
+/// Runs the hub's timers (call participants whose grace period ran out) when they are due, and
+/// sleeps while none is: an idle server does not wake.
 async fn call_timer(service: Arc<Service>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let (due, changed) = service.hub_timeout();
+        let changed = changed.notified();
+        let sleep = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tick.tick() => service.tick(),
+            _ = sleep => service.tick(),
+            _ = changed => {}
             _ = shutdown.cancelled() => return,
         }
     }
 }
 
-async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+/// Closes sockets whose session ended in the database (see [`Service::check_sessions`]).
+async fn session_checks(service: Arc<Service>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(service.settings.session_check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = service.check_sessions().await {
+                    tracing::warn!("checking sessions failed: {e}");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The address of the TCP peer a request came from.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddress(std::net::IpAddr);
+
+async fn websocket(
+    State(state): State<AppState>,
+    axum::Extension(ClientAddress(from)): axum::Extension<ClientAddress>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if state.shutdown.is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -215,7 +256,7 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
         // frames are small and larger ones are read in several chunks.
         .read_buffer_size(8 * 1024)
         .on_upgrade(move |socket| {
-            tracker.track_future(connection::serve(service, socket, shutdown))
+            tracker.track_future(connection::serve(service, socket, from, shutdown))
         })
 }
 

@@ -12,13 +12,14 @@ use parlor_protocol::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Registration, Settings};
 use crate::credentials;
 use crate::error::{Error, Result};
 use crate::hub::TokenBucket;
 use crate::hub::{CloseReason, ConnId, Hub, HubConfig, Output, Relay, SessionId};
 use crate::metrics::Metrics;
 use crate::store::{self, now_millis, Store};
+use crate::throttle::SignInThrottle;
 use crate::validate;
 
 /// What a connection's writer task is asked to send.
@@ -105,6 +106,8 @@ pub struct Identity {
 #[derive(Debug)]
 pub struct ConnState {
     pub id: ConnId,
+    /// The client's address, for the sign-in throttles.
+    pub from: std::net::IpAddr,
     pub identity: Option<Identity>,
 }
 
@@ -127,6 +130,9 @@ pub struct Service {
     /// The request rate of each signed-in user, across all their sockets: a per-socket bucket
     /// alone starts full again on every reconnect (57 reconnects in 3 s stored 5,663 messages).
     user_rates: Mutex<HashMap<parlor_protocol::UserId, TokenBucket>>,
+    throttle: Mutex<SignInThrottle>,
+    /// Woken when the hub's next timeout moves, so the timer task sleeps until exactly then.
+    timeout_changed: tokio::sync::Notify,
 }
 
 impl Service {
@@ -150,7 +156,6 @@ impl Service {
             hub.load_room(room, users);
         }
         Ok(Service {
-            settings,
             store,
             metrics: Metrics::default(),
             switchboard: Mutex::new(Switchboard {
@@ -162,6 +167,9 @@ impl Service {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             user_rates: Mutex::default(),
+            throttle: Mutex::new(SignInThrottle::new(settings.throttle)),
+            timeout_changed: tokio::sync::Notify::new(),
+            settings,
         })
     }
 
@@ -186,10 +194,26 @@ impl Service {
 
     /// Runs `f` on the hub and delivers what it produced, all under the switchboard lock.
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
+        self.with_switchboard(|sb| f(&mut sb.hub))
+    }
+
+    /// Every change to the hub goes through here: it delivers the outputs and wakes the timer
+    /// task when the hub's next timeout moved.
+    fn with_switchboard<T>(&self, f: impl FnOnce(&mut Switchboard) -> T) -> T {
         let mut sb = self.switchboard.lock().unwrap_or_else(|p| p.into_inner());
-        let result = f(&mut sb.hub);
+        let before = sb.hub.poll_timeout();
+        let result = f(&mut sb);
         sb.pump(&self.metrics);
+        if sb.hub.poll_timeout() != before {
+            self.timeout_changed.notify_one();
+        }
         result
+    }
+
+    /// When the hub next has a timer to run, if ever, and a signal that this may have changed.
+    pub fn hub_timeout(&self) -> (Option<Instant>, &tokio::sync::Notify) {
+        let sb = self.switchboard.lock().unwrap_or_else(|p| p.into_inner());
+        (sb.hub.poll_timeout(), &self.timeout_changed)
     }
 
     pub fn register(&self, handle: ConnHandle) -> ConnId {
@@ -201,13 +225,37 @@ impl Service {
 
     /// Forgets a socket; its calls enter their grace period and presence may go offline.
     pub fn unregister(&self, conn: ConnId) {
-        let mut sb = self.switchboard.lock().unwrap_or_else(|p| p.into_inner());
-        sb.conns.remove(&conn);
-        sb.hub.disconnect(conn, Instant::now());
-        sb.pump(&self.metrics);
+        self.with_switchboard(|sb| {
+            sb.conns.remove(&conn);
+            sb.hub.disconnect(conn, Instant::now());
+        });
     }
 
-    /// Hangs up call participants whose grace period ran out. Called by a timer task.
+    /// Closes the sockets whose session is no longer valid in the database (expired, revoked or
+    /// its account disabled, by this process or by `parlor-server admin` beside it), and slides
+    /// the expiry of the rest. Called by a timer task every `session_check`.
+    pub async fn check_sessions(&self) -> Result<()> {
+        let live = self.with_hub(|hub| hub.live_sessions());
+        if live.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        let expiry = now + self.settings.session_ttl.as_millis() as i64;
+        let valid = {
+            let mut w = self.store.writer().await;
+            store::refresh_sessions(&mut w, &live, now, expiry).await?
+        };
+        let valid: std::collections::HashSet<SessionId> = valid.into_iter().collect();
+        let gone: Vec<SessionId> = live.into_iter().filter(|s| !valid.contains(s)).collect();
+        if !gone.is_empty() {
+            tracing::info!("closing the sockets of {} ended sessions", gone.len());
+            self.with_hub(|hub| hub.revoke_sessions(&gone, None));
+        }
+        Ok(())
+    }
+
+    /// Hangs up call participants whose grace period ran out. Called by the timer task at the
+    /// hub's timeout.
     pub fn tick(&self) {
         self.with_hub(|hub| hub.handle_timeout(Instant::now()));
     }
@@ -244,12 +292,39 @@ impl Service {
         }
         let reply = match request {
             Request::Ping => Reply::Pong,
+            Request::CreateInvite {
+                uses,
+                expires_in_days,
+            } => {
+                let me = Self::identity(conn)?.user.id;
+                if !store::is_admin(self.store.reader(), me).await? {
+                    return Err(Error::forbidden(
+                        "only a server administrator can create invites",
+                    ));
+                }
+                let uses = uses.unwrap_or(1);
+                let days = expires_in_days.unwrap_or(7);
+                if !(1..=1000).contains(&uses) || !(1..=365).contains(&days) {
+                    return Err(Error::invalid(
+                        "uses must be 1 to 1000 and expires_in_days 1 to 365",
+                    ));
+                }
+                let mut w = self.store.writer().await;
+                let (code, expires_at) =
+                    create_invite(&mut w, Some(me), uses, days, now_millis()).await?;
+                Reply::Invite {
+                    code,
+                    uses,
+                    expires_at,
+                }
+            }
             Request::Register {
                 username,
                 display_name,
                 password,
+                invite,
             } => {
-                self.register_user(conn, &username, &display_name, password)
+                self.register_user(conn, &username, &display_name, password, invite)
                     .await?
             }
             Request::Login { username, password } => self.login(conn, &username, password).await?,
@@ -556,37 +631,92 @@ impl Service {
         username: &str,
         display_name: &str,
         password: String,
+        invite: Option<String>,
     ) -> Result<Reply> {
         already_authenticated(conn)?;
+        let invite =
+            match (self.settings.registration, invite) {
+                (Registration::Closed, _) => return Err(Error::forbidden(
+                    "registration is closed on this server: ask its administrator for an account",
+                )),
+                (Registration::Invite, None) => return Err(Error::forbidden(
+                    "this server needs an invite code to register: ask its administrator for one",
+                )),
+                (Registration::Invite, Some(code)) => Some(credentials::token_hash(&code)),
+                // An open server has no use for a code; one sent anyway is not used up.
+                (Registration::Open, _) => None,
+            };
         validate::username(username)?;
         validate::display_name(display_name)?;
         validate::password(&password)?;
+        self.throttled(|t, now| t.register(conn.from, now).err())?;
         let hash = self
             .hash(move || credentials::hash_password(&password))
             .await??;
         let now = now_millis();
         let mut w = self.store.writer().await;
-        let user = store::create_user(&mut w, username, display_name.trim(), &hash, now).await?;
+        let user = store::create_user(
+            &mut w,
+            username,
+            display_name.trim(),
+            &hash,
+            invite.as_deref(),
+            now,
+        )
+        .await?;
         drop(w);
         self.start_session(conn, user).await
     }
 
+    /// Refuses with `rate_limited` and the wait when `check` finds one.
+    fn throttled(
+        &self,
+        check: impl FnOnce(&mut SignInThrottle, Instant) -> Option<std::time::Duration>,
+    ) -> Result<()> {
+        let mut throttle = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        match check(&mut throttle, Instant::now()) {
+            None => Ok(()),
+            Some(wait) => Err(Error::Refused(parlor_protocol::ErrorBody::retry_after(
+                format!(
+                    "too many attempts: try again in {} s",
+                    wait.as_secs_f64().ceil()
+                ),
+                wait,
+            ))),
+        }
+    }
+
     async fn login(&self, conn: &mut ConnState, username: &str, password: String) -> Result<Reply> {
         already_authenticated(conn)?;
+        let from = conn.from;
+        self.throttled(|t, now| t.login_wait(from, username, now))?;
         let found = store::find_credentials(self.store.reader(), username).await?;
-        let (user, stored) = match found {
-            Some((user, hash)) => (Some(user), hash),
+        let (account, stored) = match found {
+            Some(c) => {
+                let stored = c.password_hash.clone();
+                (Some(c), stored)
+            }
             None => (None, credentials::decoy_hash().to_owned()),
         };
         let ok = self
             .hash(move || credentials::verify_password(&password, &stored))
             .await?;
-        match (user, ok) {
-            (Some(user), true) => self.start_session(conn, user).await,
-            _ => Err(Error::refused(
-                ErrorCode::Unauthorized,
-                "wrong username or password",
+        match (account, ok) {
+            // Said only to someone who knows the password.
+            (Some(account), true) if account.disabled => Err(Error::forbidden(
+                "this account is disabled: ask the server's administrator",
             )),
+            (Some(account), true) => self.start_session(conn, account.user).await,
+            _ => {
+                self.throttled(|t, now| {
+                    t.login_failed(from, username, now);
+                    None
+                })?;
+                Err(Error::refused(
+                    ErrorCode::Unauthorized,
+                    "wrong username or password",
+                ))
+            }
         }
     }
 
@@ -606,12 +736,18 @@ impl Service {
 
     async fn authenticate(&self, conn: &mut ConnState, token: &str) -> Result<Reply> {
         already_authenticated(conn)?;
+        let from = conn.from;
+        self.throttled(|t, now| t.authenticate_wait(from, now))?;
         let now = now_millis();
         let expiry = now + self.settings.session_ttl.as_millis() as i64;
         let mut w = self.store.writer().await;
         let found =
             store::use_session(&mut w, &credentials::token_hash(token), now, expiry).await?;
         let Some((session, user, expires_at)) = found else {
+            self.throttled(|t, now| {
+                t.authenticate_failed(from, now);
+                None
+            })?;
             return Err(Error::refused(
                 ErrorCode::Unauthorized,
                 "the token is unknown, expired or revoked",
@@ -703,6 +839,20 @@ impl Service {
             ttl_secs,
         }
     }
+}
+
+/// Makes an invite code and stores its hash; returns the code and when it expires.
+pub async fn create_invite(
+    w: &mut store::Writer<'_>,
+    created_by: Option<parlor_protocol::UserId>,
+    uses: u32,
+    days: u32,
+    now: parlor_protocol::Millis,
+) -> Result<(String, parlor_protocol::Millis)> {
+    let (code, hash) = credentials::new_token();
+    let expires_at = now + i64::from(days) * 86_400_000;
+    store::create_invite(w, &hash, created_by, now, expires_at, uses).await?;
+    Ok((code, expires_at))
 }
 
 fn already_authenticated(conn: &ConnState) -> Result<()> {

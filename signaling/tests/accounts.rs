@@ -89,6 +89,7 @@ async fn wrong_passwords_unknown_users_and_bad_registrations_are_refused() {
             username: "ANN".into(),
             display_name: "x".into(),
             password: "long-enough".into(),
+            invite: None,
         },
         ErrorCode::Conflict,
     )
@@ -98,6 +99,7 @@ async fn wrong_passwords_unknown_users_and_bad_registrations_are_refused() {
             username: "bob".into(),
             display_name: "Bob".into(),
             password: "short".into(),
+            invite: None,
         },
         ErrorCode::Invalid,
     )
@@ -107,6 +109,7 @@ async fn wrong_passwords_unknown_users_and_bad_registrations_are_refused() {
             username: "b b".into(),
             display_name: "Bob".into(),
             password: "long-enough".into(),
+            invite: None,
         },
         ErrorCode::Invalid,
     )

@@ -307,6 +307,7 @@ impl Actor {
                 username: username.clone(),
                 display_name: display_name.clone(),
                 password: password.clone(),
+                invite: None,
             },
             (None, Credentials::Token(t)) => Request::Authenticate { token: t.clone() },
         };

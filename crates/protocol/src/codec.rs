@@ -206,10 +206,7 @@ mod tests {
 
     #[test]
     fn error_frames_always_carry_an_id_member() {
-        let error = ErrorBody {
-            code: ErrorCode::Invalid,
-            message: "not JSON".into(),
-        };
+        let error = ErrorBody::new(ErrorCode::Invalid, "not JSON");
         let unreadable: Value = serde_json::from_str(&encode_error(None, &error)).unwrap();
         assert_eq!(unreadable.get("id"), Some(&Value::Null), "{unreadable}");
         let answered: Value = serde_json::from_str(&encode_error(Some(4), &error)).unwrap();
@@ -416,6 +413,7 @@ mod tests {
                 username: "ann".into(),
                 display_name: "Ann".into(),
                 password: "pw123456".into(),
+                invite: Some("code".into()),
             },
             Request::Login {
                 username: "ann".into(),
@@ -428,6 +426,10 @@ mod tests {
                 new_password: "b".into(),
             },
             Request::Ping,
+            Request::CreateInvite {
+                uses: Some(3),
+                expires_in_days: None,
+            },
             Request::CreateRoom {
                 name: "r".into(),
                 public: true,

@@ -72,6 +72,9 @@ impl std::fmt::Display for ErrorCode {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// With `rate_limited` from a sign-in throttle: how long until the same request may succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorBody {
@@ -79,6 +82,15 @@ impl ErrorBody {
         ErrorBody {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// A `rate_limited` refusal that says when to try again.
+    pub fn retry_after(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        ErrorBody {
+            retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+            ..ErrorBody::new(ErrorCode::RateLimited, message)
         }
     }
 }

@@ -15,6 +15,12 @@ pub enum Reply {
         token: String,
         expires_at: Millis,
     },
+    /// Answer to `create_invite`. The code is shown once: the server keeps only its hash.
+    Invite {
+        code: String,
+        uses: u32,
+        expires_at: Millis,
+    },
     /// Answer to `authenticate`.
     Authenticated {
         user: User,

@@ -11,6 +11,9 @@ pub enum Request {
         username: String,
         display_name: String,
         password: String,
+        /// The invite code, on a server whose registration policy is `invite`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite: Option<String>,
     },
     Login {
         username: String,
@@ -26,6 +29,15 @@ pub enum Request {
         new_password: String,
     },
     Ping,
+    /// Server administrators only: a code that lets someone register.
+    CreateInvite {
+        /// How many accounts it may create. [default: 1, at most 1000]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uses: Option<u32>,
+        /// Days until it expires. [default: 7, at most 365]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_days: Option<u32>,
+    },
     // --- rooms ---
     CreateRoom {
         name: String,
@@ -135,6 +147,7 @@ impl Request {
         "logout",
         "change_password",
         "ping",
+        "create_invite",
         "create_room",
         "rename_room",
         "delete_room",
@@ -171,6 +184,7 @@ impl Request {
             Request::Logout => "logout",
             Request::ChangePassword { .. } => "change_password",
             Request::Ping => "ping",
+            Request::CreateInvite { .. } => "create_invite",
             Request::CreateRoom { .. } => "create_room",
             Request::RenameRoom { .. } => "rename_room",
             Request::DeleteRoom { .. } => "delete_room",

@@ -9,6 +9,7 @@ const REPLY_TYPES: &[&str] = &[
     "pong",
     "session",
     "authenticated",
+    "invite",
     "room",
     "rooms",
     "public_rooms",

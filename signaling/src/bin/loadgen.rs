@@ -77,6 +77,8 @@ async fn main() -> anyhow_free::Result {
             settings.listen = "127.0.0.1:0".parse().unwrap();
             settings.rate_per_sec = 1000;
             settings.rate_burst = 1000;
+            // Every simulated client registers from this one address.
+            settings.throttle.registrations_per_address.burst = u32::MAX;
             let server = parlor_signaling::server::Server::bind(settings).await?;
             let url = format!("ws://{}/ws", server.local_addr());
             let stop = shutdown.clone();
@@ -380,6 +382,7 @@ async fn register_all(url: &str, args: &Args, deadline: Instant) -> Result<Vec<S
                     username,
                     display_name: format!("Load {i}"),
                     password: "load-test-password".into(),
+                    invite: None,
                 }],
             )
             .await?;

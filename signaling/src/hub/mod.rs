@@ -333,6 +333,14 @@ impl Hub {
         }
     }
 
+    /// The sessions that have a socket open, each once.
+    pub fn live_sessions(&self) -> Vec<SessionId> {
+        let mut sessions: Vec<SessionId> = self.conns.values().map(|c| c.session).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions
+    }
+
     /// Sessions were revoked (logout, password change): their sockets are told and closed.
     pub fn revoke_sessions(&mut self, sessions: &[SessionId], except: Option<ConnId>) {
         let mut doomed: Vec<ConnId> = self

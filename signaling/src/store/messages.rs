@@ -91,6 +91,25 @@ async fn next_seq(tx: &mut SqliteConnection, room: RoomId) -> Result<Seq> {
     seq.ok_or_else(|| Error::not_found(format!("room {room} does not exist")))
 }
 
+/// Refuses a write by someone who is not (or no longer) a member. The service checks membership
+/// in memory before it takes the write lock; a leave can commit in between, and this check,
+/// inside the write's own transaction, is the one that holds.
+async fn ensure_member(tx: &mut SqliteConnection, room: RoomId, user: UserId) -> Result<()> {
+    let member: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM memberships WHERE room_id = ? AND user_id = ?")
+            .bind(room)
+            .bind(user)
+            .fetch_optional(tx)
+            .await?;
+    match member {
+        Some(_) => Ok(()),
+        None => Err(Error::refused(
+            ErrorCode::NotMember,
+            format!("you are not a member of room {room}"),
+        )),
+    }
+}
+
 /// Stores a message, or returns the original when this author already sent `client_id` in this
 /// room (the `bool` is then true).
 pub async fn send_message(
@@ -102,6 +121,7 @@ pub async fn send_message(
     now: Millis,
 ) -> Result<(Message, bool)> {
     let mut tx = w.begin().await?;
+    ensure_member(&mut tx, room, author).await?;
     let existing: Option<TimelineRow> = sqlx::query_as(
         "SELECT room_id, seq, kind, author_id, client_id, target_seq, text, created_at, edited_at, deleted_at
            FROM timeline WHERE room_id = ? AND author_id = ? AND client_id = ?",
@@ -153,6 +173,7 @@ pub async fn edit_message(
     now: Millis,
 ) -> Result<TimelineEntry> {
     let mut tx = w.begin().await?;
+    ensure_member(&mut tx, room, editor).await?;
     let original = message_at(&mut tx, room, target).await?;
     if original.author_id != editor {
         return Err(Error::forbidden("only the author can edit a message"));
@@ -204,6 +225,7 @@ pub async fn delete_message(
     now: Millis,
 ) -> Result<TimelineEntry> {
     let mut tx = w.begin().await?;
+    ensure_member(&mut tx, room, by).await?;
     let original = message_at(&mut tx, room, target).await?;
     if original.author_id != by && !by_is_owner {
         return Err(Error::forbidden(
@@ -307,4 +329,57 @@ pub async fn sync(
         .await?
         .unwrap_or(0);
     Ok((entries, has_more, last_seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{add_member, create_room, create_user, remove_member, Store};
+    use parlor_protocol::RoomKind;
+
+    /// The race the service's in-memory check cannot close: the member left between that check
+    /// and the write. The store refuses the write itself.
+    #[tokio::test]
+    async fn writes_by_someone_who_just_left_are_refused_in_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("server.db")).await.unwrap();
+        let mut w = store.writer().await;
+        let ann = create_user(&mut w, "ann", "Ann", "hash", None, 0)
+            .await
+            .unwrap();
+        let bob = create_user(&mut w, "bob", "Bob", "hash", None, 0)
+            .await
+            .unwrap();
+        let room = create_room(&mut w, ann.id, "team", RoomKind::Public, 0)
+            .await
+            .unwrap();
+        add_member(&mut w, room.id, bob.id, 0).await.unwrap();
+        let (sent, _) = send_message(&mut w, room.id, bob.id, "c1", "hi", 1)
+            .await
+            .unwrap();
+        remove_member(&mut w, room.id, bob.id).await.unwrap();
+
+        let refused = |r: Result<_>| match r {
+            Err(Error::Refused(body)) => body.code,
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a write by a former member was stored"),
+        };
+        let send = send_message(&mut w, room.id, bob.id, "c2", "still here?", 2).await;
+        assert_eq!(refused(send.map(|_| ())), ErrorCode::NotMember);
+        // The resend of a message stored while a member is refused too: it says nothing of
+        // the room to someone outside it.
+        let resend = send_message(&mut w, room.id, bob.id, "c1", "hi", 2).await;
+        assert_eq!(refused(resend.map(|_| ())), ErrorCode::NotMember);
+        let edit = edit_message(&mut w, room.id, sent.seq, bob.id, "edited", 3).await;
+        assert_eq!(refused(edit.map(|_| ())), ErrorCode::NotMember);
+        let delete = delete_message(&mut w, room.id, sent.seq, bob.id, false, 3).await;
+        assert_eq!(refused(delete.map(|_| ())), ErrorCode::NotMember);
+
+        let (entries, _, last_seq) = sync(store.reader(), room.id, 0, 100).await.unwrap();
+        assert_eq!(
+            (entries.len(), last_seq),
+            (1, sent.seq),
+            "nothing else was stored"
+        );
+    }
 }

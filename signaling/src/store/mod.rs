@@ -5,6 +5,7 @@
 //! sequence order on every socket. Reads use a separate pool of read-only connections (WAL lets
 //! them run beside the writer).
 
+mod admin;
 mod messages;
 mod rooms;
 mod users;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use admin::*;
 pub use messages::*;
 pub use rooms::*;
 pub use users::*;

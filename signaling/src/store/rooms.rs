@@ -326,7 +326,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("server.db")).await.unwrap();
         let mut w = store.writer().await;
-        let ann = create_user(&mut w, "ann", "Ann", "hash", 0).await.unwrap();
+        let ann = create_user(&mut w, "ann", "Ann", "hash", None, 0)
+            .await
+            .unwrap();
         let older = create_room(&mut w, ann.id, "one", RoomKind::Public, 0)
             .await
             .unwrap();

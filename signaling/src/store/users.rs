@@ -22,13 +22,33 @@ impl From<UserRow> for User {
     }
 }
 
+/// Creates an account. With `invite` (the hash of an invite code) one use of that invite is
+/// taken in the same transaction, so a name already taken does not use the invite up.
 pub async fn create_user(
     w: &mut SqliteConnection,
     username: &str,
     display_name: &str,
     password_hash: &str,
+    invite: Option<&[u8]>,
     now: Millis,
 ) -> Result<User> {
+    let mut tx = w.begin().await?;
+    if let Some(code_hash) = invite {
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE invites SET uses_left = uses_left - 1
+              WHERE code_hash = ? AND uses_left > 0 AND expires_at > ? AND revoked_at IS NULL
+              RETURNING id",
+        )
+        .bind(code_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if taken.is_none() {
+            return Err(Error::forbidden(
+                "the invite code is unknown, used up, expired or revoked",
+            ));
+        }
+    }
     let result = sqlx::query_as::<_, UserRow>(
         "INSERT INTO users (username, display_name, password_hash, created_at)
          VALUES (?, ?, ?, ?) RETURNING id, username, display_name",
@@ -37,35 +57,46 @@ pub async fn create_user(
     .bind(display_name)
     .bind(password_hash)
     .bind(now)
-    .fetch_one(w)
+    .fetch_one(&mut *tx)
     .await;
-    match result {
-        Ok(row) => Ok(row.into()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::refused(
-            ErrorCode::Conflict,
-            format!("the username `{username}` is taken"),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let user = match result {
+        Ok(row) => row.into(),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(Error::refused(
+                ErrorCode::Conflict,
+                format!("the username `{username}` is taken"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// What login needs to know of an account.
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+    pub disabled: bool,
 }
 
 /// The user and their password hash, for login.
-pub async fn find_credentials(db: &SqlitePool, username: &str) -> Result<Option<(User, String)>> {
+pub async fn find_credentials(db: &SqlitePool, username: &str) -> Result<Option<Credentials>> {
     let row = sqlx::query(
-        "SELECT id, username, display_name, password_hash FROM users WHERE username = ?",
+        "SELECT id, username, display_name, password_hash, disabled_at IS NOT NULL AS disabled
+           FROM users WHERE username = ?",
     )
     .bind(username)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| {
-        (
-            User {
-                id: r.get("id"),
-                username: r.get("username"),
-                display_name: r.get("display_name"),
-            },
-            r.get("password_hash"),
-        )
+    Ok(row.map(|r| Credentials {
+        user: User {
+            id: r.get("id"),
+            username: r.get("username"),
+            display_name: r.get("display_name"),
+        },
+        password_hash: r.get("password_hash"),
+        disabled: r.get("disabled"),
     }))
 }
 
@@ -127,6 +158,7 @@ pub async fn use_session(
     let row = sqlx::query(
         "UPDATE sessions SET expires_at = ?
          WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?
+           AND user_id NOT IN (SELECT id FROM users WHERE disabled_at IS NOT NULL)
          RETURNING id, user_id",
     )
     .bind(new_expiry)
@@ -174,6 +206,31 @@ pub async fn revoke_other_sessions(
     .bind(now)
     .bind(user)
     .bind(keep)
+    .fetch_all(w)
+    .await?)
+}
+
+/// Of `sessions` (those with an open socket), the ones still valid; their expiry slides to
+/// `new_expiry`, since an open socket is a use. The rest were revoked, expired, or belong to a
+/// disabled account, possibly by another process on this database (`parlor-server admin`).
+pub async fn refresh_sessions(
+    w: &mut SqliteConnection,
+    sessions: &[SessionId],
+    now: Millis,
+    new_expiry: Millis,
+) -> Result<Vec<SessionId>> {
+    // The ids go in as one JSON array: one constant statement whatever their number.
+    let list = serde_json::to_string(sessions).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(sqlx::query_scalar(
+        "UPDATE sessions SET expires_at = MAX(expires_at, ?)
+          WHERE id IN (SELECT value FROM json_each(?))
+            AND revoked_at IS NULL AND expires_at > ?
+            AND user_id NOT IN (SELECT id FROM users WHERE disabled_at IS NOT NULL)
+          RETURNING id",
+    )
+    .bind(new_expiry)
+    .bind(list)
+    .bind(now)
     .fetch_all(w)
     .await?)
 }

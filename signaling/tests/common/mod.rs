@@ -190,6 +190,7 @@ impl Client {
                 username: name.into(),
                 display_name: name.to_uppercase(),
                 password: format!("password-{name}"),
+                invite: None,
             })
             .await
             .expect("register");
@@ -360,6 +361,11 @@ impl Client {
         }
     }
 
+    /// Events received and not yet taken (for example those read by [`Client::closed`]).
+    pub fn pending_events(&self) -> impl Iterator<Item = &Event> {
+        self.pending.iter()
+    }
+
     /// Reads until the server closes; returns the close code and reason.
     pub async fn closed(&mut self) -> (Option<u16>, String) {
         loop {
@@ -400,6 +406,23 @@ impl Client {
     /// Drops the TCP connection without a close handshake.
     pub fn drop_connection(self) {
         drop(self);
+    }
+}
+
+/// Polls `check` until it yields a value, for at most [`PATIENCE`].
+pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
