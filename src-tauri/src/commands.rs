@@ -133,6 +133,7 @@ pub async fn register(
     username: String,
     display_name: String,
     password: String,
+    invite: Option<String>,
 ) -> CommandResult<Session> {
     connect(
         &app,
@@ -142,6 +143,7 @@ pub async fn register(
             username,
             display_name,
             password,
+            invite,
         },
     )
     .await

@@ -80,6 +80,8 @@ pub enum Credentials {
         username: String,
         display_name: String,
         password: String,
+        /// For a server whose registration needs an invite code.
+        invite: Option<String>,
     },
 }
 
@@ -215,10 +217,24 @@ impl Actor {
                         break;
                     }
                 }
+                // A signed-in socket being throttled waits as long as it is told, then tries
+                // its token again; a typed password is not tried again unasked.
+                Err(ClientError::Refused(e))
+                    if e.code == ErrorCode::RateLimited && self.token.borrow().is_some() =>
+                {
+                    let wait = Duration::from_millis(e.retry_after_ms.unwrap_or(1000));
+                    tracing::debug!("authentication throttled for {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
                 Err(ClientError::Refused(e))
                     if matches!(
                         e.code,
-                        ErrorCode::Unauthorized | ErrorCode::Conflict | ErrorCode::Invalid
+                        ErrorCode::Unauthorized
+                            | ErrorCode::Conflict
+                            | ErrorCode::Invalid
+                            | ErrorCode::Forbidden
+                            | ErrorCode::TooLarge
+                            | ErrorCode::RateLimited
                     ) =>
                 {
                     tracing::debug!("credentials refused: {e}");
@@ -302,12 +318,13 @@ impl Actor {
                     username,
                     display_name,
                     password,
+                    invite,
                 },
             ) => Request::Register {
                 username: username.clone(),
                 display_name: display_name.clone(),
                 password: password.clone(),
-                invite: None,
+                invite: invite.clone(),
             },
             (None, Credentials::Token(t)) => Request::Authenticate { token: t.clone() },
         };

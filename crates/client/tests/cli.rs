@@ -451,3 +451,41 @@ async fn one_leaves_and_another_joins_late() {
     );
     server.stop().await;
 }
+
+/// A server that registers only with an invite: `parlor register --invite` uses one, and
+/// without it the CLI says why and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_on_an_invite_only_server_takes_the_invite_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("server.db");
+    let mut settings = parlor_signaling::config::Settings::for_database(&db);
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.registration = parlor_signaling::config::Registration::Invite;
+    let server = common::Server::start_with(settings).await;
+    // An administrator's invite, made on the running server's database as `parlor-server
+    // admin invite` makes it.
+    let store = parlor_signaling::store::Store::open(&db).await.unwrap();
+    let (code, _) = {
+        let mut w = store.writer().await;
+        let now = parlor_signaling::store::now_millis();
+        parlor_signaling::service::create_invite(&mut w, None, 1, 7, now).await
+    }
+    .unwrap();
+    store.close().await;
+
+    let ann = dir.path().join("ann");
+    let refused = parlor(&ann, &server.url, "ann-password", &["register", "ann"]).await;
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("invite code"), "{said}");
+    let joined = stdout_json(
+        &parlor(
+            &ann,
+            &server.url,
+            "ann-password",
+            &["register", "ann", "--invite", &code],
+        )
+        .await,
+    );
+    assert_eq!(joined["user"]["username"], "ann");
+}

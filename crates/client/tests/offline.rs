@@ -37,6 +37,7 @@ fn register(name: &str) -> Credentials {
         username: name.into(),
         display_name: name.into(),
         password: format!("password-{name}"),
+        invite: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn register(name: &str) -> Credentials {
         username: name.into(),
         display_name: name.into(),
         password: "password-123".into(),
+        invite: None,
     }
 }
 

@@ -11,6 +11,7 @@ export const en = {
   'login.server_invalid': 'Enter an address like wss://host/ws',
   'login.username': 'Username',
   'login.display_name': 'Display name',
+  'login.invite': 'Invite code (if the server asks for one)',
   'login.password': 'Password',
   'login.sign_in': 'Sign in',
   'login.register': 'Create account',

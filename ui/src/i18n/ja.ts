@@ -11,6 +11,7 @@ export const ja: Dictionary = {
   'login.server_invalid': 'wss://host/ws の形式で入力してください',
   'login.username': 'ユーザー名',
   'login.display_name': '表示名',
+  'login.invite': '招待コード（サーバーが求める場合）',
   'login.password': 'パスワード',
   'login.sign_in': 'ログイン',
   'login.register': 'アカウントを作成',

@@ -11,6 +11,7 @@ export const ko: Dictionary = {
   'login.server_invalid': 'wss://host/ws 형식으로 입력하세요',
   'login.username': '사용자 이름',
   'login.display_name': '표시 이름',
+  'login.invite': '초대 코드 (서버가 요구하는 경우)',
   'login.password': '비밀번호',
   'login.sign_in': '로그인',
   'login.register': '계정 만들기',

@@ -11,6 +11,7 @@ export const zhCN: Dictionary = {
   'login.server_invalid': '请输入类似 wss://host/ws 的地址',
   'login.username': '用户名',
   'login.display_name': '显示名称',
+  'login.invite': '邀请码（如果服务器需要）',
   'login.password': '密码',
   'login.sign_in': '登录',
   'login.register': '创建账户',

@@ -11,6 +11,7 @@ export const zhTW: Dictionary = {
   'login.server_invalid': '請輸入類似 wss://host/ws 的位址',
   'login.username': '使用者名稱',
   'login.display_name': '顯示名稱',
+  'login.invite': '邀請碼（如果伺服器需要）',
   'login.password': '密碼',
   'login.sign_in': '登入',
   'login.register': '建立帳號',

@@ -34,8 +34,8 @@ export const api = {
   resume: () => invoke<Session | null>('resume'),
   login: (server: string, username: string, password: string) =>
     invoke<Session>('login', { server, username, password }),
-  register: (server: string, username: string, displayName: string, password: string) =>
-    invoke<Session>('register', { server, username, displayName, password }),
+  register: (server: string, username: string, displayName: string, password: string, invite: string | null) =>
+    invoke<Session>('register', { server, username, displayName, password, invite }),
   logout: () => invoke<void>('logout'),
   rooms: () => invoke<RoomView[]>('rooms'),
   createRoom: (name: string, isPublic: boolean) => invoke<Room>('create_room', { name, public: isPublic }),

@@ -50,6 +50,9 @@ enum Command {
         display_name: Option<String>,
         #[arg(long, env = "PARLOR_PASSWORD", hide_env_values = true)]
         password: String,
+        /// The invite code, for a server whose registration needs one.
+        #[arg(long, env = "PARLOR_INVITE", hide_env_values = true)]
+        invite: Option<String>,
     },
     /// Log in and remember the session.
     Login {
@@ -247,10 +250,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             username,
             display_name,
             password,
+            invite,
         } => Some(Credentials::Register {
             username: username.clone(),
             display_name: display_name.clone().unwrap_or_else(|| username.clone()),
             password: password.clone(),
+            invite: invite.clone(),
         }),
         Command::Login { username, password } => Some(Credentials::Login {
             username: username.clone(),

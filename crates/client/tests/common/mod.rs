@@ -132,6 +132,7 @@ pub async fn register(
             username: name.into(),
             display_name: name.to_uppercase(),
             password: "password-123".into(),
+            invite: None,
         },
         policy,
     )
