@@ -19,8 +19,9 @@ case "${1:-test}" in
   # coturn: the TURN server the relay-only call test starts on loopback.
   # xvfb, webkit2gtk-driver: the desktop app's end-to-end test (a real window on a virtual
   # display, driven through WebKitWebDriver).
+  # systemd: systemd-analyze checks deploy/parlor-server.service (nothing is started).
   test) packages+=("${build[@]}" openssl chromium iproute2 nftables pulseaudio pulseaudio-utils coturn
-                   xvfb webkit2gtk-driver) ;;
+                   xvfb webkit2gtk-driver systemd) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac

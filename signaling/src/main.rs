@@ -68,6 +68,13 @@ async fn main() -> std::process::ExitCode {
         "serving {scheme}://{addr}/ws with database {}",
         database.display()
     );
+    if scheme == "ws" && !addr.ip().is_loopback() {
+        // Passwords and tokens would cross the network in the clear unless a proxy adds TLS.
+        tracing::warn!(
+            "serving without TLS on a non-loopback address: give --tls-cert and --tls-key, \
+             or listen on 127.0.0.1 behind a reverse proxy that terminates TLS"
+        );
+    }
     server.run(shutdown_signal()).await;
     std::process::ExitCode::SUCCESS
 }
