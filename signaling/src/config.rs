@@ -1,6 +1,6 @@
 //! Server settings: command-line flags, each with an environment-variable equivalent, over an
 //! optional TOML file, over defaults. Precedence: flag > environment > file > default.
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,6 +92,15 @@ pub struct Args {
     /// [default: 10]
     #[arg(long, env = "PARLOR_REGISTRATIONS_PER_ADDRESS")]
     pub registrations_per_address: Option<u32>,
+    /// Address of a reverse proxy in front of the server (repeatable), trusted to name the
+    /// client in X-Forwarded-For for the per-address limits. None by default: the header is
+    /// ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "PARLOR_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// Who may create an account.
@@ -136,6 +145,8 @@ pub struct Settings {
     pub session_check: Duration,
     pub registration: Registration,
     pub throttle: crate::throttle::ThrottleConfig,
+    /// Canonical addresses (IPv4-mapped IPv6 as IPv4), as the TCP peer is compared.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Args {
@@ -178,6 +189,11 @@ impl Args {
             registrations_per_address: self
                 .registrations_per_address
                 .or(file.registrations_per_address),
+            trusted_proxies: if self.trusted_proxies.is_empty() {
+                file.trusted_proxies
+            } else {
+                self.trusted_proxies
+            },
         }
     }
 
@@ -238,6 +254,11 @@ impl Args {
                     refill: Duration::from_secs(60),
                 },
             },
+            trusted_proxies: merged
+                .trusted_proxies
+                .iter()
+                .map(IpAddr::to_canonical)
+                .collect(),
         };
         settings.validate()?;
         Ok(settings)

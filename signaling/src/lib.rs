@@ -1,5 +1,6 @@
 //! Parlor's signaling server as a library: the binary in `main.rs` only parses the command line.
 pub mod admin;
+pub mod client_address;
 pub mod config;
 pub mod connection;
 pub mod credentials;

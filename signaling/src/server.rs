@@ -123,7 +123,7 @@ impl Server {
                 _ = &mut shutdown => break,
             };
             let _ = tcp.set_nodelay(true);
-            // The sign-in throttles count by client address.
+            // The sign-in throttles count by client address (or the one a trusted proxy names).
             let router = router
                 .clone()
                 .layer(axum::Extension(ClientAddress(peer.ip())));
@@ -238,9 +238,19 @@ struct ClientAddress(std::net::IpAddr);
 
 async fn websocket(
     State(state): State<AppState>,
-    axum::Extension(ClientAddress(from)): axum::Extension<ClientAddress>,
+    axum::Extension(ClientAddress(peer)): axum::Extension<ClientAddress>,
+    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let forwarded_for = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    let from = crate::client_address::client_address(
+        peer,
+        forwarded_for,
+        &state.service.settings.trusted_proxies,
+    );
     if state.shutdown.is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }

@@ -405,6 +405,55 @@ async fn registrations_and_failed_sign_ins_are_throttled_per_address() {
         .await;
 }
 
+/// A socket through a reverse proxy, which names the client in X-Forwarded-For.
+async fn connect_forwarded_for(server: &TestServer, client: &str) -> Client {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = server.url().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", client.parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    Client::from_socket(socket)
+}
+
+async fn fail_to_authenticate(client: &mut Client, code: ErrorCode) {
+    client
+        .refused(
+            Request::Authenticate {
+                token: "not-a-token".into(),
+            },
+            code,
+        )
+        .await;
+}
+
+/// Behind a trusted proxy each client has its own allowance; a header from anyone else is not
+/// believed, so a client cannot escape its limit by claiming other addresses.
+#[tokio::test]
+async fn the_per_address_limits_follow_x_forwarded_for_only_from_a_trusted_proxy() {
+    let limit = ["--sign-in-failures-per-address", "2"];
+    let proxied = TestServer::start(&[limit[0], limit[1], "--trusted-proxy", "127.0.0.1"]).await;
+    let mut mallory = connect_forwarded_for(&proxied, "203.0.113.66").await;
+    fail_to_authenticate(&mut mallory, ErrorCode::Unauthorized).await;
+    fail_to_authenticate(&mut mallory, ErrorCode::Unauthorized).await;
+    fail_to_authenticate(&mut mallory, ErrorCode::RateLimited).await;
+    // A new socket from the same client is still limited; another client is not.
+    let mut again = connect_forwarded_for(&proxied, "10.0.0.1, 203.0.113.66").await;
+    fail_to_authenticate(&mut again, ErrorCode::RateLimited).await;
+    let mut alice = connect_forwarded_for(&proxied, "198.51.100.5").await;
+    fail_to_authenticate(&mut alice, ErrorCode::Unauthorized).await;
+
+    let direct = TestServer::start(&limit).await;
+    for claimed in ["203.0.113.1", "203.0.113.2"] {
+        let mut c = connect_forwarded_for(&direct, claimed).await;
+        fail_to_authenticate(&mut c, ErrorCode::Unauthorized).await;
+    }
+    let mut c = connect_forwarded_for(&direct, "203.0.113.3").await;
+    fail_to_authenticate(&mut c, ErrorCode::RateLimited).await;
+}
+
 /// Messages acknowledged before a backup starts are all in it, though the server kept storing
 /// messages while it was taken; the backup restores into a working server.
 #[tokio::test]
