@@ -119,4 +119,27 @@ mod tests {
         assert_eq!(page_limit(Some(1000), 50).unwrap(), 200);
         assert!(page_limit(Some(0), 50).is_err());
     }
+
+    /// The rules docs/protocol.md states for display names and blank text.
+    #[test]
+    fn display_names_and_blank_text_follow_the_documented_rules() {
+        assert!(display_name("  Ann Lee ").is_ok());
+        assert!(display_name(&format!(" {} ", "é".repeat(64))).is_ok());
+        assert!(display_name(&"é".repeat(65)).is_err());
+        for blank in ["", "   ", "\u{3000}"] {
+            assert!(display_name(blank).is_err(), "{blank:?}");
+        }
+        assert!(display_name("Ann\nLee").is_err(), "no line breaks");
+        assert!(display_name("Ann\u{7}").is_err());
+        assert!(
+            display_name("Ann\u{202E}").is_ok(),
+            "bidi overrides are accepted"
+        );
+        // White space is Unicode's: no-break and ideographic spaces count, zero-width ones not.
+        for blank in ["\u{a0}", "\u{3000}\t\r\n", "\u{2028}"] {
+            assert!(message_text(blank).is_err(), "{blank:?}");
+        }
+        assert!(message_text("\u{200B}").is_ok());
+        assert!(message_text("bell \u{7}").is_ok());
+    }
 }

@@ -114,8 +114,30 @@ async fn wrong_passwords_unknown_users_and_bad_registrations_are_refused() {
         ErrorCode::Invalid,
     )
     .await;
-    // The socket is still usable after all that.
-    c.request(Request::Ping).await.unwrap();
+    c.refused(
+        Request::Register {
+            username: "bob".into(),
+            display_name: "Bob\nSmith".into(),
+            password: "long-enough".into(),
+            invite: None,
+        },
+        ErrorCode::Invalid,
+    )
+    .await;
+    // The socket is still usable after all that, and a display name is stored trimmed.
+    let reply = c
+        .request(Request::Register {
+            username: "bob".into(),
+            display_name: "  Bob Smith ".into(),
+            password: "long-enough".into(),
+            invite: None,
+        })
+        .await
+        .unwrap();
+    let Reply::Session { user, .. } = reply else {
+        panic!("not a session: {reply:?}")
+    };
+    assert_eq!(user.display_name, "Bob Smith");
 }
 
 #[tokio::test]

@@ -226,6 +226,42 @@ async fn retrying_with_the_same_client_id_returns_the_original() {
     assert_eq!(server.metric("parlor_messages_total").await, 2.0);
 }
 
+/// A retry that arrives after the message was deleted gets the deleted original back: the
+/// text is not stored a second time (docs/protocol.md, send_message).
+#[tokio::test]
+async fn a_resend_of_a_deleted_message_returns_it_deleted_and_stores_nothing() {
+    let server = TestServer::start(&[]).await;
+    let mut ann = Client::register(&server, "ann").await;
+    let room = create_room(&mut ann, "chat", false).await;
+    // Control characters are kept exactly as sent.
+    let text = "line one\nline two\tand a bell \u{7}";
+    let original = send(&mut ann, room, "gone-soon", text).await;
+    assert_eq!(original.text, text);
+    ann.request(Request::DeleteMessage {
+        room_id: room,
+        seq: original.seq,
+    })
+    .await
+    .unwrap();
+    let Reply::MessageSent { message, duplicate } = ann
+        .request(Request::SendMessage {
+            room_id: room,
+            client_id: "gone-soon".into(),
+            text: text.into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("not message_sent")
+    };
+    assert!(
+        duplicate && message.deleted && message.text.is_empty(),
+        "{message:?}"
+    );
+    assert_eq!(message.seq, original.seq);
+    assert_eq!(server.metric("parlor_messages_total").await, 1.0);
+}
+
 #[tokio::test]
 async fn a_message_sent_just_before_the_connection_drops_is_kept_once() {
     let server = TestServer::start(&[]).await;

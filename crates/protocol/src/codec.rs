@@ -89,8 +89,9 @@ fn read_envelope(text: &str) -> Result<Envelope, DecodeError> {
     Ok(Envelope { id, kind, data })
 }
 
-/// Deserializes an adjacently tagged enum from `type` and `data`, accepting `{}` as "no data"
-/// for variants that carry none.
+/// Deserializes an adjacently tagged enum from `type` and `data`. Unknown fields in `data` are
+/// ignored, so that a newer client's extra fields do not break an older server; for a variant
+/// that carries no data, that makes any `data` object mean "no data".
 fn decode_tagged<T: serde::de::DeserializeOwned>(
     kind: &str,
     data: Option<Value>,
@@ -104,7 +105,7 @@ fn decode_tagged<T: serde::de::DeserializeOwned>(
         serde_json::from_value::<T>(Value::Object(object))
     };
     match data {
-        Some(Value::Object(map)) if map.is_empty() => {
+        Some(Value::Object(map)) => {
             with(Some(Value::Object(map))).or_else(|first| with(None).map_err(|_| first))
         }
         other => with(other),
@@ -284,6 +285,29 @@ mod tests {
         for text in ["[]", "42", "\"x\"", "null"] {
             assert_eq!(decode_request(text).unwrap_err().code, ErrorCode::Invalid);
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_with_data_or_without() {
+        let frame = decode_request(
+            r#"{"v":1,"id":2,"type":"send_message","trace":"x","data":{"room_id":3,"client_id":"c","text":"hi","priority":"high"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            frame.request,
+            Request::SendMessage { room_id: 3, .. }
+        ));
+        let frame = decode_request(r#"{"v":1,"id":3,"type":"ping","data":{"nonce":1}}"#).unwrap();
+        assert_eq!(frame.request, Request::Ping);
+        // Data that is not an object, for a request without data, is still refused.
+        let err = decode_request(r#"{"v":1,"id":4,"type":"ping","data":[1]}"#).unwrap_err();
+        assert_eq!((err.id, err.code), (Some(4), ErrorCode::Invalid));
+    }
+
+    #[test]
+    fn a_repeated_key_takes_its_last_value_as_in_javascript() {
+        let frame = decode_request(r#"{"v":1,"id":1,"id":2,"type":"ping"}"#).unwrap();
+        assert_eq!(frame.id, Some(2));
     }
 
     #[test]
