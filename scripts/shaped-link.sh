@@ -11,6 +11,8 @@
 #   cap600-loss3 600 kbit/s token bucket with a 300 ms queue, plus 3 % UDP loss
 #   drop300      2 Mbit/s, narrowed to 300 kbit/s from 10 s to 30 s after the start, then
 #                2 Mbit/s again (both times: PARLOR_DROP_AT, PARLOR_DROP_FOR, in seconds)
+#   lose-server-hello  no shaping, but the first datagram carrying a DTLS ServerHello (the
+#                server's flight 4) is lost: the handshake has to retransmit it
 #
 # Everything in the namespace shares `lo`, so a cap is shared by both directions (and by
 # signaling); a one-way call puts nearly all of its bytes in one direction anyway.
@@ -52,6 +54,24 @@ case "$profile" in
       sleep "${PARLOR_DROP_FOR:-20}"
       tc qdisc change dev lo root tbf rate 2mbit burst 15k latency 300ms
     ) &
+    ;;
+  lose-server-hello)
+    # UDP payload byte 0: DTLS content type 22 (handshake); byte 13: handshake type 2
+    # (ServerHello). `limit … burst 1` matches the first such datagram only.
+    nft add table inet parlor_shape
+    nft add chain inet parlor_shape out '{ type filter hook output priority 0; }'
+    nft add rule inet parlor_shape out meta l4proto udp @th,64,8 22 @th,168,8 2 \
+      limit rate 1/hour burst 1 packets counter drop
+    # A run in which no ServerHello was lost did not test what it claims to: fail it.
+    set +e
+    "$@"
+    status=$?
+    set -e
+    if ! nft list chain inet parlor_shape out | grep -q 'counter packets 1 '; then
+      echo "lose-server-hello: no ServerHello was dropped" >&2
+      exit 3
+    fi
+    exit "$status"
     ;;
   *) echo "unknown profile: $profile" >&2; exit 2 ;;
 esac

@@ -192,7 +192,6 @@ impl DTLSConn {
                 srv_cli_str(self.state.is_client),
                 self.current_flight
             );
-            self.current_retransmit_timer = None;
             let result = self.current_flight.parse(
                 /*&mut self.handle_queue_tx,*/ &mut self.state,
                 &self.cache,
@@ -216,6 +215,11 @@ impl DTLSConn {
                     }
                 }
                 Ok(next_flight) => {
+                    // Parlor's patch (vendor/README.md): the timer stops only once the peer's
+                    // flight is complete. Stopping it on any handshake datagram, as 0.21.1 did,
+                    // left a server whose flight 4 was lost waiting forever: the client's
+                    // repeated ClientHello cleared the timer and never completed the flight.
+                    self.current_retransmit_timer = None;
                     debug!(
                         "[handshake:{}] {} -> {}",
                         srv_cli_str(self.state.is_client),

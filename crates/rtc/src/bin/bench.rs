@@ -430,8 +430,9 @@ async fn link_call(seconds: u64, json: bool) {
     // Bounded: on a link too poor to set the call up, say so instead of waiting forever.
     let limit = Duration::from_secs(seconds + 30);
     let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds)).await else {
-        println!("640x480 one-way, {seconds} s: the call was not set up within {limit:?}");
-        return;
+        // A failure, not a figure: scripts and tests must not read it as a measurement.
+        eprintln!("640x480 one-way, {seconds} s: the call was not set up within {limit:?}");
+        std::process::exit(1);
     };
     if json {
         println!("{}", serde_json::to_string(&f).expect("figures serialize"));
