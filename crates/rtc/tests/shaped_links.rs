@@ -85,6 +85,36 @@ fn video_keeps_arriving(profile: &str, frames: &[f64], from: usize) {
     }
 }
 
+/// What is sent (one figure a second, kbit/s) never puts more above `cap_kbps` than the link's
+/// queue holds, over any run of seconds from `from` on. A congestion controller probes: a
+/// second a few percent over the cap only fills the queue a little, which is how it finds the
+/// capacity. Sending more than the queue absorbs is what loses packets to our own traffic.
+fn never_overflows_the_queue(
+    profile: &str,
+    sent: &[f64],
+    from: usize,
+    cap_kbps: f64,
+    queue_ms: f64,
+) {
+    let queue_kbit = cap_kbps * queue_ms / 1000.0;
+    // The largest excess over any run of consecutive seconds (Kadane).
+    let (mut run, mut worst, mut worst_end) = (0.0_f64, 0.0_f64, from);
+    for (second, kbps) in sent.iter().enumerate().skip(from) {
+        run = (run + kbps - cap_kbps).max(0.0);
+        if run > worst {
+            (worst, worst_end) = (run, second);
+        }
+    }
+    eprintln!(
+        "{profile}: most sent above the cap: {worst:.0} kbit (the queue holds {queue_kbit:.0})"
+    );
+    assert!(
+        worst <= queue_kbit,
+        "{profile}: sent {worst:.0} kbit more than the {cap_kbps} kbit/s link carries, by second \
+         {worst_end}; its {queue_ms} ms queue holds {queue_kbit:.0}: {sent:?}"
+    );
+}
+
 /// `kbps` (one figure a second) stays under `cap_kbps` over every two consecutive seconds from
 /// `from` on (single seconds wobble with the sampling and the token bucket's burst).
 fn stays_under(profile: &str, what: &str, kbps: &[f64], from: usize, cap_kbps: f64) {
@@ -210,7 +240,11 @@ fn call_into_chromium(profile: &str, seconds: u64, env: &[(&str, &str)]) -> Into
         "--duration",
         &seconds_arg,
     ];
-    let result = run_shaped(profile, &command, &interop, env, seconds + 90);
+    // How far ICE and the DTLS handshake got, for a call that never connects: the page logs
+    // its states, and the peer its handshake.
+    let log = [("RUST_LOG", "warn,rtc_ice=info,rtc_dtls=debug")];
+    let env: Vec<_> = env.iter().chain(&log).copied().collect();
+    let result = run_shaped(profile, &command, &interop, &env, seconds + 90);
     let numbers = |values: &Value| -> Vec<f64> {
         values
             .as_array()
@@ -249,7 +283,7 @@ fn calls_into_chromium_hold_up_on_lossy_narrow_and_changing_links() {
     let call = call_into_chromium("cap600-loss3", 20, &[]);
     video_keeps_arriving("cap600-loss3 into Chromium", &call.frames, 5);
     estimate_comes_under("cap600-loss3 into Chromium", &call.estimate, 5..19, 600.0);
-    stays_under("cap600-loss3 into Chromium", "sent", &call.sent, 5, 600.0);
+    never_overflows_the_queue("cap600-loss3 into Chromium", &call.sent, 5, 600.0, 300.0);
 
     // Chromium takes a few seconds to start inside the namespace before the call's clock
     // starts: the drop is scheduled later than in the Parlor pair's test.
@@ -259,9 +293,12 @@ fn calls_into_chromium_hold_up_on_lossy_narrow_and_changing_links() {
 }
 
 fn drop300_into_chromium() -> IntoChromium {
+    // Long enough after the widening (at about 22 s) for the estimate to double from 200
+    // kbit/s at GCC's 8 % a second, with room for one halving on the way (seen once, 3 s after
+    // the widening).
     call_into_chromium(
         "drop300",
-        34,
+        40,
         &[("PARLOR_DROP_AT", "12"), ("PARLOR_DROP_FOR", "12")],
     )
 }
