@@ -13,15 +13,12 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::TokenBucket;
 use crate::service::{After, ConnHandle, ConnState, Outbound, Service};
+use crate::socket_guard::{GuardConfig, SocketGuard, Verdict};
 
 /// Events and replies waiting for a socket. A socket that lets this fill up is closed.
 const OUTBOX_CAPACITY: usize = 1024;
 
-pub const CLOSE_AUTH_TIMEOUT: (u16, &str) = (4002, "authentication timeout");
-pub const CLOSE_IDLE: (u16, &str) = (4003, "idle timeout");
-pub const CLOSE_RATE_ABUSE: (u16, &str) = (4008, "rate limit exceeded repeatedly");
 pub const CLOSE_SHUTDOWN: (u16, &str) = (1001, "server shutting down");
 pub const CLOSE_TOO_BIG: (u16, &str) = (1009, "frame too large");
 pub const CLOSE_PROTOCOL: (u16, &str) = (1002, "protocol error");
@@ -109,18 +106,26 @@ async fn read_loop(
     shutdown: &CancellationToken,
 ) -> Option<(u16, &'static str)> {
     let settings = &service.settings;
-    let auth_deadline = Instant::now() + settings.auth_timeout;
-    let mut idle_deadline = Instant::now() + settings.idle_timeout;
-    let (burst, refill) = service.request_rate();
-    let mut bucket = TokenBucket::new(burst, refill, std::time::Instant::now());
-    let mut refused_in_a_row = 0u32;
+    let (rate_burst, rate_refill) = service.request_rate();
+    let mut guard = SocketGuard::new(
+        GuardConfig {
+            auth_timeout: settings.auth_timeout,
+            idle_timeout: settings.idle_timeout,
+            rate_burst,
+            rate_refill,
+            abuse_limit: settings.rate_abuse_limit,
+        },
+        std::time::Instant::now(),
+    );
 
     loop {
-        let authenticated = state.identity.is_some();
+        if state.identity.is_some() {
+            guard.authenticated();
+        }
+        let (deadline, why) = guard.deadline();
         let frame = tokio::select! {
             frame = stream.next() => frame,
-            _ = sleep_until(auth_deadline), if !authenticated => return Some(CLOSE_AUTH_TIMEOUT),
-            _ = sleep_until(idle_deadline) => return Some(CLOSE_IDLE),
+            _ = sleep_until(Instant::from_std(deadline)) => return Some(why),
             _ = shutdown.cancelled() => return Some(CLOSE_SHUTDOWN),
             _ = writer_done.cancelled() => return None,
         };
@@ -138,11 +143,11 @@ async fn read_loop(
                 });
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                idle_deadline = Instant::now() + settings.idle_timeout;
+                guard.heard_from(std::time::Instant::now());
                 continue;
             }
             Some(Ok(Message::Binary(_))) => {
-                idle_deadline = Instant::now() + settings.idle_timeout;
+                guard.heard_from(std::time::Instant::now());
                 service
                     .metrics
                     .frames_received
@@ -156,23 +161,22 @@ async fn read_loop(
             }
             Some(Ok(Message::Text(text))) => text,
         };
-        idle_deadline = Instant::now() + settings.idle_timeout;
         service
             .metrics
             .frames_received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let now = std::time::Instant::now();
-        let allowed = bucket.try_take(now)
-            && state
+        let verdict = guard.request(now, || {
+            state
                 .identity
                 .as_ref()
-                .is_none_or(|i| service.user_may_request(i.user.id, now));
-        if !allowed {
-            refused_in_a_row += 1;
-            if refused_in_a_row >= settings.rate_abuse_limit {
-                return Some(CLOSE_RATE_ABUSE);
-            }
+                .is_none_or(|i| service.user_may_request(i.user.id, now))
+        });
+        if let Verdict::Close(code, reason) = verdict {
+            return Some((code, reason));
+        }
+        if verdict == Verdict::Refuse {
             // Echo the id when it can be read, so the client knows which request was dropped.
             let id = match decode_request(text.as_str()) {
                 Ok(frame) => frame.id,
@@ -182,7 +186,6 @@ async fn read_loop(
             send_error(service, outbox, id, &error).await;
             continue;
         }
-        refused_in_a_row = 0;
 
         if text.len() > MAX_FRAME_BYTES {
             let error = ErrorBody::new(

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod socket_guard;
 pub mod store;
 #[cfg(feature = "test-pki")]
 pub mod test_pki;
