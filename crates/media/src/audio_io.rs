@@ -113,11 +113,21 @@ fn busy(kind: &'static str, id: &str, reason: impl std::fmt::Display) -> MediaEr
     }
 }
 
-/// Picks a format the device offers: 48 kHz if it can, f32 or i16 samples.
+/// Microphones record in 20 ms periods: one Opus frame, as soon as it is captured.
+const CAPTURE_PERIOD_MS: u32 = 20;
+/// Speakers are fed 40 ms at a time, which PulseAudio doubles into an 80 ms buffer. With 20 ms
+/// (a 40 ms buffer) a busy machine starved the sound server between two wake-ups of the
+/// playback thread, which runs at normal priority: it played gaps and asked for less, and the
+/// jitter buffer overflowed and dropped audio (the echo test's far-end tone came back 15-30 dB
+/// low, and the echo canceller lost its reference).
+const PLAYBACK_PERIOD_MS: u32 = 40;
+
+/// Picks a format the device offers: 48 kHz if it can, f32 or i16 samples, in periods of
+/// `period_ms`.
 fn choose_config(
     configs: impl Iterator<Item = cpal::SupportedStreamConfigRange>,
     want_channels: u16,
-    fixed_period: bool,
+    period_ms: u32,
 ) -> Option<(StreamConfig, SampleFormat)> {
     let usable: Vec<_> = configs
         .filter(|c| matches!(c.sample_format(), SampleFormat::F32 | SampleFormat::I16))
@@ -139,17 +149,15 @@ fn choose_config(
     let format = best.sample_format();
     let buffer = *best.buffer_size();
     let mut config = best.with_sample_rate(rate).config();
-    // 20 ms periods: a sound server's default can be seconds per request, far more than the
+    // A fixed period: a sound server's default can be seconds per request, far more than the
     // jitter buffer holds (output) or a call can wait for (input).
-    if fixed_period {
-        let period = rate / 50;
-        config.buffer_size = match buffer {
-            cpal::SupportedBufferSize::Range { min, max } => {
-                cpal::BufferSize::Fixed(period.clamp(min, max))
-            }
-            cpal::SupportedBufferSize::Unknown => cpal::BufferSize::Fixed(period),
-        };
-    }
+    let period = rate * period_ms / 1000;
+    config.buffer_size = match buffer {
+        cpal::SupportedBufferSize::Range { min, max } => {
+            cpal::BufferSize::Fixed(period.clamp(min, max))
+        }
+        cpal::SupportedBufferSize::Unknown => cpal::BufferSize::Fixed(period),
+    };
     Some((config, format))
 }
 
@@ -361,7 +369,7 @@ impl Microphone {
         let configs = device
             .supported_input_configs()
             .map_err(|e| busy("microphone", &device_id, e))?;
-        let (config, format) = choose_config(configs, channels, true)
+        let (config, format) = choose_config(configs, channels, CAPTURE_PERIOD_MS)
             .ok_or_else(|| MediaError::Unsupported(format!("no usable input format on {name}")))?;
         let one_frame = crate::opus_codec::FRAME_SAMPLES * channels as usize;
         let low_latency =
@@ -490,7 +498,7 @@ impl Speaker {
         let configs = device
             .supported_output_configs()
             .map_err(|e| busy("speaker", &device_id, e))?;
-        let (config, format) = choose_config(configs, 2, true).ok_or_else(|| {
+        let (config, format) = choose_config(configs, 2, PLAYBACK_PERIOD_MS).ok_or_else(|| {
             MediaError::Unsupported(format!("no usable output format on {device}"))
         })?;
         if config.sample_rate != SAMPLE_RATE {
