@@ -328,17 +328,7 @@ async fn a_deleted_account_s_messages_stay_and_its_name_is_free() {
         .unwrap_err();
     assert!(twice.contains("no user `bob`"), "{twice}");
     // The history others see is unchanged; the name is free; the old password opens nothing.
-    let Reply::Sync { entries, .. } = ann
-        .request(Request::Sync {
-            room_id: room,
-            since_seq: 0,
-            limit: None,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!("no sync");
-    };
+    let entries = timeline_since(&mut ann, room, 0).await;
     assert_eq!(entries.len(), 1);
     let mut again = Client::connect(&server).await;
     again
@@ -506,30 +496,11 @@ async fn a_backup_taken_during_traffic_restores_every_acknowledged_message() {
     std::fs::copy(&file, &restored_db).unwrap();
     let restored = TestServer::start_on(&restored_db, "127.0.0.1:0", &[]).await;
     let mut ann = Client::login(&restored, "ann").await;
-    let mut seqs = Vec::new();
-    let mut since = 0;
-    loop {
-        let Reply::Sync {
-            entries, has_more, ..
-        } = ann
-            .request(Request::Sync {
-                room_id: room,
-                since_seq: since,
-                limit: None,
-            })
-            .await
-            .unwrap()
-        else {
-            panic!("no sync");
-        };
-        for entry in &entries {
-            seqs.push(entry.seq());
-        }
-        since = *seqs.last().unwrap_or(&since);
-        if !has_more {
-            break;
-        }
-    }
+    let seqs: Vec<i64> = timeline_since(&mut ann, room, 0)
+        .await
+        .iter()
+        .map(|entry| entry.seq())
+        .collect();
     for seq in &acknowledged {
         assert!(seqs.contains(seq), "acknowledged message {seq} missing");
     }

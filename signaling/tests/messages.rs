@@ -618,16 +618,6 @@ async fn typing_is_relayed_not_stored_and_rate_limited() {
         ErrorCode::RateLimited,
     )
     .await;
-    let Reply::Sync { entries, .. } = bob
-        .request(Request::Sync {
-            room_id: room,
-            since_seq: 0,
-            limit: None,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let entries = timeline_since(&mut bob, room, 0).await;
     assert!(entries.is_empty(), "typing leaves no trace in the timeline");
 }

@@ -459,3 +459,34 @@ pub async fn send(
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Every timeline entry of `room` after `since_seq`, page by page.
+pub async fn timeline_since(
+    client: &mut Client,
+    room: i64,
+    since_seq: i64,
+) -> Vec<parlor_protocol::TimelineEntry> {
+    let mut all = Vec::new();
+    let mut since = since_seq;
+    loop {
+        let reply = client
+            .request(Request::Sync {
+                room_id: room,
+                since_seq: since,
+                limit: None,
+            })
+            .await
+            .expect("sync");
+        let Reply::Sync {
+            entries, has_more, ..
+        } = reply
+        else {
+            panic!("not a sync reply: {reply:?}")
+        };
+        since = entries.last().map_or(since, |e| e.seq());
+        all.extend(entries);
+        if !has_more {
+            return all;
+        }
+    }
+}
