@@ -116,6 +116,7 @@ async fn main() -> anyhow_free::Result {
     let ready = Arc::new(Barrier::new(args.clients + 1));
     let all_sent = Arc::new(Barrier::new(args.clients + 1));
     let epoch = Instant::now();
+    let connecting = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::new();
     for (i, token) in tokens.into_iter().enumerate() {
         let room = room_ids[i % args.rooms];
@@ -131,6 +132,7 @@ async fn main() -> anyhow_free::Result {
             latencies: latencies.clone(),
             ready: ready.clone(),
             all_sent: all_sent.clone(),
+            connecting: connecting.clone(),
             epoch,
             deadline,
         };
@@ -205,6 +207,9 @@ struct ClientCtx {
     latencies: Arc<std::sync::Mutex<Vec<u64>>>,
     ready: Arc<Barrier>,
     all_sent: Arc<Barrier>,
+    /// Bounds the clients connecting at once: 10,000 simultaneous handshakes overflow the
+    /// listen queue, and a few sockets then never got their upgrade answered.
+    connecting: Arc<Semaphore>,
     epoch: Instant,
     deadline: Instant,
 }
@@ -223,6 +228,7 @@ async fn run_client(ctx: ClientCtx) {
 }
 
 async fn client_body(ctx: &ClientCtx, passed_ready: &mut bool) -> Result<(), String> {
+    let connecting = ctx.connecting.acquire().await.map_err(|e| e.to_string())?;
     let (socket, _) = tokio_tungstenite::connect_async(ctx.url.as_str())
         .await
         .map_err(|e| e.to_string())?;
@@ -249,12 +255,15 @@ async fn client_body(ctx: &ClientCtx, passed_ready: &mut bool) -> Result<(), Str
             ServerFrame::Event(_) => {}
         }
     }
-    ctx.ready.wait().await;
-    *passed_ready = true;
-
+    drop(connecting);
     let messages = ctx.args.messages;
     let interval = Duration::from_millis(ctx.args.interval_ms);
+    // The receiver runs from here on, while the sender waits for every client to be ready: a
+    // socket that stopped reading would miss the server's pings and be closed as idle (at
+    // 10,000 clients connecting takes longer than the idle timeout).
     let sender = async {
+        ctx.ready.wait().await;
+        *passed_ready = true;
         // Spread clients over the interval so the load is even rather than in waves.
         let offset = interval.mul_f64((ctx.index % 97) as f64 / 97.0);
         tokio::time::sleep(offset).await;
