@@ -206,8 +206,8 @@ fn calls_hold_up_on_lossy_narrow_and_changing_links() {
 }
 
 /// The DTLS server's flight 4 (ServerHello to ServerHelloDone, one datagram) is lost once: the
-/// handshake must send it again and the call from Parlor into Chromium connect. Before the vendored rtc-dtls fix, neither call ever connected (one call in
-/// about thirty on the 3 % loss link).
+/// handshake must send it again and the call from Parlor into Chromium connect. Before the
+/// vendored rtc-dtls fix it never connected (one call in about thirty on the 3 % loss link).
 #[test]
 fn a_call_connects_when_the_dtls_servers_first_flight_is_lost() {
     // The Parlor pair is not run here: in one CI run of it the nftables rule saw no ServerHello
