@@ -152,7 +152,7 @@ pub struct Settings {
 impl Args {
     /// Fills what the command line and environment left unset from `file`.
     fn or(self, file: Args) -> Args {
-        fn vec_or(a: Vec<String>, b: Vec<String>) -> Vec<String> {
+        fn vec_or<T>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
             if a.is_empty() {
                 b
             } else {
@@ -189,11 +189,7 @@ impl Args {
             registrations_per_address: self
                 .registrations_per_address
                 .or(file.registrations_per_address),
-            trusted_proxies: if self.trusted_proxies.is_empty() {
-                file.trusted_proxies
-            } else {
-                self.trusted_proxies
-            },
+            trusted_proxies: vec_or(self.trusted_proxies, file.trusted_proxies),
         }
     }
 
