@@ -29,9 +29,13 @@ if [ "${PARLOR_IN_SHAPED_NS:-}" != "$profile" ]; then
 fi
 
 ip link set lo up
-drop_udp() {
+# The nftables chain every drop rule goes in: what this namespace sends.
+output_chain() {
   nft add table inet parlor_shape
   nft add chain inet parlor_shape out '{ type filter hook output priority 0; }'
+}
+drop_udp() {
+  output_chain
   nft add rule inet parlor_shape out meta l4proto udp numgen random mod 100 \< "$1" drop
 }
 case "$profile" in
@@ -58,8 +62,7 @@ case "$profile" in
   lose-server-hello)
     # UDP payload byte 0: DTLS content type 22 (handshake); byte 13: handshake type 2
     # (ServerHello). `limit … burst 1` matches the first such datagram only.
-    nft add table inet parlor_shape
-    nft add chain inet parlor_shape out '{ type filter hook output priority 0; }'
+    output_chain
     nft add rule inet parlor_shape out meta l4proto udp @th,64,8 22 @th,168,8 2 \
       limit rate 1/hour burst 1 packets counter drop
     # A run in which no ServerHello was lost did not test what it claims to: fail it.
