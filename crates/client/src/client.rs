@@ -14,6 +14,7 @@ use parlor_protocol::{
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::account;
 use crate::call_session::{self, CallHandle, CallOptions};
 use crate::connection::{Connection, ConnectionEvent, ConnectionState, Credentials};
 use crate::endpoint::{ServerEndpoint, TlsError};
@@ -151,7 +152,8 @@ struct Inner {
 
 impl Client {
     /// Connects and authenticates, then opens this account's store in `data_dir`
-    /// (`<user id>.db`). Refused credentials are an error; the rest keeps retrying per `policy`.
+    /// (`<user id>.db`) and remembers the account there for [`Client::resume`]. Refused
+    /// credentials are an error; the rest keeps retrying per `policy`.
     pub async fn connect(
         server: &ServerEndpoint,
         data_dir: &Path,
@@ -176,7 +178,44 @@ impl Client {
                 }
             }
         };
-        let store = Store::open(&data_dir.join(format!("{}.db", me.id))).await?;
+        account::remember(data_dir, &me)?;
+        Self::start(connection, data_dir, me, early, true).await
+    }
+
+    /// Signs in again with a saved session token, offline-first: when `data_dir` remembers
+    /// the account, its store opens at once and the client is returned before the server
+    /// answers (rooms, history, search and the outbox work; messages written now are sent on
+    /// connecting). A token the server no longer takes ends in [`ClientEvent::SessionEnded`].
+    /// Without a remembered account this is [`Client::connect`].
+    pub async fn resume(
+        server: &ServerEndpoint,
+        data_dir: &Path,
+        token: String,
+        policy: ReconnectPolicy,
+    ) -> Result<Client, ClientError> {
+        let Some(me) = account::recall(data_dir) else {
+            return Self::connect(server, data_dir, Credentials::Token(token), policy).await;
+        };
+        let connection = Arc::new(Connection::open(server, Credentials::Token(token), policy));
+        Self::start(connection, data_dir, me, Vec::new(), false).await
+    }
+
+    /// Opens `me`'s store and starts the tasks that keep it current. `connected` says whether
+    /// the connection's first `Connected` was already taken (by [`Client::connect`]).
+    async fn start(
+        connection: Arc<Connection>,
+        data_dir: &Path,
+        me: User,
+        early: Vec<Event>,
+        connected: bool,
+    ) -> Result<Client, ClientError> {
+        let store = match Store::open(&data_dir.join(format!("{}.db", me.id))).await {
+            Ok(store) => store,
+            Err(e) => {
+                connection.close().await;
+                return Err(e);
+            }
+        };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let inner = Arc::new(Inner {
             connection,
@@ -191,7 +230,7 @@ impl Client {
             inner.connection.watch_state(),
             inner.events.clone(),
         ));
-        tokio::spawn(pump(inner.clone(), early));
+        tokio::spawn(pump(inner.clone(), early, connected));
         Ok(Client { inner })
     }
 
@@ -211,6 +250,12 @@ impl Client {
 
     pub fn connection_state(&self) -> ConnectionState {
         self.inner.connection.state()
+    }
+
+    /// Stops waiting between reconnect attempts and tries now ("Retry now", or the network
+    /// came back).
+    pub async fn retry_now(&self) {
+        self.inner.connection.retry_now().await;
     }
 
     /// The local store, for reading (history, search) without the network.
@@ -549,14 +594,25 @@ async fn forward_state(
     }
 }
 
-/// Reads the connection until it closes for good.
-async fn pump(inner: Arc<Inner>, early: Vec<Event>) {
-    inner.resync().await;
+/// Reads the connection until it closes for good. `connected` says the first connect was
+/// already made (by [`Client::connect`]), so it is synced at once.
+async fn pump(inner: Arc<Inner>, early: Vec<Event>, connected: bool) {
+    if connected {
+        inner.resync().await;
+    }
     for event in early {
         inner.on_server_event(event).await;
     }
     while let Some(event) = inner.connection.next_event().await {
         match event {
+            ConnectionEvent::Connected { user, .. } if user.id != inner.me.id => {
+                // The store opened is another account's; nothing may be written to it.
+                tracing::error!("the token is user {}'s, not {}'s", user.id, inner.me.id);
+                inner.connection.close().await;
+                inner.emit(ClientEvent::SessionEnded {
+                    reason: "the session belongs to another account".into(),
+                });
+            }
             ConnectionEvent::Connected { .. } => inner.resync().await,
             ConnectionEvent::Server(event) => inner.on_server_event(event).await,
             ConnectionEvent::Refused(error) => inner.emit(ClientEvent::SessionEnded {

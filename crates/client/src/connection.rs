@@ -1,8 +1,9 @@
 //! A connection to the signaling server that stays up by itself. One task owns the socket:
 //! it matches replies to requests, forwards events, and when the socket drops it fails the
 //! requests in flight, waits as the [`ReconnectPolicy`] says, reconnects and authenticates
-//! again with the session token. Callers see the state on a watch channel and a `Connected`
-//! event after every (re)connect, which is their cue to re-sync.
+//! again with the session token. A link that goes quiet is pinged and, if the ping is not
+//! answered, dropped (see [`ReconnectPolicy::silence`]). Callers see the state on a watch
+//! channel and a `Connected` event after every (re)connect, which is their cue to re-sync.
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::endpoint::{self, ServerEndpoint, TlsError};
-use crate::reconnect::ReconnectPolicy;
+use crate::reconnect::{ReconnectPolicy, Silence};
 use crate::ClientError;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -87,6 +88,8 @@ pub enum Credentials {
 
 enum Command {
     Request(Request, oneshot::Sender<Result<Reply, ClientError>>),
+    /// Stop waiting between attempts and try now (the user asked, or the network changed).
+    RetryNow,
     Close,
 }
 
@@ -178,6 +181,11 @@ impl Connection {
         }
     }
 
+    /// While waiting to reconnect, tries at once instead; otherwise does nothing.
+    pub async fn retry_now(&self) {
+        let _ = self.commands.send(Command::RetryNow).await;
+    }
+
     /// Closes the socket and stops reconnecting.
     pub async fn close(&self) {
         let _ = self.commands.send(Command::Close).await;
@@ -257,6 +265,7 @@ impl Actor {
                 tracing::warn!("giving up after {} attempts", attempt - 1);
                 break;
             };
+            tracing::debug!("attempt {attempt} in {delay:?}");
             self.state
                 .send_replace(ConnectionState::Reconnecting { attempt });
             if self.wait_offline(delay).await {
@@ -277,7 +286,8 @@ impl Actor {
         }
     }
 
-    /// Sleeps `delay` while failing requests at once (nothing can be sent). True if closed.
+    /// Sleeps `delay` (or until asked to retry now) while failing requests at once (nothing
+    /// can be sent). True if closed.
     async fn wait_offline(&mut self, delay: Duration) -> bool {
         let until = tokio::time::Instant::now() + delay;
         loop {
@@ -285,6 +295,7 @@ impl Actor {
                 _ = tokio::time::sleep_until(until) => return false,
                 command = self.commands.recv() => match command {
                     Some(Command::Request(_, reply)) => { let _ = reply.send(Err(ClientError::Disconnected)); }
+                    Some(Command::RetryNow) => return false,
                     Some(Command::Close) | None => return true,
                 },
             }
@@ -292,13 +303,19 @@ impl Actor {
     }
 
     async fn connect(&mut self) -> Result<(Socket, User), ClientError> {
-        let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
-            self.server.url(),
-            None,
-            false,
-            Some(self.server.connector()),
+        // A server that accepts TCP but never answers (or a black-holed route) must not hold
+        // the attempt for the operating system's connect timeout, minutes on some systems.
+        let (mut socket, _) = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            tokio_tungstenite::connect_async_tls_with_config(
+                self.server.url(),
+                None,
+                false,
+                Some(self.server.connector()),
+            ),
         )
         .await
+        .map_err(|_| ClientError::Timeout)?
         .map_err(|e| match endpoint::not_trusted(&e) {
             Some(reason) => TlsError::NotTrusted(reason).into(),
             None => ClientError::Disconnected,
@@ -371,9 +388,30 @@ impl Actor {
     async fn serve(&mut self, mut socket: Socket) -> Ended {
         let mut pending: HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>> = HashMap::new();
         let mut next_id = 1u64;
+        let mut last_heard = tokio::time::Instant::now();
+        let mut pinged = false;
         let ended = loop {
+            let quiet = last_heard.elapsed();
+            let wake = match self.policy.silence(quiet, pinged) {
+                Silence::Wait(more) => last_heard + quiet + more,
+                Silence::Ping => {
+                    pinged = true;
+                    if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break Ended::Dropped;
+                    }
+                    continue;
+                }
+                Silence::Dead => {
+                    tracing::info!("nothing heard from the server for {quiet:?}; reconnecting");
+                    break Ended::Dropped;
+                }
+            };
             tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
                 frame = socket.next() => {
+                    // Any frame, pongs and the server's own pings included, shows the link is alive.
+                    last_heard = tokio::time::Instant::now();
+                    pinged = false;
                     let text = match frame {
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Ended::Dropped,
@@ -411,6 +449,7 @@ impl Actor {
                         }
                         pending.insert(id, reply);
                     }
+                    Some(Command::RetryNow) => {}
                     Some(Command::Close) | None => {
                         let _ = socket.close(None).await;
                         break Ended::Closed;

@@ -2,6 +2,7 @@
 //! the offline-first local store with its outbox, mesh calls, and on top of them the typed
 //! [`Client`] API with one event stream that the desktop app and the `parlor` CLI use.
 
+pub mod account;
 pub mod call;
 pub mod call_session;
 pub mod client;

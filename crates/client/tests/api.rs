@@ -43,9 +43,10 @@ async fn register(url: &str, dir: &Path, name: &str) -> Client {
 /// Retries for long enough to ride out a cut line in these tests.
 fn patient() -> ReconnectPolicy {
     ReconnectPolicy {
-        max_attempts: 100,
+        max_attempts: Some(100),
         base: Duration::from_millis(50),
         max_delay: Duration::from_millis(300),
+        ..ReconnectPolicy::default()
     }
 }
 
@@ -335,5 +336,147 @@ async fn rooms_are_renamed_left_deleted_and_opened_directly() {
     assert!(bob.history(room, None, 10).await.unwrap().is_empty());
     ann.close().await;
     bob.close().await;
+    server.stop().await;
+}
+
+/// What the client shows of a room from its local store alone.
+async fn texts(client: &Client, room: i64) -> Vec<String> {
+    client
+        .history(room, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_started_with_the_server_down_shows_its_last_state_and_sends_its_queue_once_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let url = server.url.clone();
+    let ann = register(&url, dir.path(), "ann").await;
+    let bob = register(&url, dir.path(), "bob").await;
+    let room = ann.create_room("team", true).await.unwrap().id;
+    bob.join_room(room).await.unwrap();
+    let mut events = ann.subscribe();
+    let before = ann.send(room, "before the outage").await.unwrap();
+    expect(&mut events, "the first message sent", |e| match e {
+        ClientEvent::Outbox { message } if message.client_id == before.client_id => {
+            matches!(message.state, OutboxState::Sent { .. }).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    let token = ann.token().expect("a token");
+    ann.close().await;
+    bob.close().await;
+    let (db, addr) = server.stop().await;
+
+    // The app starts again with the server down: it opens on its last state at once.
+    let endpoint = parlor_client::ServerEndpoint::new(&url, None).unwrap();
+    let ann = Client::resume(&endpoint, &dir.path().join("ann"), token, patient())
+        .await
+        .expect("an offline start is not an error");
+    let mut events = ann.subscribe();
+    assert_ne!(ann.connection_state(), ConnectionState::Connected);
+    assert_eq!(ann.me().username, "ann");
+    let rooms = ann.rooms().await.unwrap();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(rooms[0].room.name, "team");
+    assert_eq!(texts(&ann, room).await, ["before the outage"]);
+    assert_eq!(ann.search("outage").await.unwrap().len(), 1);
+    let queued = ann.send(room, "written while offline").await.unwrap();
+    assert_eq!(queued.state, OutboxState::Pending);
+    assert_eq!(ann.outbox(room).await.unwrap(), [queued.clone()]);
+
+    // The server comes back: the queued message is sent, and only once.
+    let server = common::Server::start(&db, addr).await;
+    expect(&mut events, "the queued message sent", |e| match e {
+        ClientEvent::Outbox { message } if message.client_id == queued.client_id => {
+            matches!(message.state, OutboxState::Sent { .. }).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    expect(&mut events, "the re-sync", |e| {
+        matches!(e, ClientEvent::Synced).then_some(())
+    })
+    .await;
+    assert!(ann.outbox(room).await.unwrap().is_empty());
+    assert_eq!(
+        texts(&ann, room).await,
+        ["before the outage", "written while offline"]
+    );
+    let bob = Client::connect(
+        &endpoint,
+        &dir.path().join("bob-again"),
+        parlor_client::Credentials::Login {
+            username: "bob".into(),
+            password: "password-123".into(),
+        },
+        patient(),
+    )
+    .await
+    .unwrap();
+    bob.sync(room).await.unwrap();
+    assert_eq!(
+        texts(&bob, room).await,
+        ["before the outage", "written while offline"]
+    );
+    ann.close().await;
+    bob.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_start_with_a_revoked_token_ends_the_session_once_the_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let token = ann.token().unwrap();
+    ann.logout().await.unwrap();
+
+    let endpoint = parlor_client::ServerEndpoint::new(&server.url, None).unwrap();
+    let ann = Client::resume(&endpoint, &dir.path().join("ann"), token, patient())
+        .await
+        .expect("the store opens before the server is asked");
+    let mut events = ann.subscribe();
+    expect(&mut events, "the session ended", |e| {
+        matches!(e, ClientEvent::SessionEnded { .. }).then_some(())
+    })
+    .await;
+    assert!(ann.connection_state().is_final());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_goes_silent_is_noticed_and_reconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let proxy = Proxy::start(server.addr).await;
+    // Short deadlines so the test need not wait the default 25 s; the rule is the same.
+    let policy = ReconnectPolicy {
+        ping_after: Duration::from_millis(300),
+        dead_after: Duration::from_secs(1),
+        ..patient()
+    };
+    let ann = common::register(&proxy.url, dir.path(), "ann", policy).await;
+    let mut events = ann.subscribe();
+    // The route dies without a word: no FIN, no RST, nothing arrives.
+    proxy.stall();
+    expect(&mut events, "the silent link given up", |e| match e {
+        ClientEvent::Connection(ConnectionState::Reconnecting { .. }) => Some(()),
+        _ => None,
+    })
+    .await;
+    proxy.restore();
+    expect(&mut events, "connected again", |e| match e {
+        ClientEvent::Connection(ConnectionState::Connected) => Some(()),
+        _ => None,
+    })
+    .await;
+    ann.create_room("after", true).await.unwrap();
+    ann.close().await;
     server.stop().await;
 }

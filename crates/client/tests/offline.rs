@@ -16,9 +16,10 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 fn policy() -> ReconnectPolicy {
     ReconnectPolicy {
-        max_attempts: 200,
+        max_attempts: Some(200),
         base: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
+        ..ReconnectPolicy::default()
     }
 }
 

@@ -16,9 +16,10 @@ use parlor_protocol::TimelineEntry;
 
 fn policy() -> ReconnectPolicy {
     ReconnectPolicy {
-        max_attempts: 50,
+        max_attempts: Some(50),
         base: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
+        ..ReconnectPolicy::default()
     }
 }
 

@@ -198,9 +198,10 @@ fn save_session(dir: &Path, session: &Session) -> Result<(), Failure> {
 /// A CLI does not wait long for a server that is down.
 fn policy() -> ReconnectPolicy {
     ReconnectPolicy {
-        max_attempts: 2,
+        max_attempts: Some(2),
         base: Duration::from_millis(200),
         max_delay: Duration::from_millis(500),
+        ..ReconnectPolicy::default()
     }
 }
 

@@ -57,11 +57,13 @@ pub async fn server(db: &Path) -> Server {
     Server::start(db, "127.0.0.1:0".parse().unwrap()).await
 }
 
-/// A TCP relay in front of the server whose line the test can cut: the client sees its socket
-/// drop (and cannot reconnect) while the server stays up, so others can go on talking.
+/// A TCP relay in front of the server whose line the test can cut (the client sees its socket
+/// drop and cannot reconnect, while the server stays up so others can go on talking) or stall
+/// (connections stay open and carry nothing, as when a route dies without a FIN or RST).
 pub struct Proxy {
     pub url: String,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stalled: tokio::sync::watch::Sender<bool>,
     links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -72,17 +74,24 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/ws", listener.local_addr().unwrap());
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (stalled, _) = tokio::sync::watch::channel(false);
         let links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
             Default::default();
-        let (open2, links2) = (open.clone(), links.clone());
+        let (open2, links2, stalled2) = (open.clone(), links.clone(), stalled.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !open2.load(Ordering::SeqCst) {
                     continue; // dropped: the line is cut
                 }
+                let gate = stalled2.subscribe();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        tokio::join!(
+                            relay(from_client, to_server, gate.clone()),
+                            relay(from_server, to_client, gate)
+                        );
                     }
                 });
                 links2.lock().unwrap().push(link);
@@ -91,6 +100,7 @@ impl Proxy {
         Proxy {
             url,
             open,
+            stalled,
             links,
             accept,
         }
@@ -104,9 +114,35 @@ impl Proxy {
         }
     }
 
+    /// Keeps every connection open but forwards nothing, either way, until restored.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
     pub fn restore(&self) {
+        self.stalled.send_replace(false);
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Copies one direction of a relayed connection; while `stalled`, holds what it read.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Proxy {
