@@ -6,6 +6,7 @@ fn main() {
         "save_settings",
         "server_health",
         "resume",
+        "retry_now",
         "login",
         "register",
         "logout",

@@ -1,11 +1,10 @@
 //! The window's commands: each is a thin call into `parlor-client` (or the settings, devices
 //! and video plumbing). Business logic lives in the client library, not here.
-use std::time::Duration;
 
 use parlor_client::call_session::{CallHandle, CallOptions};
 use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::store::RoomView;
-use parlor_client::{Client, Credentials, OutboxView};
+use parlor_client::{Client, ConnectionState, Credentials, OutboxView};
 use parlor_protocol::{Member, Message, Room, RoomId, Seq, User, UserId};
 use serde::Serialize;
 use tauri::{AppHandle, State};
@@ -18,6 +17,9 @@ use crate::state::{AppState, CommandError, CommandResult};
 pub struct Session {
     user: User,
     server: String,
+    /// Where the connection stands now (a resume returns before the server answers); later
+    /// changes arrive as `connection` events.
+    connection: ConnectionState,
 }
 
 #[tauri::command]
@@ -48,20 +50,18 @@ pub async fn server_health(
     })
 }
 
-/// Retries for about a minute before showing "offline"; the user can always sign in again.
-fn policy() -> ReconnectPolicy {
-    ReconnectPolicy {
-        max_attempts: 30,
-        base: Duration::from_millis(250),
-        max_delay: Duration::from_secs(10),
-    }
+/// How a sign-in reaches the server: with typed credentials (the server must answer), or with
+/// the saved token (offline-first: the account's store opens at once).
+enum SignIn {
+    Credentials(Credentials),
+    Token(String),
 }
 
 async fn connect(
     app: &AppHandle,
     state: &AppState,
     server: String,
-    credentials: Credentials,
+    sign_in: SignIn,
 ) -> CommandResult<Session> {
     // A new sign-in replaces the old one (and its call).
     state.end_call().await;
@@ -69,8 +69,13 @@ async fn connect(
         old.client.close().await;
     }
     let endpoint = state.endpoint(&server)?;
-    let client =
-        Client::connect(&endpoint, &state.store_dir(&server), credentials, policy()).await?;
+    let (dir, policy) = (state.store_dir(&server), ReconnectPolicy::default());
+    let client = match sign_in {
+        SignIn::Credentials(credentials) => {
+            Client::connect(&endpoint, &dir, credentials, policy).await?
+        }
+        SignIn::Token(token) => Client::resume(&endpoint, &dir, token, policy).await?,
+    };
     if let Some(token) = client.token() {
         let (tokens, key) = (state.tokens.clone(), server.clone());
         // The keyring may block on D-Bus: keep it off the async threads.
@@ -78,11 +83,19 @@ async fn connect(
     }
     state.update_settings(|s| s.server = Some(server.clone()))?;
     let user = client.me().clone();
-    state.sign_in(app, client, server.clone()).await;
-    Ok(Session { user, server })
+    state.sign_in(app, client.clone(), server.clone()).await;
+    // Read after the window's event forwarding started, so no change falls between the two.
+    let connection = client.connection_state();
+    Ok(Session {
+        user,
+        server,
+        connection,
+    })
 }
 
-/// Signs in with the saved session token, if there is one for the configured server.
+/// Signs in with the saved session token, if there is one for the configured server. With the
+/// server down this still opens the account on what it last saw; a token the server no longer
+/// takes ends the session by event once it answers.
 #[tauri::command]
 pub async fn resume(app: AppHandle, state: State<'_, AppState>) -> CommandResult<Option<Session>> {
     let Some(server) = state.settings().server else {
@@ -96,7 +109,7 @@ pub async fn resume(app: AppHandle, state: State<'_, AppState>) -> CommandResult
     let Some(token) = token else {
         return Ok(None);
     };
-    match connect(&app, &state, server.clone(), Credentials::Token(token)).await {
+    match connect(&app, &state, server.clone(), SignIn::Token(token)).await {
         Ok(session) => Ok(Some(session)),
         Err(e) if e.code == "unauthorized" => {
             // Expired or revoked: forget it and ask for the password.
@@ -106,6 +119,14 @@ pub async fn resume(app: AppHandle, state: State<'_, AppState>) -> CommandResult
         }
         Err(e) => Err(e),
     }
+}
+
+/// Tries to reach the server now instead of waiting out the backoff ("Retry now", or the
+/// system says the network is back).
+#[tauri::command]
+pub async fn retry_now(state: State<'_, AppState>) -> CommandResult<()> {
+    state.client().await?.retry_now().await;
+    Ok(())
 }
 
 #[tauri::command]
@@ -120,7 +141,7 @@ pub async fn login(
         &app,
         &state,
         server,
-        Credentials::Login { username, password },
+        SignIn::Credentials(Credentials::Login { username, password }),
     )
     .await
 }
@@ -139,12 +160,12 @@ pub async fn register(
         &app,
         &state,
         server,
-        Credentials::Register {
+        SignIn::Credentials(Credentials::Register {
             username,
             display_name,
             password,
             invite,
-        },
+        }),
     )
     .await
 }

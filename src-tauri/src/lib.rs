@@ -99,6 +99,7 @@ pub fn run() {
             commands::save_settings,
             commands::server_health,
             commands::resume,
+            commands::retry_now,
             commands::login,
             commands::register,
             commands::logout,

@@ -391,14 +391,8 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
     let mut settings = Settings::for_database(&work.path().join("server.db"));
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.tls = Some((pki.cert.clone(), pki.key.clone()));
-    let server = parlor_signaling::server::Server::bind(settings)
-        .await
-        .unwrap();
-    let url = format!("wss://localhost:{}/ws", server.local_addr().port());
-    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = RunningServer::start(settings.clone()).await;
+    let url = format!("wss://localhost:{}/ws", server.addr.port());
 
     let (_xvfb, display) = start_display();
     // PARLOR_E2E_APP runs the same test against another build (say, the release binary, to
@@ -448,26 +442,7 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
         serde_json::json!({ "application": app_binary }),
     );
     let driver_url = format!("http://127.0.0.1:{port}");
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let client = {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let mut builder = ClientBuilder::new(connector.clone());
-            builder.capabilities(capabilities.clone());
-            let session = builder.connect(&driver_url);
-            match tokio::time::timeout(PATIENCE, session)
-                .await
-                .unwrap_or_else(|_| panic!("the app did not start within {PATIENCE:?}"))
-            {
-                Ok(client) => break client,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("waiting for tauri-driver: {e}");
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                Err(e) => panic!("no WebDriver session: {e}"),
-            }
-        }
-    };
+    let client = open_window(&driver_url, &capabilities).await;
 
     // --- Start-up: the login page painted, then the server's health shown. ---
     find(&client, "[data-testid=login-form]").await;
@@ -706,6 +681,71 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
         &client.screenshot().await.unwrap(),
     );
 
+    // --- Offline-first: the app restarts while the server is down. It opens on its last
+    // state, queues what is written, and sends it once the server is back. ---
+    client.close().await.unwrap();
+    until("the app has exited", || async {
+        app_processes(&app_binary).is_empty()
+    })
+    .await;
+    let addr = server.stop().await;
+    let client = open_window(&driver_url, &capabilities).await;
+    until("the last rooms show without a server", || async {
+        texts(&client, "[data-testid=room-title]").await == ["launch"]
+    })
+    .await;
+    until("the history shows without a server", || async {
+        texts(&client, "[data-testid=message-text]")
+            .await
+            .contains(&"hello from the command line".to_owned())
+    })
+    .await;
+    assert_ne!(
+        find(&client, "[data-testid=connection]")
+            .await
+            .attr("class")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .split_whitespace()
+            .find(|c| *c == "connected"),
+        Some("connected"),
+        "connected to a server that is down"
+    );
+    let offline_text = "written while the server was down";
+    find(&client, "[data-testid=composer]")
+        .await
+        .send_keys(&format!("{offline_text}\u{E007}"))
+        .await
+        .unwrap();
+    find(&client, "[data-testid=message][data-state=pending]").await;
+    save(
+        &shots,
+        "08-offline.png",
+        &client.screenshot().await.unwrap(),
+    );
+    settings.listen = addr;
+    let server = RunningServer::start(settings).await;
+    until("the queued message is sent", || async {
+        // The backoff may have grown to 30 s while the server was down: press "Retry now"
+        // whenever it shows, as a user would.
+        if let Ok(retry) = client.find(Locator::Css("[data-testid=retry-now]")).await {
+            let _ = retry.click().await;
+        }
+        client
+            .find_all(Locator::Css("[data-testid=message][data-state=pending]"))
+            .await
+            .map(|pending| pending.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    let seen = bob.history(&room);
+    assert_eq!(
+        seen.iter().filter(|t| *t == offline_text).count(),
+        1,
+        "the queued message arrives exactly once: {seen:?}"
+    );
+
     println!(
         "desktop app: start-up (process start to the login page painted) {startup_ms:.0} ms; idle memory \
          {pss_mib:.0} MiB PSS over {} processes; screenshots in {}",
@@ -713,6 +753,58 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
         shots.display()
     );
     client.close().await.unwrap();
-    let _ = stop_server.send(());
-    let _ = server_task.await;
+    server.stop().await;
+}
+
+/// The real server in-process, stopped gracefully on request.
+struct RunningServer {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    async fn start(settings: Settings) -> RunningServer {
+        let server = parlor_signaling::server::Server::bind(settings)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        RunningServer { addr, stop, task }
+    }
+
+    /// Stops it; returns its address, to start it again where clients expect it.
+    async fn stop(self) -> std::net::SocketAddr {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        self.addr
+    }
+}
+
+/// A WebDriver session on a newly started app (tauri-driver starts it).
+async fn open_window(
+    driver_url: &str,
+    capabilities: &serde_json::Map<String, serde_json::Value>,
+) -> Client {
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut builder = ClientBuilder::new(connector.clone());
+        builder.capabilities(capabilities.clone());
+        let session = builder.connect(driver_url);
+        match tokio::time::timeout(PATIENCE, session)
+            .await
+            .unwrap_or_else(|_| panic!("the app did not start within {PATIENCE:?}"))
+        {
+            Ok(client) => return client,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for tauri-driver: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("no WebDriver session: {e}"),
+        }
+    }
 }

@@ -388,7 +388,7 @@ async fn a_client_started_with_the_server_down_shows_its_last_state_and_sends_it
     assert_eq!(ann.search("outage").await.unwrap().len(), 1);
     let queued = ann.send(room, "written while offline").await.unwrap();
     assert_eq!(queued.state, OutboxState::Pending);
-    assert_eq!(ann.outbox(room).await.unwrap(), [queued.clone()]);
+    assert_eq!(ann.outbox(room).await.unwrap(), std::slice::from_ref(&queued));
 
     // The server comes back: the queued message is sent, and only once.
     let server = common::Server::start(&db, addr).await;

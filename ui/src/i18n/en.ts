@@ -31,6 +31,7 @@ export const en = {
   'conn.connected': 'Online',
   'conn.reconnecting': 'Reconnecting (attempt {attempt})…',
   'conn.offline': 'Offline',
+  'conn.retry_now': 'Retry now',
   'room.none': 'Pick a room on the left, or create one.',
   'room.members': 'Members',
   'room.call': 'Start call',

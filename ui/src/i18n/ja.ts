@@ -31,6 +31,7 @@ export const ja: Dictionary = {
   'conn.connected': 'オンライン',
   'conn.reconnecting': '再接続中（{attempt} 回目）…',
   'conn.offline': 'オフライン',
+  'conn.retry_now': '今すぐ再試行',
   'room.none': '左のルームを選ぶか、新しく作成してください。',
   'room.members': 'メンバー',
   'room.call': '通話を開始',

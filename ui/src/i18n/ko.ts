@@ -31,6 +31,7 @@ export const ko: Dictionary = {
   'conn.connected': '온라인',
   'conn.reconnecting': '다시 연결 중 ({attempt}번째 시도)…',
   'conn.offline': '오프라인',
+  'conn.retry_now': '지금 다시 시도',
   'room.none': '왼쪽에서 대화방을 선택하거나 새로 만드세요.',
   'room.members': '구성원',
   'room.call': '통화 시작',

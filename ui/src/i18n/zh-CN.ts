@@ -31,6 +31,7 @@ export const zhCN: Dictionary = {
   'conn.connected': '在线',
   'conn.reconnecting': '正在重新连接（第 {attempt} 次）…',
   'conn.offline': '离线',
+  'conn.retry_now': '立即重试',
   'room.none': '请在左侧选择一个房间，或创建新房间。',
   'room.members': '成员',
   'room.call': '发起通话',

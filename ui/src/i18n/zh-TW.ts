@@ -31,6 +31,7 @@ export const zhTW: Dictionary = {
   'conn.connected': '線上',
   'conn.reconnecting': '正在重新連線（第 {attempt} 次）…',
   'conn.offline': '離線',
+  'conn.retry_now': '立即重試',
   'room.none': '請在左側選擇聊天室，或建立新的聊天室。',
   'room.members': '成員',
   'room.call': '開始通話',

@@ -6,6 +6,7 @@ import type {
   CallStatus,
   ClientEvent,
   CommandError,
+  ConnectionState,
   Devices,
   LinkQuality,
   Member,
@@ -24,6 +25,8 @@ import type {
 export interface Session {
   user: User;
   server: string;
+  /** Where the connection stands now: a resume returns before the server answers. */
+  connection: ConnectionState;
 }
 
 export const api = {
@@ -37,6 +40,8 @@ export const api = {
   register: (server: string, username: string, displayName: string, password: string, invite: string | null) =>
     invoke<Session>('register', { server, username, displayName, password, invite }),
   logout: () => invoke<void>('logout'),
+  /** Reconnects now instead of waiting out the backoff. */
+  retryNow: () => invoke<void>('retry_now'),
   rooms: () => invoke<RoomView[]>('rooms'),
   createRoom: (name: string, isPublic: boolean) => invoke<Room>('create_room', { name, public: isPublic }),
   joinRoom: (roomId: RoomId) => invoke<Room>('join_room', { roomId }),

@@ -110,6 +110,8 @@ export async function start(): Promise<void> {
   useLanguage(app.settings.language);
   await onClientEvent(handleClientEvent);
   await onCallEvent(handleCallEvent);
+  // The system says the network is back: try at once rather than wait out the backoff.
+  window.addEventListener('online', () => void retryNow());
   try {
     const session = await api.resume();
     if (session) await signedIn(session);
@@ -121,11 +123,21 @@ export async function start(): Promise<void> {
 
 export async function signedIn(session: Session): Promise<void> {
   app.session = session;
-  // Signing in means connected now; later changes arrive as events.
-  app.connection = { state: 'connected' };
+  // The state at sign-in (a resume may start offline); later changes arrive as events.
+  app.connection = session.connection;
   app.users[session.user.id] = session.user;
   app.rooms = await api.rooms();
   if (app.current === null && app.rooms.length > 0) await openRoom(app.rooms[0].room.id);
+}
+
+/** Reconnects now, if signed in and not connected. */
+export async function retryNow(): Promise<void> {
+  if (!app.session || app.connection.state === 'connected') return;
+  try {
+    await api.retryNow();
+  } catch (e) {
+    showError(e);
+  }
 }
 
 export async function signOut(): Promise<void> {
