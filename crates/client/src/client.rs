@@ -472,15 +472,23 @@ impl Client {
         self.inner.applied_reply(reply).await
     }
 
-    /// The newest `limit` messages before `before` from the local copy, oldest first (the
-    /// local copy holds the whole synced timeline, so scrolling back needs no network).
+    /// The newest `limit` messages before `before`, oldest first: from the local copy, with
+    /// older pages of a large room fetched from the server as the reader scrolls back into
+    /// them (offline, what the local copy holds).
     pub async fn history(
         &self,
         room: RoomId,
         before: Option<Seq>,
         limit: u32,
     ) -> Result<Vec<Message>, ClientError> {
-        self.inner.store.history(room, before, limit).await
+        outbox::history(
+            &self.inner.connection,
+            &self.inner.store,
+            room,
+            before,
+            limit,
+        )
+        .await
     }
 
     /// Catches one room up now (also done for every room after each reconnect).

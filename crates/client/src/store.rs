@@ -100,6 +100,7 @@ impl Store {
         for statement in [
             "DELETE FROM messages WHERE room_id = ?",
             "DELETE FROM members WHERE room_id = ?",
+            "DELETE FROM gaps WHERE room_id = ?",
             "DELETE FROM outbox WHERE room_id = ?",
             "DELETE FROM rooms WHERE id = ?",
         ] {
@@ -320,6 +321,92 @@ impl Store {
         Ok(())
     }
 
+    /// Records that messages after `after` and before `before` (both exclusive) are not held
+    /// here.
+    pub async fn add_gap(&self, room: RoomId, after: Seq, before: Seq) -> Result<(), ClientError> {
+        if before <= after + 1 {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO gaps (room_id, after_seq, before_seq) VALUES (?, ?, ?)
+             ON CONFLICT (room_id, before_seq) DO UPDATE SET after_seq = MIN(after_seq, excluded.after_seq)",
+        )
+        .bind(room)
+        .bind(after)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The nearest gap below `before` (exclusive; `None` for the newest): the next stretch a
+    /// reader scrolling back from there would fall into.
+    pub async fn gap_below(
+        &self,
+        room: RoomId,
+        before: Option<Seq>,
+    ) -> Result<Option<Gap>, ClientError> {
+        let row: Option<(Seq, Seq)> = sqlx::query_as(
+            "SELECT after_seq, before_seq FROM gaps WHERE room_id = ? AND before_seq <= ?
+              ORDER BY before_seq DESC LIMIT 1",
+        )
+        .bind(room)
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(after, before)| Gap { after, before }))
+    }
+
+    /// Stores a page of messages fetched into `gap` (the newest messages before its upper
+    /// end) and shrinks the gap to what is still missing below them, in one transaction.
+    /// `has_more` is the server's word that older messages exist.
+    pub async fn fill_gap(
+        &self,
+        room: RoomId,
+        gap: Gap,
+        messages: &[Message],
+        has_more: bool,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for message in messages {
+            insert_message(&mut tx, message).await?;
+        }
+        sqlx::query("DELETE FROM gaps WHERE room_id = ? AND before_seq = ?")
+            .bind(room)
+            .bind(gap.before)
+            .execute(&mut *tx)
+            .await?;
+        let oldest = messages.iter().map(|m| m.seq).min();
+        if let Some(oldest) = oldest.filter(|seq| has_more && *seq > gap.after + 1) {
+            sqlx::query(
+                "INSERT OR IGNORE INTO gaps (room_id, after_seq, before_seq) VALUES (?, ?, ?)",
+            )
+            .bind(room)
+            .bind(gap.after)
+            .bind(oldest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Store::history`] that stops at the nearest gap below `before`: what is held here
+    /// without a hole in it.
+    pub async fn history_to_gap(
+        &self,
+        room: RoomId,
+        before: Option<Seq>,
+        limit: u32,
+    ) -> Result<(Vec<Message>, Option<Gap>), ClientError> {
+        let gap = self.gap_below(room, before).await?;
+        let mut messages = self.history(room, before, limit).await?;
+        if let Some(gap) = gap {
+            messages.retain(|m| m.seq >= gap.before);
+        }
+        Ok((messages, gap))
+    }
+
     /// Messages of a room, oldest first, the newest `limit` before `before` (exclusive).
     pub async fn history(
         &self,
@@ -475,6 +562,13 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Messages after `after` and before `before` (both exclusive) that are not held locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub after: Seq,
+    pub before: Seq,
 }
 
 async fn insert_message(tx: &mut sqlx::SqliteConnection, m: &Message) -> Result<(), ClientError> {

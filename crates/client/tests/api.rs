@@ -388,7 +388,10 @@ async fn a_client_started_with_the_server_down_shows_its_last_state_and_sends_it
     assert_eq!(ann.search("outage").await.unwrap().len(), 1);
     let queued = ann.send(room, "written while offline").await.unwrap();
     assert_eq!(queued.state, OutboxState::Pending);
-    assert_eq!(ann.outbox(room).await.unwrap(), std::slice::from_ref(&queued));
+    assert_eq!(
+        ann.outbox(room).await.unwrap(),
+        std::slice::from_ref(&queued)
+    );
 
     // The server comes back: the queued message is sent, and only once.
     let server = common::Server::start(&db, addr).await;
@@ -477,6 +480,143 @@ async fn a_link_that_goes_silent_is_noticed_and_reconnected() {
     })
     .await;
     ann.create_room("after", true).await.unwrap();
+    ann.close().await;
+    server.stop().await;
+}
+
+/// The server with its per-socket request rate raised, to write a large room quickly.
+async fn roomy_server(db: &Path) -> common::Server {
+    let mut settings = parlor_signaling::config::Settings::for_database(db);
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.rate_per_sec = 100_000;
+    settings.rate_burst = 100_000;
+    common::Server::start_with(settings).await
+}
+
+/// Sends `count` messages "message N" (N from `from`) as fast as the server takes them.
+async fn write_many(connection: &parlor_client::Connection, room: i64, from: usize, count: usize) {
+    for n in from..from + count {
+        connection
+            .request(parlor_protocol::Request::SendMessage {
+                room_id: room,
+                client_id: format!("bulk-{n}"),
+                text: format!("message {n}"),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Every message of `room` as the reader sees it scrolling back from the newest, `page` at a
+/// time, oldest first.
+async fn scroll_to_the_beginning(client: &Client, room: i64, page: u32) -> Vec<String> {
+    let mut seen: Vec<parlor_protocol::Message> = client.history(room, None, page).await.unwrap();
+    // Bounded: a room of N messages takes N / page pages.
+    for _ in 0..10_000 {
+        let older = client.history(room, Some(seen[0].seq), page).await.unwrap();
+        if older.is_empty() {
+            break;
+        }
+        seen.splice(0..0, older);
+    }
+    seen.into_iter().map(|m| m.text).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_room_opens_at_its_newest_page_and_fills_older_pages_as_the_reader_scrolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = roomy_server(&dir.path().join("server.db")).await;
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let room = ann.create_room("archive", true).await.unwrap().id;
+    let writer = parlor_client::Connection::open(
+        &parlor_client::ServerEndpoint::new(&server.url, None).unwrap(),
+        parlor_client::Credentials::Token(ann.token().unwrap()),
+        patient(),
+    );
+    writer
+        .wait_connected(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let total = 1500;
+    write_many(&writer, room, 0, total).await;
+    // An old message edited: its page, fetched later, must show the edit.
+    let mut history = ann.history(room, None, 5000).await.unwrap();
+    let third = history.remove(2);
+    assert_eq!(third.text, "message 2");
+    ann.edit(room, third.seq, "message 2, edited")
+        .await
+        .unwrap();
+
+    // Bob joins: one page, not the whole timeline.
+    let bob = register(&server.url, dir.path(), "bob").await;
+    bob.join_room(room).await.unwrap();
+    let held = bob.store().history(room, None, 5000).await.unwrap();
+    assert!(
+        held.len() <= 200,
+        "joining fetched {} messages of {total}",
+        held.len()
+    );
+    assert_eq!(held.last().unwrap().text, format!("message {}", total - 1));
+    let newest = bob.history(room, None, 50).await.unwrap();
+    assert_eq!(newest.len(), 50);
+    assert_eq!(newest[0].text, format!("message {}", total - 50));
+
+    // Scrolling back fills the gap page by page: every message once, in order.
+    let mut expected: Vec<String> = (0..total).map(|n| format!("message {n}")).collect();
+    expected[2] = "message 2, edited".into();
+    assert_eq!(scroll_to_the_beginning(&bob, room, 80).await, expected);
+    assert!(bob.store().gap_below(room, None).await.unwrap().is_none());
+
+    // Away for a while: catching up takes the newest page again and leaves a gap behind it,
+    // which scrolling fills.
+    let bob_token = bob.token().unwrap();
+    bob.close().await;
+    write_many(&writer, room, total, 1200).await;
+    let bob = Client::resume(
+        &parlor_client::ServerEndpoint::new(&server.url, None).unwrap(),
+        &dir.path().join("bob"),
+        bob_token,
+        patient(),
+    )
+    .await
+    .unwrap();
+    bob.sync(room).await.unwrap();
+    let held = bob.store().history(room, None, 10_000).await.unwrap();
+    assert!(
+        held.len() <= total + 200,
+        "catching up fetched {} of 1200 new messages",
+        held.len() - total
+    );
+    expected.extend((total..total + 1200).map(|n| format!("message {n}")));
+    assert_eq!(scroll_to_the_beginning(&bob, room, 200).await, expected);
+    ann.close().await;
+    bob.close().await;
+    writer.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_waits_out_the_servers_rate_limit_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings =
+        parlor_signaling::config::Settings::for_database(&dir.path().join("server.db"));
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.rate_per_sec = 5;
+    settings.rate_burst = 5;
+    let server = common::Server::start_with(settings).await;
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let room = ann.create_room("small", true).await.unwrap().id;
+    // Use up the socket's allowance, then sync: the refusal is waited out, not returned.
+    let mut refused = false;
+    for _ in 0..20 {
+        if let Err(parlor_client::ClientError::Refused(e)) = ann.find_rooms("x").await {
+            assert_eq!(e.code, ErrorCode::RateLimited);
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the allowance was never used up");
+    ann.sync(room).await.expect("sync waits for the allowance");
     ann.close().await;
     server.stop().await;
 }
