@@ -176,13 +176,13 @@ async fn read_loop(
         if let Verdict::Close(code, reason) = verdict {
             return Some((code, reason));
         }
-        if verdict == Verdict::Refuse {
+        if let Verdict::Refuse { retry_after } = verdict {
             // Echo the id when it can be read, so the client knows which request was dropped.
             let id = match decode_request(text.as_str()) {
                 Ok(frame) => frame.id,
                 Err(e) => e.id,
             };
-            let error = ErrorBody::new(ErrorCode::RateLimited, "too many requests; slow down");
+            let error = ErrorBody::retry_after("too many requests; slow down", retry_after);
             send_error(service, outbox, id, &error).await;
             continue;
         }

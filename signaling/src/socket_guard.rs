@@ -24,8 +24,10 @@ pub struct GuardConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Handle,
-    /// Answer `rate_limited` and carry on.
-    Refuse,
+    /// Answer `rate_limited`, saying when a request would be taken again, and carry on.
+    Refuse {
+        retry_after: Duration,
+    },
     /// Close the socket with this code and reason.
     Close(u16, &'static str),
 }
@@ -65,17 +67,24 @@ impl SocketGuard {
     /// has a token, so a refused frame does not drain the user's.
     pub fn request(&mut self, now: Instant, user_allows: impl FnOnce() -> bool) -> Verdict {
         self.heard_from(now);
-        if self.bucket.try_take(now) && user_allows() {
+        let socket_had_one = self.bucket.try_take(now);
+        if socket_had_one && user_allows() {
             self.refused_in_a_row = 0;
             return Verdict::Handle;
         }
         self.refused_in_a_row += 1;
         if self.refused_in_a_row >= self.config.abuse_limit {
             let (code, reason) = CLOSE_RATE_ABUSE;
-            Verdict::Close(code, reason)
-        } else {
-            Verdict::Refuse
+            return Verdict::Close(code, reason);
         }
+        // The socket's own bucket says when its next token comes. When it was the user's
+        // allowance (their other sockets) that refused, which refills at the same rate, one
+        // token's time is the honest guess.
+        let retry_after = match self.bucket.wait(now) {
+            Some(wait) if !socket_had_one => wait,
+            _ => self.config.rate_refill,
+        };
+        Verdict::Refuse { retry_after }
     }
 
     /// When the socket must be closed if nothing arrives, and why.
@@ -134,12 +143,22 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(guard.request(t0, || true), Verdict::Handle);
         }
-        assert_eq!(guard.request(t0, || true), Verdict::Refuse);
+        assert_eq!(
+            guard.request(t0, || true),
+            Verdict::Refuse {
+                retry_after: Duration::from_millis(50)
+            }
+        );
         // One token every 50 ms, and an allowed request resets the run of refusals.
         let later = t0 + Duration::from_millis(50);
         assert_eq!(guard.request(later, || true), Verdict::Handle);
         for _ in 0..3 {
-            assert_eq!(guard.request(later, || true), Verdict::Refuse);
+            assert_eq!(
+                guard.request(later, || true),
+                Verdict::Refuse {
+                    retry_after: Duration::from_millis(50)
+                }
+            );
         }
         assert_eq!(
             guard.request(later, || true),
@@ -152,7 +171,12 @@ mod tests {
     fn the_users_allowance_refuses_too_but_is_not_asked_when_the_socket_has_none() {
         let t0 = Instant::now();
         let mut guard = SocketGuard::new(CONFIG, t0);
-        assert_eq!(guard.request(t0, || false), Verdict::Refuse);
+        assert_eq!(
+            guard.request(t0, || false),
+            Verdict::Refuse {
+                retry_after: Duration::from_millis(50)
+            }
+        );
         for _ in 0..2 {
             assert_eq!(guard.request(t0, || true), Verdict::Handle);
         }
@@ -162,7 +186,9 @@ mod tests {
                 asked = true;
                 true
             }),
-            Verdict::Refuse
+            Verdict::Refuse {
+                retry_after: Duration::from_millis(50)
+            }
         );
         assert!(!asked, "a frame the socket refuses costs the user nothing");
     }

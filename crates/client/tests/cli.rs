@@ -329,43 +329,73 @@ async fn room_with(dir: &Path, url: &str, owner: &str, members: &[&str]) -> Stri
     room
 }
 
-fn call(
-    dir: &Path,
-    url: &str,
-    name: &str,
-    room: &str,
-    seconds: &str,
-    tone: &str,
-) -> tokio::task::JoinHandle<serde_json::Value> {
-    let (data, url, room, seconds, tone) = (
-        dir.join(name),
-        url.to_owned(),
-        room.to_owned(),
-        seconds.to_owned(),
-        format!("tone:{tone}"),
-    );
-    tokio::spawn(async move {
-        let stats = data.join(format!("call-{room}.json"));
-        let args = [
-            "call",
-            &room,
-            "--audio",
-            &tone,
-            "--duration",
-            &seconds,
-            "--bind",
-            "127.0.0.1",
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ];
-        let out = parlor(&data, &url, "", &args).await;
+/// A `parlor call` in progress: its events as they are printed, and its report at the end.
+struct Call {
+    events: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    report: tokio::task::JoinHandle<serde_json::Value>,
+}
+
+impl Call {
+    /// Waits until the call prints that a link connected (a guard against hangs, not a speed
+    /// check).
+    async fn link_connected(&mut self) {
+        let wait = async {
+            while let Some(event) = self.events.recv().await {
+                if event["type"] == "link" && event["data"]["state"] == "connected" {
+                    return;
+                }
+            }
+            panic!("the call ended before a link connected");
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+            .await
+            .expect("a link connected");
+    }
+
+    async fn report(self) -> serde_json::Value {
+        self.report.await.unwrap()
+    }
+}
+
+fn call(dir: &Path, url: &str, name: &str, room: &str, seconds: &str, tone: &str) -> Call {
+    let data = dir.join(name);
+    let stats = data.join(format!("call-{room}.json"));
+    let tone = format!("tone:{tone}");
+    let args = [
+        "call",
+        room,
+        "--audio",
+        &tone,
+        "--duration",
+        seconds,
+        "--bind",
+        "127.0.0.1",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ];
+    let mut child = common::parlor_command(&data, url, "", &args, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn parlor call");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let report = tokio::spawn(async move {
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(event) = serde_json::from_str(&line) {
+                let _ = tx.send(event);
+            }
+        }
+        let out = child.wait_with_output().await.unwrap();
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap()
-    })
+    });
+    Call { events, report }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,12 +409,12 @@ async fn a_member_already_in_another_call_answers_busy() {
     let first = room_with(dir.path(), &url, "bob", &["cat"]).await;
     let second = room_with(dir.path(), &url, "ann", &["bob"]).await;
     // Bob and Cat are in a call; then Ann rings Bob from another room.
-    let bob_call = call(dir.path(), &url, "bob", &first, "8", "440");
+    let mut bob_call = call(dir.path(), &url, "bob", &first, "8", "440");
     let cat_call = call(dir.path(), &url, "cat", &first, "8", "660");
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    bob_call.link_connected().await;
     let ann_report = call(dir.path(), &url, "ann", &second, "3", "880")
-        .await
-        .unwrap();
+        .report()
+        .await;
     let busy: Vec<i64> = ann_report["busy"]
         .as_array()
         .unwrap()
@@ -393,8 +423,8 @@ async fn a_member_already_in_another_call_answers_busy() {
         .collect();
     assert_eq!(busy, vec![bob], "{ann_report}");
     // Bob stayed in his call throughout.
-    let bob_report = bob_call.await.unwrap();
-    cat_call.await.unwrap();
+    let bob_report = bob_call.report().await;
+    cat_call.report().await;
     let from_cat = bob_report["peers"]
         .as_object()
         .unwrap()
@@ -418,15 +448,15 @@ async fn one_leaves_and_another_joins_late() {
     registered(dir.path(), &url, "bob").await;
     let cat = registered(dir.path(), &url, "cat").await;
     let room = room_with(dir.path(), &url, "ann", &["bob", "cat"]).await;
-    // Ann stays 4 s; Bob 10 s; Cat comes in at 5 s, after Ann has gone.
+    // Ann stays 4 s; Bob 14 s; Cat comes in once Ann has gone.
     let ann_call = call(dir.path(), &url, "ann", &room, "4", "440");
-    let bob_call = call(dir.path(), &url, "bob", &room, "10", "660");
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let mut bob_call = call(dir.path(), &url, "bob", &room, "14", "660");
+    bob_call.link_connected().await;
+    let ann_report = ann_call.report().await;
     let cat_report = call(dir.path(), &url, "cat", &room, "4", "880")
-        .await
-        .unwrap();
-    let ann_report = ann_call.await.unwrap();
-    let bob_report = bob_call.await.unwrap();
+        .report()
+        .await;
+    let bob_report = bob_call.report().await;
     // Bob received Ann before she left and Cat after she came. (Frequencies are checked in the
     // mesh test; here the point is who was connected to whom.)
     for who in [ann, cat] {

@@ -72,7 +72,8 @@ impl std::fmt::Display for ErrorCode {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
-    /// With `rate_limited` from a sign-in throttle: how long until the same request may succeed.
+    /// With `rate_limited` (from a sign-in throttle or the request rate): how long until the
+    /// same request may succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }

@@ -620,9 +620,17 @@ async fn call(
             .map_err(Failure::from)?;
         let until = tokio::time::Instant::now() + Duration::from_secs_f64(*duration);
         loop {
-            match tokio::time::timeout_at(until, handle.next_event()).await {
-                Err(_) | Ok(None) | Ok(Some(CallEvent::Ended)) => break,
-                Ok(Some(_)) => {}
+            let event = match tokio::time::timeout_at(until, handle.next_event()).await {
+                Err(_) | Ok(None) => break,
+                Ok(Some(event)) => event,
+            };
+            // With --json each event is a line as it happens (a script can wait for a link
+            // to connect); the report is the last line.
+            if cli.json {
+                println!("{}", serde_json::to_string(&event).unwrap_or_default());
+            }
+            if event == CallEvent::Ended {
+                break;
             }
         }
         handle.leave().await.map_err(Failure::from)
