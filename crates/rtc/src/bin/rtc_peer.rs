@@ -49,7 +49,8 @@ struct Args {
     /// Do not send audio.
     #[arg(long)]
     no_audio: bool,
-    /// Open the data channel with large-message support and send a 1 MiB message too (both
+    /// Open the data channel with large-message support and send a 1 MiB message too, and
+    /// stay past `--duration` until the exchange has settled (see [`Exchange`]) (both
     /// ends must be parlor-rtc-peer: browsers do not speak the chunked sub-protocol).
     #[arg(long)]
     large_messages: bool,
@@ -186,6 +187,12 @@ async fn run(
         tracks.push(Box::new(move || audio.stop()));
     }
     let mut t0 = Instant::now();
+    // Without large messages there is nothing to wait for past the duration.
+    let (exchange, mut exchanged) = tokio::sync::watch::channel(Exchange {
+        peer_done: !args.large_messages,
+        peer_has_ours: !args.large_messages,
+    });
+    let exchange = Arc::new(exchange);
     if offerer {
         let channel = pc
             .create_data_channel(
@@ -203,6 +210,7 @@ async fn run(
             args.large_messages,
             t0,
             outcome.clone(),
+            exchange.clone(),
         );
         let offer = pc.create_offer().await.map_err(|e| e.to_string())?;
         pc.set_local_description(offer.clone())
@@ -264,11 +272,20 @@ async fn run(
     let hard_stop = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut receivers = Vec::new();
     loop {
-        let until = deadline.unwrap_or(hard_stop);
+        // Past the duration, the window stays open until the data exchange settles.
+        let over = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        if over && exchanged.borrow().settled() {
+            break;
+        }
+        let until = match deadline {
+            Some(d) if !over => d,
+            _ => hard_stop,
+        };
         let event = tokio::select! {
             event = events.recv() => match event { Some(e) => e, None => break },
             at = remote_offer_rx.recv() => { if let Some(at) = at { t0 = at; } continue; }
-            _ = tokio::time::sleep_until(until) => break,
+            changed = exchanged.changed(), if over => { if changed.is_err() { break; } continue; }
+            _ = tokio::time::sleep_until(until) => { if deadline.is_none() || over { break; } continue; }
         };
         match event {
             PeerEvent::IceCandidate(candidate) => {
@@ -315,6 +332,7 @@ async fn run(
                 args.large_messages,
                 t0,
                 outcome.clone(),
+                exchange.clone(),
             ),
             PeerEvent::TrackAdded(RemoteTrack::Video(track)) => {
                 let outcome = outcome.clone();
@@ -355,6 +373,12 @@ async fn run(
     if deadline.is_none() {
         return Err("not connected within 60 s".into());
     }
+    if !exchanged.borrow().settled() {
+        return Err(format!(
+            "the data exchange did not finish within 60 s: {:?}",
+            *exchanged.borrow()
+        ));
+    }
     outcome.lock().await.stats = Some(pc.stats().await);
     for stop in &tracks {
         stop();
@@ -377,12 +401,34 @@ fn checksum(data: &[u8]) -> u32 {
         .fold(0u32, |acc, &b| acc.wrapping_mul(31).wrapping_add(b as u32))
 }
 
+/// Where the data exchange stands with `--large-messages`. The window ends only once both
+/// sides have everything: a 1 MiB message on a busy machine can take longer than the media's
+/// `--duration`, and a peer that closed on its timer cut it off (a message lost to our own
+/// clock, not to the network). The channel is reliable and ordered, so the peer's
+/// [`DONE_SENDING`] means its messages arrived, and its [`GOT_EVERYTHING`] (or its closing,
+/// which it does only once it has ours) means ours did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Exchange {
+    peer_done: bool,
+    peer_has_ours: bool,
+}
+
+impl Exchange {
+    fn settled(self) -> bool {
+        self.peer_done && self.peer_has_ours
+    }
+}
+
+const DONE_SENDING: &str = "parlor-rtc-peer: done sending";
+const GOT_EVERYTHING: &str = "parlor-rtc-peer: got everything";
+
 fn serve_channel(
     channel: DataChannel,
     role: String,
     large: bool,
     t0: Instant,
     outcome: Shared<Outcome>,
+    exchange: Arc<tokio::sync::watch::Sender<Exchange>>,
 ) {
     tokio::spawn(async move {
         while let Some(event) = channel.next_event().await {
@@ -393,7 +439,15 @@ fn serve_channel(
                     let _ = channel.send_binary(&[1, 2, 3, 255]).await;
                     if large {
                         let _ = channel.send_binary(&large_message()).await;
+                        let _ = channel.send_text(DONE_SENDING).await;
                     }
+                }
+                DataChannelEvent::Message(Message::Text(text)) if text == DONE_SENDING => {
+                    let _ = channel.send_text(GOT_EVERYTHING).await;
+                    exchange.send_modify(|e| e.peer_done = true);
+                }
+                DataChannelEvent::Message(Message::Text(text)) if text == GOT_EVERYTHING => {
+                    exchange.send_modify(|e| e.peer_has_ours = true);
                 }
                 DataChannelEvent::Message(Message::Text(text)) => {
                     outcome.lock().await.messages.push(text)
@@ -411,7 +465,11 @@ fn serve_channel(
                     .await
                     .messages
                     .push(format!("binary {data:?}")),
-                DataChannelEvent::Closed => break,
+                DataChannelEvent::Closed => {
+                    // The peer closes only once it has everything of ours.
+                    exchange.send_modify(|e| e.peer_has_ours |= e.peer_done);
+                    break;
+                }
                 _ => {}
             }
         }
