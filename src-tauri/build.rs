@@ -21,6 +21,7 @@ fn main() {
         "add_member",
         "members",
         "history",
+        "history_after",
         "outbox",
         "send",
         "retry",

@@ -266,6 +266,20 @@ pub async fn history(
 }
 
 #[tauri::command]
+pub async fn history_after(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    after: Seq,
+    limit: u32,
+) -> CommandResult<Vec<Message>> {
+    Ok(state
+        .client()
+        .await?
+        .history_after(room_id, after, limit.clamp(1, MAX_PAGE))
+        .await?)
+}
+
+#[tauri::command]
 pub async fn outbox(state: State<'_, AppState>, room_id: RoomId) -> CommandResult<Vec<OutboxView>> {
     Ok(state.client().await?.outbox(room_id).await?)
 }

@@ -114,6 +114,7 @@ pub fn run() {
             commands::add_member,
             commands::members,
             commands::history,
+            commands::history_after,
             commands::outbox,
             commands::send,
             commands::retry,

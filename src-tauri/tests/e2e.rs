@@ -532,6 +532,21 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
     }
     save(&shots, "02-chat.png", &client.screenshot().await.unwrap());
 
+    // --- Search: a result opens its message in context, marked. ---
+    click(&client, "open-search").await;
+    type_into(&client, "[data-testid=search-input]", "command").await;
+    click(&client, "search-result").await;
+    until("the found message is marked", || async {
+        texts(
+            &client,
+            "[data-testid=message].highlight [data-testid=message-text]",
+        )
+        .await
+            == ["hello from the command line"]
+    })
+    .await;
+    click(&client, "open-search").await;
+
     // --- A call with the CLI sending the test pattern and a tone; the window sends its
     // test-pattern camera and test-tone microphone (this machine has neither device). ---
     change_settings(

@@ -491,6 +491,17 @@ impl Client {
         .await
     }
 
+    /// The oldest `limit` messages after `after`, oldest first, from the local copy (which
+    /// always holds what came after a loaded message: sync goes forward from the newest).
+    pub async fn history_after(
+        &self,
+        room: RoomId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, ClientError> {
+        self.inner.store.history_after(room, after, limit).await
+    }
+
     /// Catches one room up now (also done for every room after each reconnect).
     pub async fn sync(&self, room: RoomId) -> Result<usize, ClientError> {
         self.inner.sync_room(room).await

@@ -428,6 +428,26 @@ impl Store {
         Ok(messages)
     }
 
+    /// Messages of a room, oldest first, the oldest `limit` after `after` (exclusive): for a
+    /// reader who scrolled back (or jumped to a search result) and now reads forward.
+    pub async fn history_after(
+        &self,
+        room: RoomId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT room_id, seq, client_id, author_id, text, sent_at, edited_at, deleted FROM messages
+              WHERE room_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
+        )
+        .bind(room)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+
     /// Messages whose text contains all the words of `query` (as word prefixes), newest first.
     pub async fn search(&self, query: &str) -> Result<Vec<Message>, ClientError> {
         self.search_limited(query, 50).await

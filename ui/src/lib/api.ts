@@ -54,6 +54,9 @@ export const api = {
   members: (roomId: RoomId) => invoke<Member[]>('members', { roomId }),
   history: (roomId: RoomId, before: Seq | null, limit: number) =>
     invoke<Message[]>('history', { roomId, before, limit }),
+  /** The oldest `limit` messages after `after`, for reading forward from older ones. */
+  historyAfter: (roomId: RoomId, after: Seq, limit: number) =>
+    invoke<Message[]>('history_after', { roomId, after, limit }),
   outbox: (roomId: RoomId) => invoke<OutboxView[]>('outbox', { roomId }),
   send: (roomId: RoomId, text: string) => invoke<OutboxView>('send', { roomId, text }),
   retry: (clientId: string) => invoke<void>('retry', { clientId }),

@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { healthUrl, initials, unreadBadge, validServer } from './format';
+import { formatTime, healthUrl, initials, unreadBadge, validServer } from './format';
 import { quality } from './quality';
 
 describe('display rules', () => {
+  it('writes times in the chosen language, not the system one', () => {
+    // 17:09 local time on some day; the hour is the same in every language.
+    const at = new Date(2026, 11, 2, 17, 9).getTime();
+    expect(formatTime(at, 'en')).toMatch(/05:09\s?PM/);
+    expect(formatTime(at, 'ja')).toBe('17:09');
+  });
+
   it('badges unread counts', () => {
     expect(unreadBadge(0)).toBe('');
     expect(unreadBadge(7)).toBe('7');

@@ -32,3 +32,8 @@ export function initials(name: string): string {
   const letters = words.slice(0, 2).map((w) => [...w][0] ?? '');
   return letters.join('').toUpperCase() || '?';
 }
+
+/** A message's time of day in the app's chosen language (not the system's). */
+export function formatTime(ms: number, language: string): string {
+  return new Date(ms).toLocaleTimeString(language, { hour: '2-digit', minute: '2-digit' });
+}

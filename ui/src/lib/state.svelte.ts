@@ -4,7 +4,7 @@ import { isPermissionGranted, requestPermission, sendNotification } from '@tauri
 import { api, asCommandError, onCallEvent, onClientEvent, type Session } from './api';
 import { t, useLanguage } from './locale.svelte';
 import { TypingTracker } from './typing';
-import { applyEntry, applyOutbox, mergeMessages, roomOfEntry } from './timeline';
+import { applyEntryToWindow, applyOutbox, mergeMessages, roomOfEntry, withNewer, withOlder } from './timeline';
 import type {
   CallEvent,
   CallInfo,
@@ -19,6 +19,7 @@ import type {
   Presence,
   RoomId,
   RoomView,
+  Seq,
   Settings,
   User,
   UserId,
@@ -56,6 +57,11 @@ export const app = $state({
   messages: [] as Message[],
   outbox: [] as OutboxView[],
   reachedBeginning: false,
+  /** The loaded window reaches the room's newest message (false after scrolling far back, or
+   * after jumping to an old search result). */
+  reachedEnd: true,
+  /** A message to bring into view and mark (a search result that was opened). */
+  highlight: null as Seq | null,
   members: [] as Member[],
   users: {} as Record<UserId, User>,
   presence: {} as Record<UserId, Presence>,
@@ -162,18 +168,27 @@ export async function signOut(): Promise<void> {
   });
 }
 
-export async function openRoom(room: RoomId): Promise<void> {
+export async function openRoom(room: RoomId, at: Seq | null = null): Promise<void> {
   app.current = room;
   app.messages = [];
   app.outbox = [];
   app.reachedBeginning = false;
+  app.reachedEnd = true;
+  app.highlight = at;
   try {
-    // The local copy first, at once; then members (names and presence).
-    const [messages, outbox] = await Promise.all([api.history(room, null, PAGE), api.outbox(room)]);
+    // The local copy first, at once; then members (names and presence). Opened at a message
+    // (a search result), the window is that message in its context: half a page either side.
+    const half = PAGE / 2;
+    const [before, after, outbox] = await Promise.all([
+      api.history(room, at === null ? null : at + 1, at === null ? PAGE : half + 1),
+      at === null ? Promise.resolve([]) : api.historyAfter(room, at, half),
+      api.outbox(room),
+    ]);
     if (app.current !== room) return;
-    app.messages = messages;
+    app.messages = mergeMessages(before, after);
     app.outbox = outbox;
-    app.reachedBeginning = messages.length < PAGE;
+    app.reachedBeginning = before.length < (at === null ? PAGE : half + 1);
+    app.reachedEnd = at === null || after.length < half;
     await markRead(room);
     const members = await api.members(room);
     if (app.current !== room) return;
@@ -194,8 +209,23 @@ export async function loadOlder(): Promise<boolean> {
   const older = await api.history(room, app.messages[0].seq, PAGE);
   if (app.current !== room) return false;
   if (older.length < PAGE) app.reachedBeginning = true;
-  app.messages = mergeMessages(app.messages, older);
+  const window = withOlder(app.messages, older);
+  app.messages = window.messages;
+  if (window.droppedNewer) app.reachedEnd = false;
   return older.length > 0;
+}
+
+/** Loads the page after the newest loaded message, when the window does not reach the end. */
+export async function loadNewer(): Promise<boolean> {
+  const room = app.current;
+  if (room === null || app.reachedEnd || app.messages.length === 0) return false;
+  const newer = await api.historyAfter(room, app.messages[app.messages.length - 1].seq, PAGE);
+  if (app.current !== room) return false;
+  if (newer.length < PAGE) app.reachedEnd = true;
+  const window = withNewer(app.messages, newer);
+  app.messages = window.messages;
+  if (window.droppedOlder) app.reachedBeginning = false;
+  return newer.length > 0;
 }
 
 async function markRead(room: RoomId): Promise<void> {
@@ -249,7 +279,7 @@ function handleClientEvent(event: ClientEvent): void {
     case 'timeline': {
       const entry = event.data.entry;
       const room = roomOfEntry(entry);
-      if (room === app.current) app.messages = applyEntry(app.messages, entry);
+      if (room === app.current) app.messages = applyEntryToWindow(app.messages, entry, app.reachedEnd);
       if (entry.kind === 'message') {
         const author = entry.message.author_id;
         typing.stopped(room, author);
@@ -322,7 +352,8 @@ async function refreshCurrent(): Promise<void> {
   if (room === null) return;
   const [latest, outbox] = await Promise.all([api.history(room, null, PAGE), api.outbox(room)]);
   if (app.current !== room) return;
-  app.messages = mergeMessages(app.messages, latest);
+  // A window far back keeps its place; the newest page is loaded when the reader gets there.
+  if (app.reachedEnd) app.messages = withNewer(app.messages, latest).messages;
   app.outbox = outbox;
 }
 

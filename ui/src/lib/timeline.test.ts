@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyEntry, applyOutbox, mergeMessages, oldestSeq, rows } from './timeline';
+import { applyEntry, applyEntryToWindow, applyOutbox, mergeMessages, oldestSeq, rows, withNewer, withOlder } from './timeline';
 import type { Message, OutboxView } from './types';
 
 const message = (seq: number, text = `m${seq}`, client_id = `c${seq}`): Message => ({
@@ -45,5 +45,32 @@ describe('the message list', () => {
     expect(rows([message(1), message(2, 'out', 'a')], outbox).map((r) => r.key)).toEqual(['m1', 'm2', 'ob']);
     outbox = applyOutbox(outbox, { ...outgoing('a'), state: 'sent', seq: 2 } as OutboxView);
     expect(outbox.map((o) => o.client_id)).toEqual(['b']);
+  });
+});
+
+describe('the window over a large room', () => {
+  const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => message(from + i));
+
+  it('holds at most its cap, dropping from the far end as pages come in', () => {
+    let window = range(900, 1000);
+    const older = withOlder(window, range(850, 900), 120);
+    expect(older.droppedNewer).toBe(true);
+    expect(older.messages.map((m) => m.seq)).toEqual(range(850, 970).map((m) => m.seq));
+    window = older.messages;
+    const newer = withNewer(window, range(970, 1000), 120);
+    expect(newer.droppedOlder).toBe(true);
+    expect(newer.messages[0].seq).toBe(880);
+    expect(newer.messages.at(-1)?.seq).toBe(999);
+    expect(withOlder(range(1, 10), range(0, 1), 120)).toEqual({ messages: range(0, 10), droppedNewer: false });
+  });
+
+  it('leaves a new message past the end of a window that does not reach the newest', () => {
+    const window = range(10, 20);
+    const live = { kind: 'message' as const, message: message(500) };
+    expect(applyEntryToWindow(window, live, false)).toBe(window);
+    expect(applyEntryToWindow(window, live, true).at(-1)?.seq).toBe(500);
+    // An edit inside the window is applied either way.
+    const edit = { kind: 'edit' as const, room_id: 1, seq: 501, target_seq: 15, author_id: 7, text: 'fixed', at: 9 };
+    expect(applyEntryToWindow(window, edit, false)[5].text).toBe('fixed');
   });
 });

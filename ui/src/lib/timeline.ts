@@ -54,6 +54,48 @@ export function rows(messages: Message[], outbox: OutboxView[]): Row[] {
   return list;
 }
 
+/**
+ * Most messages the list holds (and renders) at once, whatever the room's size: scrolling past
+ * either end loads a page there and drops as many from the other end.
+ */
+export const WINDOW = 150;
+
+/** `older` put before the window; past `cap`, the newest are dropped (`droppedNewer`). */
+export function withOlder(
+  window: Message[],
+  older: Message[],
+  cap = WINDOW,
+): { messages: Message[]; droppedNewer: boolean } {
+  const merged = mergeMessages(window, older);
+  return merged.length > cap
+    ? { messages: merged.slice(0, cap), droppedNewer: true }
+    : { messages: merged, droppedNewer: false };
+}
+
+/** `newer` put after the window; past `cap`, the oldest are dropped (`droppedOlder`). */
+export function withNewer(
+  window: Message[],
+  newer: Message[],
+  cap = WINDOW,
+): { messages: Message[]; droppedOlder: boolean } {
+  const merged = mergeMessages(window, newer);
+  return merged.length > cap
+    ? { messages: merged.slice(merged.length - cap), droppedOlder: true }
+    : { messages: merged, droppedOlder: false };
+}
+
+/**
+ * A live timeline entry applied to a window that may not reach the newest message: a new
+ * message past its end is left for when the reader scrolls there (it is in the store).
+ */
+export function applyEntryToWindow(messages: Message[], entry: TimelineEntry, reachesEnd: boolean): Message[] {
+  if (!reachesEnd && entry.kind === 'message') {
+    const last = messages.length > 0 ? messages[messages.length - 1].seq : 0;
+    if (entry.message.seq > last) return messages;
+  }
+  return applyEntry(messages, entry);
+}
+
 /** The oldest loaded position, to load the page before it when scrolling up. */
 export function oldestSeq(messages: Message[]): Seq | null {
   return messages.length > 0 ? messages[0].seq : null;
