@@ -36,6 +36,22 @@ async fn expect<T>(
         .unwrap_or_else(|_| panic!("no {what}"))
 }
 
+/// Waits until the outbox message `client_id` reaches a state `want` accepts.
+async fn outbox_reaches(
+    events: &mut broadcast::Receiver<ClientEvent>,
+    what: &str,
+    client_id: &str,
+    want: impl Fn(&OutboxState) -> bool,
+) {
+    expect(events, what, |e| match e {
+        ClientEvent::Outbox { message } if message.client_id == client_id => {
+            want(&message.state).then_some(())
+        }
+        _ => None,
+    })
+    .await
+}
+
 async fn register(url: &str, dir: &Path, name: &str) -> Client {
     common::register(url, dir, name, patient()).await
 }
@@ -319,12 +335,12 @@ async fn rooms_are_renamed_left_deleted_and_opened_directly() {
     .await;
     assert!(!bob.rooms().await.unwrap().iter().any(|r| r.room.id == room));
     let refused = bob.send(room, "still here?").await.unwrap();
-    expect(&mut bob_events, "a refusal for a room left", |e| match e {
-        ClientEvent::Outbox { message } if message.client_id == refused.client_id => {
-            matches!(message.state, OutboxState::Failed { .. }).then_some(())
-        }
-        _ => None,
-    })
+    outbox_reaches(
+        &mut bob_events,
+        "a refusal for a room left",
+        &refused.client_id,
+        |s| matches!(s, OutboxState::Failed { .. }),
+    )
     .await;
     bob.join_room(room).await.unwrap();
     ann.delete_room(room).await.unwrap();
@@ -361,12 +377,12 @@ async fn a_client_started_with_the_server_down_shows_its_last_state_and_sends_it
     bob.join_room(room).await.unwrap();
     let mut events = ann.subscribe();
     let before = ann.send(room, "before the outage").await.unwrap();
-    expect(&mut events, "the first message sent", |e| match e {
-        ClientEvent::Outbox { message } if message.client_id == before.client_id => {
-            matches!(message.state, OutboxState::Sent { .. }).then_some(())
-        }
-        _ => None,
-    })
+    outbox_reaches(
+        &mut events,
+        "the first message sent",
+        &before.client_id,
+        |s| matches!(s, OutboxState::Sent { .. }),
+    )
     .await;
     let token = ann.token().expect("a token");
     ann.close().await;
@@ -395,12 +411,12 @@ async fn a_client_started_with_the_server_down_shows_its_last_state_and_sends_it
 
     // The server comes back: the queued message is sent, and only once.
     let server = common::Server::start(&db, addr).await;
-    expect(&mut events, "the queued message sent", |e| match e {
-        ClientEvent::Outbox { message } if message.client_id == queued.client_id => {
-            matches!(message.state, OutboxState::Sent { .. }).then_some(())
-        }
-        _ => None,
-    })
+    outbox_reaches(
+        &mut events,
+        "the queued message sent",
+        &queued.client_id,
+        |s| matches!(s, OutboxState::Sent { .. }),
+    )
     .await;
     expect(&mut events, "the re-sync", |e| {
         matches!(e, ClientEvent::Synced).then_some(())

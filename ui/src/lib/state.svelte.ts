@@ -3,13 +3,13 @@
 import { isPermissionGranted, requestPermission, sendNotification } from '@tauri-apps/plugin-notification';
 import { api, asCommandError, onCallEvent, onClientEvent, type Session } from './api';
 import { t, useLanguage } from './locale.svelte';
+import { errorMessage, type ErrorContext } from './errors';
 import { TypingTracker } from './typing';
 import { applyEntryToWindow, applyOutbox, mergeMessages, roomOfEntry, withNewer, withOlder } from './timeline';
 import type {
   CallEvent,
   CallInfo,
   ClientEvent,
-  CommandError,
   ConnectionState,
   LinkQuality,
   LinkState,
@@ -24,7 +24,6 @@ import type {
   User,
   UserId,
 } from './types';
-import type { MessageKey } from '../i18n';
 
 export const PAGE = 50;
 
@@ -77,24 +76,13 @@ export const app = $state({
 export const typing = new TypingTracker();
 
 /** A command error in the user's language. */
-export function errorText(e: unknown): string {
-  const error: CommandError = asCommandError(e);
-  const known: Record<string, MessageKey> = {
-    unauthorized: 'error.unauthorized',
-    conflict: 'error.conflict',
-    not_member: 'error.not_member',
-    forbidden: 'error.forbidden',
-    not_found: 'error.not_found',
-    disconnected: 'error.disconnected',
-    certificate_not_trusted: 'error.certificate_not_trusted',
-  };
-  if (error.code === 'invalid') return t('error.invalid', { message: error.message });
-  const key = known[error.code];
-  return key ? t(key) : t('error.generic', { message: error.message });
+export function errorText(e: unknown, context?: ErrorContext): string {
+  const { key, params } = errorMessage(asCommandError(e), context);
+  return t(key, params);
 }
 
-export function showError(e: unknown): void {
-  app.error = errorText(e);
+export function showError(e: unknown, context?: ErrorContext): void {
+  app.error = errorText(e, context);
 }
 
 export function userName(id: UserId): string {
@@ -404,7 +392,7 @@ export async function startCall(room: RoomId): Promise<void> {
       notices: [],
     };
   } catch (e) {
-    showError(e);
+    showError(e, 'call');
   }
 }
 
@@ -412,7 +400,7 @@ export async function hangUp(): Promise<void> {
   try {
     await api.leaveCall();
   } catch (e) {
-    showError(e);
+    showError(e, 'call');
   }
   app.call = null;
 }
@@ -424,7 +412,7 @@ export async function declineIncoming(): Promise<void> {
     try {
       await api.declineCall(incoming.room);
     } catch (e) {
-      showError(e);
+      showError(e, 'call');
     }
   }
 }
