@@ -70,8 +70,12 @@ case "$profile" in
     "$@"
     status=$?
     set -e
-    if ! nft list chain inet parlor_shape out | grep -q 'counter packets 1 '; then
-      echo "lose-server-hello: no ServerHello was dropped" >&2
+    # Listed first, then searched: `nft … | grep -q` under pipefail fails whenever grep quits
+    # at the match before nft has written the rest (SIGPIPE), which read as "not dropped".
+    listing=$(nft list chain inet parlor_shape out)
+    if ! grep -q 'counter packets 1 ' <<<"$listing"; then
+      echo "lose-server-hello: no ServerHello was dropped:" >&2
+      echo "$listing" >&2
       exit 3
     fi
     exit "$status"

@@ -13,7 +13,9 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 scripts/install-deps.sh test
 echo "== tauri-driver (WebDriver for the app's window)"
 # Pinned: an unpinned install picks a 3.0 pre-release.
-if ! cargo install --list | grep -q '^tauri-driver v2\.1\.0:'; then
+# Read whole, then searched: `| grep -q` under pipefail can fail on SIGPIPE.
+installed=$(cargo install --list)
+if ! grep -q '^tauri-driver v2\.1\.0:' <<<"$installed"; then
   cargo install tauri-driver --locked --version 2.1.0
 fi
 
