@@ -20,8 +20,9 @@ case "${1:-test}" in
   # xvfb, webkit2gtk-driver: the desktop app's end-to-end test (a real window on a virtual
   # display, driven through WebKitWebDriver).
   # systemd: systemd-analyze checks deploy/parlor-server.service (nothing is started).
+  # dbus-daemon: a private session bus for the notification-click test.
   test) packages+=("${build[@]}" openssl chromium iproute2 nftables pulseaudio pulseaudio-utils coturn
-                   xvfb webkit2gtk-driver systemd) ;;
+                   xvfb webkit2gtk-driver systemd dbus-daemon) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@ fn main() {
         "server_health",
         "resume",
         "retry_now",
+        "show_notification",
         "login",
         "register",
         "logout",

@@ -7,7 +7,7 @@ use parlor_client::store::RoomView;
 use parlor_client::{Client, ConnectionState, Credentials, OutboxView};
 use parlor_protocol::{Member, Message, Room, RoomId, Seq, User, UserId};
 use serde::Serialize;
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Emitter, Manager, State};
 
 use crate::media::{self, AppSink};
 use crate::settings::Settings;
@@ -119,6 +119,42 @@ pub async fn resume(app: AppHandle, state: State<'_, AppState>) -> CommandResult
         }
         Err(e) => Err(e),
     }
+}
+
+/// Shows a desktop notification about `room_id`; clicking it raises the window and sends the
+/// page `notification_opened` with the room, to open it.
+#[tauri::command]
+pub async fn show_notification(
+    app: AppHandle,
+    title: String,
+    body: String,
+    room_id: Option<RoomId>,
+) -> CommandResult<()> {
+    let opener = app.clone();
+    let on_click = move || {
+        if let Some(window) = opener.get_webview_window("main") {
+            let _ = window.unminimize();
+            let _ = window.show();
+            let _ = window.set_focus();
+        }
+        let _ = opener.emit("notification_opened", room_id);
+    };
+    let (t, b) = (title.clone(), body.clone());
+    let shown = tokio::task::spawn_blocking(move || crate::notifications::show(&t, &b, on_click))
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))?;
+    if let Err(why) = shown {
+        // No clickable notifications here: the plugin's, which a click cannot open.
+        tracing::debug!("{why}");
+        use tauri_plugin_notification::NotificationExt;
+        app.notification()
+            .builder()
+            .title(title)
+            .body(body)
+            .show()
+            .map_err(|e| CommandError::new("internal", e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Tries to reach the server now instead of waiting out the backoff ("Retry now", or the

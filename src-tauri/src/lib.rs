@@ -3,6 +3,7 @@
 //! video goes to the page over a loopback WebSocket (`video.rs`).
 pub mod commands;
 pub mod media;
+pub mod notifications;
 pub mod secrets;
 pub mod settings;
 pub mod state;
@@ -100,6 +101,7 @@ pub fn run() {
             commands::server_health,
             commands::resume,
             commands::retry_now,
+            commands::show_notification,
             commands::login,
             commands::register,
             commands::logout,

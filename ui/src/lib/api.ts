@@ -42,6 +42,9 @@ export const api = {
   logout: () => invoke<void>('logout'),
   /** Reconnects now instead of waiting out the backoff. */
   retryNow: () => invoke<void>('retry_now'),
+  /** A desktop notification; clicking it sends `notification_opened` with the room. */
+  showNotification: (title: string, body: string, roomId: RoomId | null) =>
+    invoke<void>('show_notification', { title, body, roomId }),
   rooms: () => invoke<RoomView[]>('rooms'),
   createRoom: (name: string, isPublic: boolean) => invoke<Room>('create_room', { name, public: isPublic }),
   joinRoom: (roomId: RoomId) => invoke<Room>('join_room', { roomId }),
@@ -80,6 +83,11 @@ export const api = {
 
 export function onClientEvent(handler: (event: ClientEvent) => void): Promise<UnlistenFn> {
   return listen<ClientEvent>('client', (e) => handler(e.payload));
+}
+
+/** A notification was clicked: the room it was about. */
+export function onNotificationOpened(handler: (room: RoomId | null) => void): Promise<UnlistenFn> {
+  return listen<RoomId | null>('notification_opened', (e) => handler(e.payload));
 }
 
 export function onCallEvent(handler: (event: CallEvent) => void): Promise<UnlistenFn> {

@@ -1,7 +1,7 @@
 // The app's state and what changes it: events from the Rust side come in here, components
 // read from here and call the actions below.
-import { isPermissionGranted, requestPermission, sendNotification } from '@tauri-apps/plugin-notification';
-import { api, asCommandError, onCallEvent, onClientEvent, type Session } from './api';
+import { isPermissionGranted, requestPermission } from '@tauri-apps/plugin-notification';
+import { api, asCommandError, onCallEvent, onClientEvent, onNotificationOpened, type Session } from './api';
 import { t, useLanguage } from './locale.svelte';
 import { errorMessage, type ErrorContext } from './errors';
 import { TypingTracker } from './typing';
@@ -104,6 +104,10 @@ export async function start(): Promise<void> {
   useLanguage(app.settings.language);
   await onClientEvent(handleClientEvent);
   await onCallEvent(handleCallEvent);
+  // A clicked notification opens the room it was about (the window is raised by then).
+  await onNotificationOpened((room) => {
+    if (room !== null && app.session && app.rooms.some((r) => r.room.id === room)) void openRoom(room);
+  });
   // The system says the network is back: try at once rather than wait out the backoff.
   window.addEventListener('online', () => void retryNow());
   try {
@@ -233,11 +237,11 @@ function upsertRoom(view: RoomView): void {
   else app.rooms = [view, ...app.rooms];
 }
 
-async function notify(title: string, body: string): Promise<void> {
+async function notify(title: string, body: string, room: RoomId): Promise<void> {
   try {
     let allowed = await isPermissionGranted();
     if (!allowed) allowed = (await requestPermission()) === 'granted';
-    if (allowed) sendNotification({ title, body });
+    if (allowed) await api.showNotification(title, body, room);
   } catch {
     // No notification service (a bare test display): the badge still shows.
   }
@@ -274,7 +278,7 @@ function handleClientEvent(event: ClientEvent): void {
         app.typingVersion++;
         const mine = author === app.session?.user.id;
         if (!mine && (room !== app.current || !document.hasFocus())) {
-          void notify(t('notify.message', { name: userName(author), room: roomName(room) }), entry.message.text);
+          void notify(t('notify.message', { name: userName(author), room: roomName(room) }), entry.message.text, room);
         }
       }
       break;
@@ -302,7 +306,7 @@ function handleClientEvent(event: ClientEvent): void {
       app.ongoing[event.data.call.room_id] = event.data.call;
       if (!app.call) {
         app.incoming = { room: event.data.call.room_id, by: event.data.by };
-        void notify(t('incoming.title'), t('notify.call', { name: userName(event.data.by) }));
+        void notify(t('incoming.title'), t('notify.call', { name: userName(event.data.by) }), event.data.call.room_id);
       }
       break;
     case 'call_ongoing':
