@@ -142,6 +142,10 @@ struct Inner {
     store: Store,
     me: User,
     events: broadcast::Sender<ClientEvent>,
+    /// A receiver made with the client, handed to its first subscriber: what happens between
+    /// the client's start and that subscription (a resumed session refused at once, say) is
+    /// not lost to the UI that subscribes right after `connect` or `resume` returns.
+    first_subscriber: Mutex<Option<broadcast::Receiver<ClientEvent>>>,
     presence: Mutex<HashMap<UserId, Presence>>,
     /// The call in progress: its room and where its signaling goes.
     call: Mutex<Option<(RoomId, mpsc::UnboundedSender<Event>)>>,
@@ -216,12 +220,13 @@ impl Client {
                 return Err(e);
             }
         };
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (events, first_subscriber) = broadcast::channel(EVENT_BUFFER);
         let inner = Arc::new(Inner {
             connection,
             store,
             me,
             events,
+            first_subscriber: Mutex::new(Some(first_subscriber)),
             presence: Mutex::default(),
             call: Mutex::default(),
             delivering: tokio::sync::Mutex::default(),
@@ -234,9 +239,18 @@ impl Client {
         Ok(Client { inner })
     }
 
-    /// Events from now on. Subscribe before acting on the store to miss nothing.
+    /// The client's events. The first subscriber gets every event since the client started
+    /// (so nothing between `connect`/`resume` returning and subscribing is missed); later ones
+    /// get events from the moment they subscribe. Subscribe before acting on the store to miss
+    /// nothing.
     pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
-        self.inner.events.subscribe()
+        let first = self
+            .inner
+            .first_subscriber
+            .lock()
+            .ok()
+            .and_then(|mut first| first.take());
+        first.unwrap_or_else(|| self.inner.events.subscribe())
     }
 
     pub fn me(&self) -> &User {

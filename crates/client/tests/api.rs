@@ -460,12 +460,22 @@ async fn an_offline_start_with_a_revoked_token_ends_the_session_once_the_server_
     let ann = Client::resume(&endpoint, &dir.path().join("ann"), token, patient())
         .await
         .expect("the store opens before the server is asked");
+    // The UI subscribes late, after the refusal came: the first subscriber still hears of it.
+    for _ in 0..2000 {
+        if ann.connection_state().is_final() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        ann.connection_state().is_final(),
+        "the token was never refused"
+    );
     let mut events = ann.subscribe();
     expect(&mut events, "the session ended", |e| {
         matches!(e, ClientEvent::SessionEnded { .. }).then_some(())
     })
     .await;
-    assert!(ann.connection_state().is_final());
     server.stop().await;
 }
 
