@@ -391,9 +391,10 @@ impl Actor {
         let mut last_heard = tokio::time::Instant::now();
         let mut pinged = false;
         let ended = loop {
-            let quiet = last_heard.elapsed();
+            let now = tokio::time::Instant::now();
+            let quiet = now - last_heard;
             let wake = match self.policy.silence(quiet, pinged) {
-                Silence::Wait(more) => last_heard + quiet + more,
+                Silence::Wait(more) => now + more,
                 Silence::Ping => {
                     pinged = true;
                     if socket.send(Message::Ping(Vec::new().into())).await.is_err() {

@@ -149,15 +149,13 @@ pub async fn sync_room_reporting(
         if first && has_more && last_seq - since > CATCH_UP_LIMIT {
             // Far behind: take the newest page, leave the rest as a gap, and sync on from the
             // page (edits of older messages come with them when their page is fetched).
-            let (messages, _) = fetch_history(connection, room, None).await?;
-            if let Some(oldest) = messages.first() {
-                store.add_gap(room, since, oldest.seq).await?;
-            }
+            let (messages, older) = fetch_history(connection, room, None).await?;
+            store
+                .take_newest_page(room, since, &messages, older)
+                .await?;
+            applied += messages.len();
             for message in messages {
-                let entry = TimelineEntry::Message { message };
-                store.apply(&entry).await?;
-                applied_entry(&entry);
-                applied += 1;
+                applied_entry(&TimelineEntry::Message { message });
             }
             first = false;
             continue;

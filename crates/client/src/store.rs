@@ -321,24 +321,6 @@ impl Store {
         Ok(())
     }
 
-    /// Records that messages after `after` and before `before` (both exclusive) are not held
-    /// here.
-    pub async fn add_gap(&self, room: RoomId, after: Seq, before: Seq) -> Result<(), ClientError> {
-        if before <= after + 1 {
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO gaps (room_id, after_seq, before_seq) VALUES (?, ?, ?)
-             ON CONFLICT (room_id, before_seq) DO UPDATE SET after_seq = MIN(after_seq, excluded.after_seq)",
-        )
-        .bind(room)
-        .bind(after)
-        .bind(before)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// The nearest gap below `before` (exclusive; `None` for the newest): the next stretch a
     /// reader scrolling back from there would fall into.
     pub async fn gap_below(
@@ -368,24 +350,41 @@ impl Store {
         has_more: bool,
     ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
-        for message in messages {
-            insert_message(&mut tx, message).await?;
-        }
         sqlx::query("DELETE FROM gaps WHERE room_id = ? AND before_seq = ?")
             .bind(room)
             .bind(gap.before)
             .execute(&mut *tx)
             .await?;
-        let oldest = messages.iter().map(|m| m.seq).min();
-        if let Some(oldest) = oldest.filter(|seq| has_more && *seq > gap.after + 1) {
+        insert_page(&mut tx, room, gap.after, messages, has_more).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a room's newest page (fetched instead of replaying a timeline far behind) with
+    /// everything between `after` (the last position held) and the page as a gap, and syncs on
+    /// from the page, in one transaction.
+    pub async fn take_newest_page(
+        &self,
+        room: RoomId,
+        after: Seq,
+        messages: &[Message],
+        has_more: bool,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        insert_page(&mut tx, room, after, messages, has_more).await?;
+        if let Some(newest) = messages.iter().map(|m| m.seq).max() {
+            // As `apply` does: a room synced before it was listed gets its row.
             sqlx::query(
-                "INSERT OR IGNORE INTO gaps (room_id, after_seq, before_seq) VALUES (?, ?, ?)",
+                "INSERT INTO rooms (id, name, kind) VALUES (?, '', '') ON CONFLICT (id) DO NOTHING",
             )
             .bind(room)
-            .bind(gap.after)
-            .bind(oldest)
             .execute(&mut *tx)
             .await?;
+            sqlx::query("UPDATE rooms SET synced_seq = MAX(synced_seq, ?) WHERE id = ?")
+                .bind(newest)
+                .bind(room)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -589,6 +588,30 @@ impl Store {
 pub struct Gap {
     pub after: Seq,
     pub before: Seq,
+}
+
+/// Inserts a page of messages fetched from the server and, when older ones exist below it
+/// (`has_more`), records them as a gap down to `after`.
+async fn insert_page(
+    tx: &mut sqlx::SqliteConnection,
+    room: RoomId,
+    after: Seq,
+    messages: &[Message],
+    has_more: bool,
+) -> Result<(), ClientError> {
+    for message in messages {
+        insert_message(tx, message).await?;
+    }
+    let oldest = messages.iter().map(|m| m.seq).min();
+    if let Some(oldest) = oldest.filter(|seq| has_more && *seq > after + 1) {
+        sqlx::query("INSERT OR IGNORE INTO gaps (room_id, after_seq, before_seq) VALUES (?, ?, ?)")
+            .bind(room)
+            .bind(after)
+            .bind(oldest)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn insert_message(tx: &mut sqlx::SqliteConnection, m: &Message) -> Result<(), ClientError> {

@@ -250,13 +250,7 @@ async fn after_its_line_drops_a_client_catches_up_every_room_and_sends_its_outbo
     })
     .await;
     for (i, room) in rooms.iter().enumerate() {
-        let texts: Vec<String> = ann
-            .history(*room, None, 50)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.text)
-            .collect();
+        let texts = texts(&ann, *room).await;
         for n in 0..3 {
             assert!(
                 texts.contains(&format!("room {i} message {n}")),

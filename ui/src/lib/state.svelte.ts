@@ -171,15 +171,17 @@ export async function openRoom(room: RoomId, at: Seq | null = null): Promise<voi
     // The local copy first, at once; then members (names and presence). Opened at a message
     // (a search result), the window is that message in its context: half a page either side.
     const half = PAGE / 2;
+    const upTo = at === null ? null : at + 1;
+    const beforeLimit = at === null ? PAGE : half + 1;
     const [before, after, outbox] = await Promise.all([
-      api.history(room, at === null ? null : at + 1, at === null ? PAGE : half + 1),
+      api.history(room, upTo, beforeLimit),
       at === null ? Promise.resolve([]) : api.historyAfter(room, at, half),
       api.outbox(room),
     ]);
     if (app.current !== room) return;
     app.messages = mergeMessages(before, after);
     app.outbox = outbox;
-    app.reachedBeginning = before.length < (at === null ? PAGE : half + 1);
+    app.reachedBeginning = before.length < beforeLimit;
     app.reachedEnd = at === null || after.length < half;
     await markRead(room);
     const members = await api.members(room);
