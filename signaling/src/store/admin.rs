@@ -3,7 +3,7 @@
 //! server notices revoked sessions within its session check interval.
 use parlor_protocol::{ErrorCode, Millis, User, UserId};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use crate::error::{Error, Result};
 
@@ -68,7 +68,7 @@ pub async fn set_disabled(
     disabled: bool,
     now: Millis,
 ) -> Result<UserId> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     let user = user_id(&mut tx, username).await?;
     sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
         .bind(disabled.then_some(now))
@@ -83,7 +83,7 @@ pub async fn set_disabled(
 }
 
 pub async fn set_admin(w: &mut SqliteConnection, username: &str, admin: bool) -> Result<UserId> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     let user = user_id(&mut tx, username).await?;
     sqlx::query("UPDATE users SET is_admin = ? WHERE id = ?")
         .bind(admin)
@@ -111,7 +111,7 @@ pub async fn reset_password(
     password_hash: &str,
     now: Millis,
 ) -> Result<UserId> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     let user = user_id(&mut tx, username).await?;
     sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
         .bind(password_hash)
@@ -131,7 +131,7 @@ pub async fn delete_account(
     username: &str,
     now: Millis,
 ) -> Result<UserId> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     let user = user_id(&mut tx, username).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = ?")
         .bind(user)

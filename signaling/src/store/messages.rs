@@ -1,6 +1,5 @@
 use parlor_protocol::{ErrorCode, Message, Millis, RoomId, Seq, TimelineEntry, UserId};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::Connection;
 
 use crate::error::{Error, Result};
 
@@ -120,7 +119,7 @@ pub async fn send_message(
     text: &str,
     now: Millis,
 ) -> Result<(Message, bool)> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     ensure_member(&mut tx, room, author).await?;
     let existing: Option<TimelineRow> = sqlx::query_as(
         "SELECT room_id, seq, kind, author_id, client_id, target_seq, text, created_at, edited_at, deleted_at
@@ -172,7 +171,7 @@ pub async fn edit_message(
     text: &str,
     now: Millis,
 ) -> Result<TimelineEntry> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     ensure_member(&mut tx, room, editor).await?;
     let original = message_at(&mut tx, room, target).await?;
     if original.author_id != editor {
@@ -224,7 +223,7 @@ pub async fn delete_message(
     by_is_owner: bool,
     now: Millis,
 ) -> Result<TimelineEntry> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     ensure_member(&mut tx, room, by).await?;
     let original = message_at(&mut tx, room, target).await?;
     if original.author_id != by && !by_is_owner {

@@ -15,10 +15,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use admin::*;
@@ -129,9 +129,85 @@ impl Store {
     }
 }
 
+/// Starts a write transaction that holds SQLite's write lock from its first statement.
+///
+/// Another process may write to the same database (`parlor-server admin` beside a running
+/// server). A deferred transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT
+/// when the other process commits between the two: in WAL mode its snapshot is stale, and the
+/// busy timeout cannot help, since waiting never makes the snapshot current. `BEGIN IMMEDIATE`
+/// takes the write lock before the first read, so a busy writer is waited for instead.
+pub async fn begin_write(w: &mut SqliteConnection) -> sqlx::Result<Transaction<'_, Sqlite>> {
+    w.begin_with("BEGIN IMMEDIATE").await
+}
+
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processes on one database (two `Store`s stand in for them): a transaction that
+    /// reads, then sees the other process commit, then writes. A deferred transaction fails
+    /// that write with SQLITE_BUSY_SNAPSHOT ("database is locked", code 517); one begun by
+    /// `begin_write` holds the lock from the start, so the other process is the one that waits
+    /// (here, with no busy timeout, it is told "busy" at once) and ours commits.
+    #[tokio::test]
+    async fn a_write_transaction_survives_another_process_committing_between_its_read_and_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.db");
+        let ours = Store::open(&path).await.unwrap();
+        let theirs = Store::open(&path).await.unwrap();
+        let mut w = ours.writer().await;
+        sqlx::query("CREATE TABLE counter (n INTEGER NOT NULL)")
+            .execute(&mut *w)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO counter (n) VALUES (0)")
+            .execute(&mut *w)
+            .await
+            .unwrap();
+
+        let mut tx = begin_write(&mut w).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT n FROM counter")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+
+        let mut other = theirs.writer().await;
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let between = sqlx::query("UPDATE counter SET n = n + 100")
+            .execute(&mut *other)
+            .await;
+        assert!(
+            between.is_err(),
+            "the other process wrote while our transaction held the write lock"
+        );
+
+        sqlx::query("UPDATE counter SET n = ?")
+            .bind(n + 1)
+            .execute(&mut *tx)
+            .await
+            .expect("our write after the read");
+        tx.commit().await.unwrap();
+        drop(w);
+
+        // Once we are done the other process writes as usual.
+        sqlx::query("UPDATE counter SET n = n + 100")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT n FROM counter")
+            .fetch_one(theirs.reader())
+            .await
+            .unwrap();
+        assert_eq!(n, 101);
+    }
 }

@@ -2,7 +2,7 @@ use parlor_protocol::{
     Member, Millis, Presence, Role, Room, RoomId, RoomKind, RoomSummary, Seq, User, UserId,
 };
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use crate::error::{Error, Result};
 
@@ -54,7 +54,7 @@ pub async fn create_room(
     kind: RoomKind,
     now: Millis,
 ) -> Result<Room> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     let room: RoomRow = sqlx::query_as(
         "INSERT INTO rooms (name, kind, owner_id, created_at) VALUES (?, ?, ?, ?)
          RETURNING id, name, kind, owner_id, created_at",
@@ -253,7 +253,7 @@ pub async fn open_direct(
 ) -> Result<(Room, bool)> {
     let (lo, hi) = if a.id < b.id { (a, b) } else { (b, a) };
     let key = format!("{}:{}", lo.id, hi.id);
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     let existing: Option<RoomRow> = sqlx::query_as(
         "SELECT id, name, kind, owner_id, created_at FROM rooms WHERE direct_key = ?",
     )

@@ -1,6 +1,6 @@
 use parlor_protocol::{ErrorCode, Millis, User, UserId};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use crate::error::{Error, Result};
 use crate::hub::SessionId;
@@ -32,7 +32,7 @@ pub async fn create_user(
     invite: Option<&[u8]>,
     now: Millis,
 ) -> Result<User> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     if let Some(code_hash) = invite {
         let taken: Option<i64> = sqlx::query_scalar(
             "UPDATE invites SET uses_left = uses_left - 1
@@ -154,7 +154,7 @@ pub async fn use_session(
     now: Millis,
     new_expiry: Millis,
 ) -> Result<Option<(SessionId, User, Millis)>> {
-    let mut tx = w.begin().await?;
+    let mut tx = super::begin_write(w).await?;
     let row = sqlx::query(
         "UPDATE sessions SET expires_at = ?
          WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?
