@@ -37,6 +37,44 @@ fn participants(call: &parlor_protocol::CallInfo) -> Vec<i64> {
     call.participants.iter().map(|p| p.user_id).collect()
 }
 
+/// A browser written from the document sends `candidate.toJSON()` as it is; the far side
+/// must get its mid, m-line index and fragment (without them a browser's `addIceCandidate`
+/// refuses the candidate), whichever spelling the sender used.
+#[tokio::test]
+async fn a_browsers_candidate_reaches_the_far_side_whole() {
+    let server = TestServer::start(&[]).await;
+    let (mut c, room) = room_of(&server, &["ann", "bob"]).await;
+    join(&mut c[0], room).await;
+    join(&mut c[1], room).await;
+    let to = c[0].id();
+    for (id, [mid, index, fragment]) in [
+        (901, ["sdpMid", "sdpMLineIndex", "usernameFragment"]),
+        (902, ["sdp_mid", "sdp_mline_index", "username_fragment"]),
+    ] {
+        c[1].send_text(format!(
+            r#"{{"v":1,"id":{id},"type":"call_ice","data":{{"room_id":{room},"to":{to},"candidate":{{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host","{mid}":"1","{index}":1,"{fragment}":"x9Yq"}}}}}}"#
+        ))
+        .await;
+        c[1].reply_to(id).await.expect("the candidate is taken");
+        let ice = c[0]
+            .event_matching("ice", |e| matches!(e, Event::CallIce { .. }))
+            .await;
+        let Event::CallIce { candidate, .. } = ice else {
+            unreachable!()
+        };
+        assert_eq!(
+            candidate,
+            IceCandidate {
+                candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into(),
+                sdp_mid: Some("1".into()),
+                sdp_mline_index: Some(1),
+                username_fragment: Some("x9Yq".into()),
+            },
+            "sent as {mid}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn three_clients_join_relay_and_leave() {
     let server = TestServer::start(&[]).await;

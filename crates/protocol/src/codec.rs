@@ -239,6 +239,53 @@ mod tests {
         assert_eq!(frame.request, request);
     }
 
+    /// What a browser's `candidate.toJSON()` gives, sent as the document says, keeps its mid,
+    /// m-line index and fragment (they used to be dropped as unknown members, and the far
+    /// browser's `addIceCandidate` then refused a candidate with neither); what is relayed is
+    /// in the same shape, so it goes straight into `addIceCandidate`.
+    #[test]
+    fn ice_candidates_travel_in_the_browsers_own_shape() {
+        let browser = r#"{"v":1,"id":5,"type":"call_ice","data":{"room_id":3,"to":6,"candidate":
+            {"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host",
+             "sdpMid":"1","sdpMLineIndex":1,"usernameFragment":"x9Yq"}}}"#;
+        let expected = IceCandidate {
+            candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into(),
+            sdp_mid: Some("1".into()),
+            sdp_mline_index: Some(1),
+            username_fragment: Some("x9Yq".into()),
+        };
+        let Request::CallIce { candidate, .. } = decode_request(browser).unwrap().request else {
+            panic!("not call_ice");
+        };
+        assert_eq!(candidate, expected);
+        // The spelling of earlier versions of the document is still read.
+        let older = browser
+            .replace("sdpMid", "sdp_mid")
+            .replace("sdpMLineIndex", "sdp_mline_index")
+            .replace("usernameFragment", "username_fragment");
+        let Request::CallIce { candidate, .. } = decode_request(&older).unwrap().request else {
+            panic!("not call_ice");
+        };
+        assert_eq!(candidate, expected);
+
+        let relayed: Value = serde_json::from_str(&encode_event(&Event::CallIce {
+            room_id: 3,
+            call_id: "c".into(),
+            from: 2,
+            candidate: expected,
+        }))
+        .unwrap();
+        assert_eq!(
+            relayed["data"]["candidate"],
+            serde_json::json!({
+                "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host",
+                "sdpMid": "1",
+                "sdpMLineIndex": 1,
+                "usernameFragment": "x9Yq"
+            })
+        );
+    }
+
     #[test]
     fn unit_requests_accept_missing_null_or_empty_data() {
         for text in [

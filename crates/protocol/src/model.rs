@@ -153,15 +153,33 @@ pub enum LeaveReason {
     RemovedFromRoom,
 }
 
-/// A trickled ICE candidate, shaped like the browser's `RTCIceCandidateInit`.
+/// A trickled ICE candidate in the browser's own `RTCIceCandidateInit` shape (`sdpMid`,
+/// `sdpMLineIndex`, `usernameFragment`): what `candidate.toJSON()` gives is sent as it is, and
+/// what arrives goes straight into `addIceCandidate`. The snake_case spellings of earlier
+/// versions of this document are still read; only the browser's are written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceCandidate {
     pub candidate: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "sdpMid",
+        alias = "sdp_mid",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sdp_mid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "sdpMLineIndex",
+        alias = "sdp_mline_index",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sdp_mline_index: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "usernameFragment",
+        alias = "username_fragment",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub username_fragment: Option<String>,
 }
 
