@@ -154,6 +154,10 @@ pub(crate) struct Shared {
     /// scale how long they wait for a retransmission by it).
     pub(crate) round_trip_time: watch::Sender<Option<std::time::Duration>>,
     gathering_complete: watch::Sender<bool>,
+    /// The mid of the local description's first media section: every media section is
+    /// bundled on its transport, so every local candidate belongs to it. webrtc-rs gives each
+    /// candidate the mid "" instead, which a browser may refuse.
+    transport_mid: Mutex<Option<String>>,
 }
 
 /// A tiny cancellation flag with async wait, to avoid another dependency.
@@ -191,13 +195,19 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
             Ok(init) => {
+                let transport_mid = self
+                    .shared
+                    .transport_mid
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 let _ = self
                     .shared
                     .events
                     .send(PeerEvent::IceCandidate(IceCandidate {
                         candidate: init.candidate,
-                        sdp_mid: init.sdp_mid,
-                        sdp_mline_index: init.sdp_mline_index,
+                        sdp_mid: transport_mid.or(init.sdp_mid).filter(|mid| !mid.is_empty()),
+                        sdp_mline_index: Some(0),
                         username_fragment: init.username_fragment,
                     }));
             }
@@ -365,6 +375,73 @@ fn interceptors(
         ))
 }
 
+/// Builds webrtc-rs's peer connection for `config`, its events going to `shared`.
+async fn build_raw(
+    config: &RtcConfig,
+    shared: &Arc<Shared>,
+    keyframe_tx: &broadcast::Sender<u32>,
+    resolve_mdns: bool,
+) -> Result<Arc<dyn RawPeerConnection>> {
+    let ice_servers = config
+        .ice_servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect();
+    let configuration = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice_servers)
+        .with_ice_transport_policy(match config.ice_transport_policy {
+            IceTransportPolicy::All => RTCIceTransportPolicy::All,
+            IceTransportPolicy::Relay => RTCIceTransportPolicy::Relay,
+        })
+        .build();
+    let mut media_engine = codecs::media_engine()?;
+    let registry = interceptors(
+        &mut media_engine,
+        keyframe_tx.clone(),
+        shared.bandwidth_estimate.clone(),
+    )?;
+    let mdns = if resolve_mdns {
+        rtc::ice::mdns::MulticastDnsMode::QueryOnly
+    } else {
+        rtc::ice::mdns::MulticastDnsMode::Disabled
+    };
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(mdns)
+        .with_sctp_max_message_size(
+            rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
+                16 * 1024 * 1024,
+            ),
+        )
+        .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
+        .with_sctp_max_receive_buffer_size(config.sctp_receive_window)
+        // webrtc-rs sends queued DTLS/SCTP packets on its ICE ticks (200 ms by default), which
+        // made setup take 200 or 400 ms. A 20 ms tick keeps the same 1.4 s before a pair is
+        // given up (70 attempts); connectivity checks are only sent while checking.
+        .with_ice_connection_attempts(
+            Some(config.ice_check_interval),
+            Some((1400 / config.ice_check_interval.as_millis().max(1)).clamp(7, 1000) as u16),
+        )
+        .build();
+    let raw = PeerConnectionBuilder::new()
+        .with_configuration(configuration)
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .with_handler(Arc::new(Handler {
+            shared: shared.clone(),
+        }))
+        .with_udp_addrs(config.udp_addrs.clone())
+        .with_data_channel_send_buffer_limit(config.data_channel_buffer)
+        .build()
+        .await
+        .map_err(|e| RtcError::Ice(format!("cannot set up the connection: {e}")))?;
+    Ok(Arc::new(raw))
+}
+
 impl PeerConnection {
     pub(crate) async fn new(config: &RtcConfig) -> Result<Self> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -385,66 +462,20 @@ impl PeerConnection {
             round_trip_time: watch::channel(None).0,
             bandwidth_estimate: watch::channel(None).0,
             gathering_complete: gathering_tx,
+            transport_mid: Mutex::new(None),
         });
 
-        let ice_servers = config
-            .ice_servers
-            .iter()
-            .map(|s| RTCIceServer {
-                urls: s.urls.clone(),
-                username: s.username.clone().unwrap_or_default(),
-                credential: s.credential.clone().unwrap_or_default(),
-            })
-            .collect();
-        let configuration = RTCConfigurationBuilder::new()
-            .with_ice_servers(ice_servers)
-            .with_ice_transport_policy(match config.ice_transport_policy {
-                IceTransportPolicy::All => RTCIceTransportPolicy::All,
-                IceTransportPolicy::Relay => RTCIceTransportPolicy::Relay,
-            })
-            .build();
-        let mut media_engine = codecs::media_engine()?;
-        let registry = interceptors(
-            &mut media_engine,
-            keyframe_tx,
-            shared.bandwidth_estimate.clone(),
-        )?;
-        let mdns = if config.resolve_mdns {
-            rtc::ice::mdns::MulticastDnsMode::QueryOnly
-        } else {
-            rtc::ice::mdns::MulticastDnsMode::Disabled
+        let raw = match build_raw(config, &shared, &keyframe_tx, config.resolve_mdns).await {
+            Ok(raw) => raw,
+            // Resolving mDNS needs a multicast-capable interface, which a container, a
+            // loopback-only namespace or a VPN-only machine may not have ("No such device"):
+            // a call goes on without resolving `.local` candidates rather than not at all.
+            Err(e) if config.resolve_mdns => {
+                tracing::warn!("cannot set up the connection with mDNS ({e}); trying without it");
+                build_raw(config, &shared, &keyframe_tx, false).await?
+            }
+            Err(e) => return Err(e),
         };
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(mdns)
-            .with_sctp_max_message_size(
-                rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
-                    16 * 1024 * 1024,
-                ),
-            )
-            .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
-            .with_sctp_max_receive_buffer_size(config.sctp_receive_window)
-            // webrtc-rs sends queued DTLS/SCTP packets on its ICE ticks (200 ms by default), which
-            // made setup take 200 or 400 ms. A 20 ms tick keeps the same 1.4 s before a pair is
-            // given up (70 attempts); connectivity checks are only sent while checking.
-            .with_ice_connection_attempts(
-                Some(config.ice_check_interval),
-                Some((1400 / config.ice_check_interval.as_millis().max(1)).clamp(7, 1000) as u16),
-            )
-            .build();
-        let raw = PeerConnectionBuilder::new()
-            .with_configuration(configuration)
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(settings)
-            .with_handler(Arc::new(Handler {
-                shared: shared.clone(),
-            }))
-            .with_udp_addrs(config.udp_addrs.clone())
-            .with_data_channel_send_buffer_limit(config.data_channel_buffer)
-            .build()
-            .await
-            .map_err(|e| RtcError::Ice(format!("cannot set up the connection: {e}")))?;
-        let raw: Arc<dyn RawPeerConnection> = Arc::new(raw);
         tokio::spawn(crate::stats::follow_round_trip_time(
             Arc::downgrade(&raw),
             shared.clone(),
@@ -519,10 +550,18 @@ impl PeerConnection {
 
     pub async fn set_local_description(&self, description: SessionDescription) -> Result<()> {
         let description = from_description(description)?;
+        let mid = first_mid(&description);
         self.raw
             .set_local_description(description)
             .await
             .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        if let Some(mid) = mid {
+            *self
+                .shared
+                .transport_mid
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(mid);
+        }
         self.shared.negotiations.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -778,6 +817,13 @@ fn check_candidate_syntax(candidate: &str) -> Result<()> {
     }
 }
 
+/// The mid of a description's first media section (none for a rollback, or SDP without one).
+fn first_mid(description: &RTCSessionDescription) -> Option<String> {
+    let parsed = description.unmarshal().ok()?;
+    let first = parsed.media_descriptions.first()?;
+    first.attribute("mid").flatten().map(str::to_owned)
+}
+
 fn to_description(d: RTCSessionDescription) -> SessionDescription {
     SessionDescription {
         sdp_type: match d.sdp_type {
@@ -802,7 +848,26 @@ fn from_description(d: SessionDescription) -> Result<RTCSessionDescription> {
 
 #[cfg(test)]
 mod tests {
-    use super::sending_track_ids;
+    use super::{first_mid, from_description, sending_track_ids, SdpType, SessionDescription};
+
+    #[test]
+    fn the_transport_mid_is_the_first_sections() {
+        let offer = |sdp: &str| {
+            from_description(SessionDescription {
+                sdp_type: SdpType::Offer,
+                sdp: sdp.to_owned(),
+            })
+            .unwrap()
+        };
+        let head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a0 v1\r\n";
+        let sdp = format!(
+            "{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n"
+        );
+        assert_eq!(first_mid(&offer(&sdp)).as_deref(), Some("a0"));
+        let no_mid = format!("{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n");
+        assert_eq!(first_mid(&offer(&no_mid)), None);
+    }
 
     #[test]
     fn only_sending_sections_count() {

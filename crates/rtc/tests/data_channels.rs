@@ -142,3 +142,31 @@ async fn malformed_sdp_and_candidates_are_errors() {
     assert!(pc.add_ice_candidate(candidate).await.is_err());
     pc.close().await.unwrap();
 }
+
+/// Every local candidate names the mid of the offer's first section, the bundle's transport
+/// (webrtc-rs itself says ""), in the browser's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_candidates_carry_the_bundles_mid() {
+    let (pc, mut events) = peer().await;
+    pc.create_data_channel("chat", DataChannelOptions::default())
+        .await
+        .unwrap();
+    let offer = pc.create_offer().await.unwrap();
+    let first_mid = offer
+        .sdp
+        .lines()
+        .find_map(|line| line.strip_prefix("a=mid:"))
+        .expect("the offer names a mid")
+        .to_owned();
+    pc.set_local_description(offer).await.unwrap();
+    let candidate = next_matching(&mut events, "a local candidate", |e| match e {
+        PeerEvent::IceCandidate(c) => Some(c),
+        _ => None,
+    })
+    .await;
+    assert_eq!(candidate.sdp_mid.as_deref(), Some(first_mid.as_str()));
+    assert_eq!(candidate.sdp_mline_index, Some(0));
+    let json = serde_json::to_value(&candidate).unwrap();
+    assert_eq!(json["sdpMid"], first_mid.as_str(), "{json}");
+    pc.close().await.unwrap();
+}

@@ -126,3 +126,55 @@ async fn two_processes_exchange_video_audio_and_data() {
     assert!(offerer.wait().await.unwrap().success());
     assert!(answerer.wait().await.unwrap().success());
 }
+
+/// A peer that resolves mDNS, as the app does, on a machine whose only interface cannot
+/// multicast (a loopback-only namespace stands in for a container or a VPN-only laptop):
+/// webrtc-rs cannot join the mDNS group ("No such device"), and the peer must go on without
+/// mDNS instead of failing to exist. Before, it never got as far as an offer. Needs root for
+/// `unshare -n`, as the browser tests do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_goes_on_without_mdns_where_no_interface_can_multicast() {
+    let peer = env!("CARGO_BIN_EXE_parlor-rtc-peer");
+    let script =
+        format!("ip link set lo up && exec '{peer}' --role offer --mdns --no-video --no-audio");
+    let mut child = Command::new("timeout")
+        .args(["60", "unshare", "-n", "sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn parlor-rtc-peer in a namespace");
+    let stdout = child.stdout.take().unwrap();
+    let first = BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await
+        .expect("read")
+        .unwrap_or_default();
+    // `timeout` passes SIGTERM on to the peer (a SIGKILL would leave the peer behind).
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    let _ = child.wait().await;
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    let _ = child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await;
+    let line: Value = serde_json::from_str(&first)
+        .unwrap_or_else(|_| panic!("no JSON line from the peer: {first:?}\n{stderr}"));
+    assert_eq!(
+        line["description"]["type"], "offer",
+        "the peer did not get as far as an offer: {line}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("trying without it"),
+        "the fallback is said in the log: {stderr}"
+    );
+}

@@ -57,6 +57,10 @@ struct Args {
     /// ICE check interval in ms (default: the library's).
     #[arg(long)]
     ice_check_ms: Option<u64>,
+    /// Resolve `.local` (mDNS) candidates, as the app does; this needs a multicast-capable
+    /// interface.
+    #[arg(long)]
+    mdns: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -157,10 +161,13 @@ async fn run(
         other => return Err(format!("unknown role {other}")),
     };
     let pc = Arc::new(
-        RtcClient::new(RtcConfig::loopback())
-            .create_peer_connection()
-            .await
-            .map_err(|e| e.to_string())?,
+        RtcClient::new(RtcConfig {
+            resolve_mdns: args.mdns,
+            ..RtcConfig::loopback()
+        })
+        .create_peer_connection()
+        .await
+        .map_err(|e| e.to_string())?,
     );
     let mut events = pc.take_events().ok_or("no events")?;
     let mut tracks = Vec::new();
