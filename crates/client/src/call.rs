@@ -136,6 +136,25 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The participant whose link this action works on, if it is about one link.
+    pub fn user(&self) -> Option<UserId> {
+        match self {
+            Action::CreateLink { user }
+            | Action::CloseLink { user }
+            | Action::Offer { user, .. }
+            | Action::Answer { user, .. }
+            | Action::ApplyAnswer { user, .. }
+            | Action::ApplyCandidate { user, .. } => Some(*user),
+            Action::Ring { from, .. } => Some(*from),
+            Action::JoinCall { .. }
+            | Action::LeaveCall { .. }
+            | Action::DeclineCall { .. }
+            | Action::BusyCall { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Link {
     /// This side makes the first offer (and the ICE restarts), and wins offer collisions.

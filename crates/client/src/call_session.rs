@@ -106,6 +106,12 @@ pub enum CallEvent {
     Declined {
         user_id: UserId,
     },
+    /// A step of the call failed (a link could not be set up or negotiated): with `user_id`,
+    /// that link's; the rest of the call goes on.
+    Failed {
+        user_id: Option<UserId>,
+        error: String,
+    },
     /// The call is over (everyone left, or the room is gone); the handle's `leave` returns the report.
     Ended,
 }
@@ -367,14 +373,22 @@ impl Session {
             // Carry out what the machine asked for; some steps feed it new inputs.
             while !queue.is_empty() {
                 let action = queue.remove(0);
+                let user_id = action.user();
                 match self.carry_out(action, &peer_tx).await {
                     Ok(inputs) => {
                         for input in inputs {
                             queue.extend(self.machine.handle(input));
                         }
                     }
-                    // One link's negotiation failing must not end everyone's call.
-                    Err(e) => tracing::warn!("call step failed: {e}"),
+                    // One link's negotiation failing must not end everyone's call, but it is
+                    // said: a call that silently never connects looks like a network problem.
+                    Err(e) => {
+                        tracing::warn!("call step failed: {e}");
+                        self.emit(CallEvent::Failed {
+                            user_id,
+                            error: e.to_string(),
+                        });
+                    }
                 }
             }
             if self.machine.state() == &CallState::Idle {

@@ -519,3 +519,67 @@ async fn registering_on_an_invite_only_server_takes_the_invite_code() {
     );
     assert_eq!(joined["user"]["username"], "ann");
 }
+
+/// A call whose every link fails to be set up says so and exits non-zero. Ann's media cannot
+/// bind (`::2` is no address of this machine; nothing is sent anywhere), so her link to Bob is
+/// never created. Before, the step failure went to a log nobody saw, the report was empty and
+/// the exit status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_cannot_set_up_any_link_says_so_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let url = server.url.clone();
+    registered(dir.path(), &url, "ann").await;
+    // Bob is in the call (through the library, so the test knows he is) before Ann joins.
+    let bob = common::register(&url, dir.path(), "bob", Default::default()).await;
+    let room = bob.create_room("r", false).await.unwrap().id;
+    bob.add_member(room, "ann").await.unwrap();
+    let bob_call = bob
+        .join_call(
+            room,
+            parlor_client::call_session::CallOptions {
+                rtc: parlor_rtc::RtcConfig::loopback(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ann = common::parlor_command(
+        &dir.path().join("ann"),
+        &url,
+        "",
+        &[
+            "call",
+            &room.to_string(),
+            "--duration",
+            "2",
+            "--bind",
+            "::2",
+        ],
+        &[],
+    )
+    .output()
+    .await
+    .expect("run parlor call");
+    let stdout = String::from_utf8_lossy(&ann.stdout);
+    let stderr = String::from_utf8_lossy(&ann.stderr);
+    assert_eq!(ann.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("no link connected"),
+        "the reason is said: {stderr}"
+    );
+    let failed: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["type"] == "failed")
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|event| event["data"]["user_id"] == bob.me().id),
+        "a failed event names the link to Bob: {stdout}"
+    );
+    bob_call.leave().await.unwrap();
+    bob.close().await;
+    server.stop().await;
+}

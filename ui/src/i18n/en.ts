@@ -95,6 +95,8 @@ export const en = {
   'call.quality.unknown': 'Connecting…',
   'call.busy': '{name} is in another call',
   'call.declined': '{name} declined',
+  'call.failed': 'The call could not be set up',
+  'call.link_failed': 'The connection to {name} could not be set up',
   'call.microphone': 'Microphone',
   'call.speaker': 'Speaker',
   'call.camera': 'Camera',

@@ -95,6 +95,8 @@ export const ja: Dictionary = {
   'call.quality.unknown': '接続中…',
   'call.busy': '{name} さんは別の通話中です',
   'call.declined': '{name} さんが通話を拒否しました',
+  'call.failed': '通話を開始できませんでした',
+  'call.link_failed': '{name} さんとの接続を確立できませんでした',
   'call.microphone': 'マイク',
   'call.speaker': 'スピーカー',
   'call.camera': 'カメラ',

@@ -95,6 +95,8 @@ export const ko: Dictionary = {
   'call.quality.unknown': '연결 중…',
   'call.busy': '{name} 님은 다른 통화 중입니다',
   'call.declined': '{name} 님이 거절했습니다',
+  'call.failed': '통화를 연결할 수 없습니다',
+  'call.link_failed': '{name} 님과 연결할 수 없습니다',
   'call.microphone': '마이크',
   'call.speaker': '스피커',
   'call.camera': '카메라',

@@ -95,6 +95,8 @@ export const zhCN: Dictionary = {
   'call.quality.unknown': '正在连接…',
   'call.busy': '{name} 正在其他通话中',
   'call.declined': '{name} 拒绝了通话',
+  'call.failed': '无法建立通话',
+  'call.link_failed': '无法与 {name} 建立连接',
   'call.microphone': '麦克风',
   'call.speaker': '扬声器',
   'call.camera': '摄像头',

@@ -95,6 +95,8 @@ export const zhTW: Dictionary = {
   'call.quality.unknown': '正在連線…',
   'call.busy': '{name} 正在其他通話中',
   'call.declined': '{name} 拒絕了通話',
+  'call.failed': '無法建立通話',
+  'call.link_failed': '無法與 {name} 建立連線',
   'call.microphone': '麥克風',
   'call.speaker': '喇叭',
   'call.camera': '攝影機',

@@ -375,6 +375,13 @@ function handleCallEvent(event: CallEvent): void {
     case 'declined':
       call.notices = [...call.notices, t('call.declined', { name: userName(event.data.user_id) })];
       break;
+    case 'failed': {
+      // The library's own words stay in the log; the notice says what it means to the user.
+      const who = event.data.user_id;
+      const notice = who === null ? t('call.failed') : t('call.link_failed', { name: userName(who) });
+      call.notices = [...call.notices, notice];
+      break;
+    }
     case 'ended':
       app.call = null;
       break;

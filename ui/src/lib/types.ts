@@ -110,6 +110,7 @@ export type CallEvent =
   | { type: 'remote_track'; data: { user_id: UserId; kind: 'audio' | 'video' } }
   | { type: 'busy'; data: { user_id: UserId } }
   | { type: 'declined'; data: { user_id: UserId } }
+  | { type: 'failed'; data: { user_id: UserId | null; error: string } }
   | { type: 'ended' };
 
 export interface Device {

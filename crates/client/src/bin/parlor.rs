@@ -619,6 +619,7 @@ async fn call(
             .await
             .map_err(Failure::from)?;
         let until = tokio::time::Instant::now() + Duration::from_secs_f64(*duration);
+        let mut outcome = CallOutcome::default();
         loop {
             let event = match tokio::time::timeout_at(until, handle.next_event()).await {
                 Err(_) | Ok(None) => break,
@@ -629,15 +630,22 @@ async fn call(
             if cli.json {
                 println!("{}", serde_json::to_string(&event).unwrap_or_default());
             }
+            if let CallEvent::Failed { user_id, error } = &event {
+                let link = user_id
+                    .map(|u| format!(" (link to user {u})"))
+                    .unwrap_or_default();
+                eprintln!("call step failed{link}: {error}");
+            }
+            outcome.record(&event);
             if event == CallEvent::Ended {
                 break;
             }
         }
-        handle.leave().await.map_err(Failure::from)
+        Ok::<_, Failure>((handle.leave().await.map_err(Failure::from)?, outcome))
     }
     .await;
     client.close().await;
-    let report = result?;
+    let (report, outcome) = result?;
     let recorded = recorder.finish().map_err(|e| fail(1, e.to_string()))?;
     let mut value = serde_json::to_value(&report).map_err(|e| fail(1, e.to_string()))?;
     if record_video.is_some() || record_audio.is_some() {
@@ -663,7 +671,36 @@ async fn call(
             .collect::<Vec<_>>()
             .join("\n")
     });
-    Ok(())
+    match outcome.first_failure {
+        Some(error) if !outcome.connected => Err(fail(
+            1,
+            format!("the call failed, no link connected: {error}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What the CLI needs to know of a call's events for its exit status.
+#[derive(Default)]
+struct CallOutcome {
+    /// Some link reached `connected`.
+    connected: bool,
+    first_failure: Option<String>,
+}
+
+impl CallOutcome {
+    fn record(&mut self, event: &CallEvent) {
+        match event {
+            CallEvent::Link {
+                state: parlor_rtc::ConnectionState::Connected,
+                ..
+            } => self.connected = true,
+            CallEvent::Failed { error, .. } => {
+                self.first_failure.get_or_insert_with(|| error.clone());
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Opens a microphone, with noise suppression and gain control unless `raw`.
@@ -770,6 +807,13 @@ fn call_options(
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Warnings from the library (a call step that failed, a link given up) reach the terminal.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
