@@ -268,10 +268,17 @@ async fn a_session_that_expires_while_its_socket_is_open_closes_it() {
     let (code, _) = ann.closed().await;
     assert_eq!(code, Some(4001));
 
-    // An open socket is a use of its session: bob's, checked the same way, slid forward.
-    let before: i64 = sqlx::query_scalar("SELECT expires_at FROM sessions WHERE user_id = ?")
+    // An open socket is a use of its session: bob's, checked the same way, is slid forward
+    // once its expiry has fallen behind (here: a day away instead of 30).
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 86_400_000;
+    sqlx::query("UPDATE sessions SET expires_at = ? WHERE user_id = ?")
+        .bind(before)
         .bind(bob.id())
-        .fetch_one(&db)
+        .execute(&db)
         .await
         .unwrap();
     let slid = wait_for(|| async {

@@ -210,27 +210,112 @@ pub async fn revoke_other_sessions(
     .await?)
 }
 
-/// Of `sessions` (those with an open socket), the ones still valid; their expiry slides to
-/// `new_expiry`, since an open socket is a use. The rest were revoked, expired, or belong to a
-/// disabled account, possibly by another process on this database (`parlor-server admin`).
-pub async fn refresh_sessions(
-    w: &mut SqliteConnection,
+/// Those of `sessions` that are still valid: neither revoked nor expired, their account not
+/// disabled. A read: it does not wait for the writer, nor hold up anything that does.
+pub async fn valid_sessions(
+    db: &SqlitePool,
     sessions: &[SessionId],
     now: Millis,
-    new_expiry: Millis,
 ) -> Result<Vec<SessionId>> {
     // The ids go in as one JSON array: one constant statement whatever their number.
     let list = serde_json::to_string(sessions).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(sqlx::query_scalar(
-        "UPDATE sessions SET expires_at = MAX(expires_at, ?)
+        "SELECT id FROM sessions
           WHERE id IN (SELECT value FROM json_each(?))
             AND revoked_at IS NULL AND expires_at > ?
-            AND user_id NOT IN (SELECT id FROM users WHERE disabled_at IS NOT NULL)
-          RETURNING id",
+            AND user_id NOT IN (SELECT id FROM users WHERE disabled_at IS NOT NULL)",
+    )
+    .bind(list)
+    .bind(now)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Moves the expiry of those of `sessions` that expire before `stale_before` to `new_expiry`,
+/// at most `limit` of them, the soonest to expire first. Returns how many moved.
+pub async fn slide_sessions(
+    w: &mut SqliteConnection,
+    sessions: &[SessionId],
+    stale_before: Millis,
+    new_expiry: Millis,
+    limit: u32,
+) -> Result<u64> {
+    let list = serde_json::to_string(sessions).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(sqlx::query(
+        "UPDATE sessions SET expires_at = ?
+          WHERE id IN (SELECT id FROM sessions
+                        WHERE id IN (SELECT value FROM json_each(?))
+                          AND revoked_at IS NULL AND expires_at < ?
+                        ORDER BY expires_at LIMIT ?)",
     )
     .bind(new_expiry)
     .bind(list)
-    .bind(now)
-    .fetch_all(w)
-    .await?)
+    .bind(stale_before)
+    .bind(limit)
+    .execute(w)
+    .await?
+    .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Only sessions whose expiry fell behind move, the soonest first and at most `limit` of
+    /// them; revoked ones neither count as valid nor move.
+    #[tokio::test]
+    async fn only_stale_session_expiries_slide_a_bounded_number_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("server.db")).await.unwrap();
+        let mut w = store.writer().await;
+        let ann = create_user(&mut w, "ann", "Ann", "hash", None, 0)
+            .await
+            .unwrap();
+        let mut sessions = Vec::new();
+        // Expiries: fresh (far), stale soonest, stale later, stale but revoked.
+        for (n, expires_at) in [(1u8, 5_000), (2, 1_500), (3, 1_800), (4, 1_200)] {
+            sessions.push(
+                create_session(&mut w, ann.id, &[n], 0, expires_at)
+                    .await
+                    .unwrap(),
+            );
+        }
+        revoke_session(&mut w, sessions[3], 10).await.unwrap();
+        drop(w);
+
+        let mut valid = valid_sessions(store.reader(), &sessions, 1_000)
+            .await
+            .unwrap();
+        valid.sort_unstable();
+        assert_eq!(valid, sessions[..3].to_vec());
+
+        let mut w = store.writer().await;
+        let moved = slide_sessions(&mut w, &sessions, 4_000, 9_000, 1)
+            .await
+            .unwrap();
+        assert_eq!(moved, 1);
+        let expiry = |id: SessionId| {
+            sqlx::query_scalar::<_, i64>("SELECT expires_at FROM sessions WHERE id = ?")
+                .bind(id)
+                .fetch_one(store.reader())
+        };
+        assert_eq!(
+            (
+                expiry(sessions[1]).await.unwrap(),
+                expiry(sessions[2]).await.unwrap()
+            ),
+            (9_000, 1_800),
+            "the soonest to expire moves first"
+        );
+        let moved = slide_sessions(&mut w, &sessions, 4_000, 9_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            moved, 1,
+            "the other stale one; the fresh and the revoked stay"
+        );
+        assert_eq!(expiry(sessions[0]).await.unwrap(), 5_000);
+        assert_eq!(expiry(sessions[3]).await.unwrap(), 1_200);
+    }
 }
