@@ -207,7 +207,10 @@ async fn read_loop(
                 continue;
             }
         };
-        match service.handle(state, frame.request).await {
+        // Boxed: a request's handling (its database futures) is tens of times the size of
+        // the rest of this loop, and unboxed it would be part of every socket's task for as
+        // long as the socket is open, idle or not.
+        match Box::pin(service.handle(state, frame.request)).await {
             Ok((reply, after)) => {
                 if let Some(id) = frame.id {
                     let text = encode_reply(id, &reply);

@@ -40,6 +40,11 @@ struct Args {
     /// Give up this long after start, reporting what arrived.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// Idle sockets held open beside the active clients, each its own account, authenticated
+    /// and in no room, as most of a team's sockets are most of the time. With `--server`, the
+    /// server's resident memory per idle socket is printed.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
 }
 
 #[derive(Default)]
@@ -96,16 +101,38 @@ async fn main() -> anyhow_free::Result {
 
     // 1. Accounts and rooms (argon2 makes registration slow by design; a few at a time).
     let setup_started = Instant::now();
-    let tokens = register_all(&url, &args, deadline).await?;
+    let mut tokens = register_all(&url, args.clients + args.idle, deadline).await?;
+    let idle_tokens = tokens.split_off(args.clients);
     let room_ids = create_rooms(&url, &tokens, args.rooms).await?;
     println!(
         "setup: {} accounts and {} rooms in {:.1} s",
-        tokens.len(),
+        tokens.len() + idle_tokens.len(),
         room_ids.len(),
         setup_started.elapsed().as_secs_f64()
     );
 
-    // 2. Every client connects and joins its room; then all send at once.
+    // 2. The idle sockets, and what they cost the server. Only an external server's memory
+    // can be told apart from the clients' (in this process both ends live in one heap).
+    let idle = IdleSockets::open(&url, idle_tokens, deadline).await;
+    if args.idle > 0 {
+        println!(
+            "idle sockets:         {} open, {} failed",
+            idle.count(),
+            args.idle - idle.count()
+        );
+    }
+    if let (Some(before), Some(_), true) = (idle.server_rss_before, &args.server, args.idle > 0) {
+        if let Some(after) = server_rss(&url).await {
+            println!(
+                "server RSS:           {:.1} MiB before the idle sockets, {:.1} MiB with them: {:.1} KiB per idle socket",
+                before as f64 / 1048576.0,
+                after as f64 / 1048576.0,
+                (after as f64 - before as f64) / 1024.0 / idle.count().max(1) as f64
+            );
+        }
+    }
+
+    // 3. Every client connects and joins its room; then all send at once.
     let members_per_room: Vec<u64> = (0..args.rooms)
         .map(|r| (0..args.clients).filter(|i| i % args.rooms == r).count() as u64)
         .collect();
@@ -149,7 +176,7 @@ async fn main() -> anyhow_free::Result {
         }
     }
 
-    // 3. Report.
+    // 4. Report.
     let expected = tally.expected.load(Relaxed);
     let delivered = tally.delivered.load(Relaxed);
     let duplicates = tally.duplicates.load(Relaxed);
@@ -188,6 +215,12 @@ async fn main() -> anyhow_free::Result {
     println!("latency p50:          {:.1} ms", pct(0.50));
     println!("latency p99:          {:.1} ms", pct(0.99));
     println!("latency max:          {:.1} ms", pct(1.0));
+    if args.server.is_some() {
+        if let Some(rss) = server_rss(&url).await {
+            println!("server RSS at the end: {:.1} MiB", rss as f64 / 1048576.0);
+        }
+    }
+    idle.close().await;
 
     shutdown.notify_one();
     if let Some(task) = server_task {
@@ -264,8 +297,11 @@ async fn client_body(ctx: &ClientCtx, passed_ready: &mut bool) -> Result<(), Str
     let sender = async {
         ctx.ready.wait().await;
         *passed_ready = true;
-        // Spread clients over the interval so the load is even rather than in waves.
-        let offset = interval.mul_f64((ctx.index % 97) as f64 / 97.0);
+        // Each client starts at its own point of the interval, evenly spread, as independent
+        // people do. (Offsets of `index % 97` made 97 waves of about 100 simultaneous sends
+        // at 10,000 clients: each wave's 10,000 deliveries queued behind each other, and the
+        // last waited 100+ ms: that was the p99, not the server's steady latency.)
+        let offset = interval.mul_f64(ctx.index as f64 / ctx.args.clients as f64);
         tokio::time::sleep(offset).await;
         for k in 0..messages {
             let now = ctx.epoch.elapsed().as_nanos() as u64;
@@ -375,11 +411,11 @@ async fn one_shot(url: &str, requests: Vec<Request>) -> Result<Vec<Reply>, Strin
     Ok(replies)
 }
 
-async fn register_all(url: &str, args: &Args, deadline: Instant) -> Result<Vec<String>, String> {
+async fn register_all(url: &str, count: usize, deadline: Instant) -> Result<Vec<String>, String> {
     let permits = Arc::new(Semaphore::new(8));
     let run = format!("{:x}", std::process::id());
     let mut tasks = Vec::new();
-    for i in 0..args.clients {
+    for i in 0..count {
         let url = url.to_owned();
         let permits = permits.clone();
         let username = format!("load{run}_{i}");
@@ -435,6 +471,106 @@ async fn create_rooms(url: &str, tokens: &[String], rooms: usize) -> Result<Vec<
         }
     }
     Ok(ids)
+}
+
+/// Sockets that authenticate and then only read (answering the server's pings, which
+/// tungstenite does while reading) until closed.
+struct IdleSockets {
+    /// The server's resident memory before the first idle socket connected.
+    server_rss_before: Option<u64>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl IdleSockets {
+    async fn open(url: &str, tokens: Vec<String>, deadline: Instant) -> IdleSockets {
+        let server_rss_before = server_rss(url).await;
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let connecting = Arc::new(Semaphore::new(256));
+        let mut setups = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            let (url, connecting, stop) = (url.to_owned(), connecting.clone(), stop.clone());
+            setups.push(tokio::spawn(async move {
+                let permit = connecting
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (mut tx, mut rx) = socket.split();
+                let frame = encode_request(Some(1), &Request::Authenticate { token });
+                tx.send(Message::Text(frame.into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                loop {
+                    match next_frame(&mut rx, deadline).await? {
+                        ServerFrame::Reply { .. } => break,
+                        ServerFrame::Error { error, .. } => {
+                            return Err(format!("authentication refused: {error}"))
+                        }
+                        ServerFrame::Event(_) => {}
+                    }
+                }
+                drop(permit);
+                Ok::<_, String>(tokio::spawn(async move {
+                    // Bounded by the run's deadline like every other loop here.
+                    let read =
+                        async { while let Ok(_frame) = next_frame(&mut rx, deadline).await {} };
+                    tokio::select! {
+                        () = read => {}
+                        () = stop.notified() => {}
+                    }
+                    if let Ok(mut socket) = tx.reunite(rx) {
+                        let _ = socket.close(None).await;
+                    }
+                }))
+            }));
+        }
+        let mut readers = Vec::with_capacity(setups.len());
+        for setup in setups {
+            match setup.await {
+                Ok(Ok(reader)) => readers.push(reader),
+                Ok(Err(e)) => eprintln!("idle socket: {e}"),
+                Err(e) => eprintln!("idle socket task: {e}"),
+            }
+        }
+        IdleSockets {
+            server_rss_before,
+            readers,
+            stop,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.readers.len()
+    }
+
+    async fn close(self) {
+        self.stop.notify_waiters();
+        for reader in self.readers {
+            let _ = reader.await;
+        }
+    }
+}
+
+/// The server's `process_resident_memory_bytes`, read from `/metrics` beside its `/ws`
+/// (plain `ws://` only).
+async fn server_rss(ws_url: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = ws_url.strip_prefix("ws://")?.split('/').next()?;
+    let mut tcp = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 fn tempfile_dir() -> TempDir {
