@@ -92,6 +92,10 @@ pub struct Args {
     /// [default: 10]
     #[arg(long, env = "PARLOR_REGISTRATIONS_PER_ADDRESS")]
     pub registrations_per_address: Option<u32>,
+    /// WebSockets one client address may hold open at once; more are refused (HTTP 429) until
+    /// one closes. [default: 1000]
+    #[arg(long, env = "PARLOR_SOCKETS_PER_ADDRESS")]
+    pub sockets_per_address: Option<u32>,
     /// Address of a reverse proxy in front of the server (repeatable), trusted to name the
     /// client in X-Forwarded-For for the per-address limits. None by default: the header is
     /// ignored.
@@ -145,6 +149,7 @@ pub struct Settings {
     pub session_check: Duration,
     pub registration: Registration,
     pub throttle: crate::throttle::ThrottleConfig,
+    pub sockets_per_address: u32,
     /// Canonical addresses (IPv4-mapped IPv6 as IPv4), as the TCP peer is compared.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -189,6 +194,7 @@ impl Args {
             registrations_per_address: self
                 .registrations_per_address
                 .or(file.registrations_per_address),
+            sockets_per_address: self.sockets_per_address.or(file.sockets_per_address),
             trusted_proxies: vec_or(self.trusted_proxies, file.trusted_proxies),
         }
     }
@@ -250,6 +256,7 @@ impl Args {
                     refill: Duration::from_secs(60),
                 },
             },
+            sockets_per_address: merged.sockets_per_address.unwrap_or(1000),
             trusted_proxies: merged
                 .trusted_proxies
                 .iter()
@@ -278,6 +285,9 @@ impl Settings {
         }
         if self.session_check.is_zero() {
             return bad("session-check-ms must be positive");
+        }
+        if self.sockets_per_address == 0 {
+            return bad("sockets-per-address must be positive");
         }
         let t = &self.throttle;
         if [

@@ -254,6 +254,13 @@ async fn websocket(
     if state.shutdown.is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    let Some(slot) = state.service.admit_socket(from) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many open sockets from this address",
+        )
+            .into_response();
+    };
     let AppState {
         service,
         shutdown,
@@ -268,7 +275,10 @@ async fn websocket(
         // sockets: 8 KiB and an unboxed handler cost 16.5 KiB of server memory per idle socket).
         .read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| {
-            tracker.track_future(connection::serve(service, socket, from, shutdown))
+            tracker.track_future(async move {
+                connection::serve(service, socket, from, shutdown).await;
+                drop(slot);
+            })
         })
 }
 

@@ -101,6 +101,28 @@ fn kick(handle: &ConnHandle, reason: (u16, &'static str)) {
     handle.kick.cancel();
 }
 
+/// One open socket counted against its address; see [`Service::admit_socket`].
+pub struct SocketSlot {
+    service: Arc<Service>,
+    from: std::net::IpAddr,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .service
+            .open_sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.from) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.from);
+            }
+        }
+    }
+}
+
 /// The authenticated identity of a socket.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -137,6 +159,8 @@ pub struct Service {
     /// alone starts full again on every reconnect (57 reconnects in 3 s stored 5,663 messages).
     user_rates: Mutex<HashMap<parlor_protocol::UserId, TokenBucket>>,
     throttle: Mutex<SignInThrottle>,
+    /// Open sockets by client address, for `sockets_per_address`.
+    open_sockets: Mutex<HashMap<std::net::IpAddr, u32>>,
     /// Woken when the hub's next timeout moves, so the timer task sleeps until exactly then.
     timeout_changed: tokio::sync::Notify,
 }
@@ -173,6 +197,7 @@ impl Service {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             user_rates: Mutex::default(),
+            open_sockets: Mutex::default(),
             throttle: Mutex::new(SignInThrottle::new(settings.throttle)),
             timeout_changed: tokio::sync::Notify::new(),
             settings,
@@ -188,6 +213,22 @@ impl Service {
             .entry(user)
             .or_insert_with(|| TokenBucket::new(burst, refill, now))
             .try_take(now)
+    }
+
+    /// Takes one of `from`'s sockets, or `None` when it holds `sockets_per_address` already:
+    /// without a bound one address could hold every descriptor the server has. The slot is
+    /// given back when dropped.
+    pub fn admit_socket(self: &Arc<Self>, from: std::net::IpAddr) -> Option<SocketSlot> {
+        let mut open = self.open_sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(from).or_insert(0);
+        if *count >= self.settings.sockets_per_address {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot {
+            service: self.clone(),
+            from,
+        })
     }
 
     /// A bucket's burst and the time to refill one token.

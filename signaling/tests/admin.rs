@@ -535,3 +535,24 @@ async fn admin_commands_name_what_is_wrong() {
         "an admin command does not create a database"
     );
 }
+
+/// One address holds at most `--sockets-per-address` sockets: the next upgrade is refused with
+/// 429 (it would otherwise take descriptors the server needs for everyone else), and a socket
+/// that closes gives its place back.
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_sockets() {
+    let server = TestServer::start(&["--sockets-per-address", "2"]).await;
+    let first = Client::register(&server, "ann").await;
+    let _second = Client::connect(&server).await;
+    let refused = tokio_tungstenite::connect_async(server.url()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("a third socket from one address: {other:?}"),
+    }
+    first.close().await;
+    let third =
+        wait_for(|| async { tokio_tungstenite::connect_async(server.url()).await.ok() }).await;
+    drop(third);
+}

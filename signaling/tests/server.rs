@@ -145,6 +145,13 @@ async fn refuses_to_start_with_bad_settings() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max-call-participants"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor-server"))
+        .args(["--listen", "127.0.0.1:0", "--sockets-per-address", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sockets-per-address"));
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor-server"))
         .args(["--listen", "127.0.0.1:0", "--database"])

@@ -84,6 +84,7 @@ async fn main() -> anyhow_free::Result {
             settings.rate_burst = 1000;
             // Every simulated client registers from this one address.
             settings.throttle.registrations_per_address.burst = u32::MAX;
+            settings.sockets_per_address = u32::MAX;
             let server = parlor_signaling::server::Server::bind(settings).await?;
             let url = format!("ws://{}/ws", server.local_addr());
             let stop = shutdown.clone();
