@@ -333,15 +333,14 @@ pub async fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{add_member, create_room, create_user, remove_member, Store};
+    use crate::store::{add_member, create_room, create_user, remove_member};
     use parlor_protocol::RoomKind;
 
     /// The race the service's in-memory check cannot close: the member left between that check
     /// and the write. The store refuses the write itself.
     #[tokio::test]
     async fn writes_by_someone_who_just_left_are_refused_in_the_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("server.db")).await.unwrap();
+        let (_dir, store) = crate::store::temporary().await;
         let mut w = store.writer().await;
         let ann = create_user(&mut w, "ann", "Ann", "hash", None, 0)
             .await

@@ -147,6 +147,14 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// A store on a fresh database in a temporary folder (kept while the `TempDir` lives).
+#[cfg(test)]
+pub(crate) async fn temporary() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("server.db")).await.unwrap();
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

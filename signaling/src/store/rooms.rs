@@ -323,8 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_room_s_id_is_never_given_to_another_room() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("server.db")).await.unwrap();
+        let (_dir, store) = crate::store::temporary().await;
         let mut w = store.writer().await;
         let ann = create_user(&mut w, "ann", "Ann", "hash", None, 0)
             .await

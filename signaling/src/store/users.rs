@@ -260,14 +260,12 @@ pub async fn slide_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     /// Only sessions whose expiry fell behind move, the soonest first and at most `limit` of
     /// them; revoked ones neither count as valid nor move.
     #[tokio::test]
     async fn only_stale_session_expiries_slide_a_bounded_number_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("server.db")).await.unwrap();
+        let (_dir, store) = crate::store::temporary().await;
         let mut w = store.writer().await;
         let ann = create_user(&mut w, "ann", "Ann", "hash", None, 0)
             .await
