@@ -303,6 +303,7 @@ impl Service {
             store::slide_sessions(
                 &mut w,
                 &valid,
+                now,
                 stale_before,
                 expiry,
                 SESSION_SLIDES_PER_CHECK,
