@@ -383,7 +383,10 @@ impl Session {
                     // One link's negotiation failing must not end everyone's call, but it is
                     // said: a call that silently never connects looks like a network problem.
                     Err(e) => {
-                        tracing::warn!("call step failed: {e}");
+                        let link = user_id
+                            .map(|u| format!(" (link to user {u})"))
+                            .unwrap_or_default();
+                        tracing::warn!("call step failed{link}: {e}");
                         self.emit(CallEvent::Failed {
                             user_id,
                             error: e.to_string(),

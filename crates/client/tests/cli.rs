@@ -579,6 +579,9 @@ async fn a_call_that_cannot_set_up_any_link_says_so_and_fails() {
             .any(|event| event["data"]["user_id"] == bob.me().id),
         "a failed event names the link to Bob: {stdout}"
     );
+    // Each failed step is said on stderr as it happens, once.
+    let said = stderr.matches("call step failed (link to user ").count();
+    assert_eq!(said, failed.len(), "{stderr}");
     bob_call.leave().await.unwrap();
     bob.close().await;
     server.stop().await;

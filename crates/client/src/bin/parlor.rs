@@ -630,12 +630,7 @@ async fn call(
             if cli.json {
                 println!("{}", serde_json::to_string(&event).unwrap_or_default());
             }
-            if let CallEvent::Failed { user_id, error } = &event {
-                let link = user_id
-                    .map(|u| format!(" (link to user {u})"))
-                    .unwrap_or_default();
-                eprintln!("call step failed{link}: {error}");
-            }
+            // A failed step is already on stderr: the library logs it as a warning.
             outcome.record(&event);
             if event == CallEvent::Ended {
                 break;
