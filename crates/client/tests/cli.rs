@@ -508,6 +508,18 @@ async fn registering_on_an_invite_only_server_takes_the_invite_code() {
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("invite code"), "{said}");
+    // A code that starts with '-' (one in 64 do) is the invite's value, not an unknown flag:
+    // the server, not the argument parser, refuses this one.
+    let dashed = parlor(
+        &ann,
+        &server.url,
+        "ann-password",
+        &["register", "ann", "--invite", "-6notacode"],
+    )
+    .await;
+    assert_eq!(dashed.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&dashed.stderr);
+    assert!(said.contains("invite code"), "{said}");
     let joined = stdout_json(
         &parlor(
             &ann,

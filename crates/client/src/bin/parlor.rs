@@ -50,8 +50,14 @@ enum Command {
         display_name: Option<String>,
         #[arg(long, env = "PARLOR_PASSWORD", hide_env_values = true)]
         password: String,
-        /// The invite code, for a server whose registration needs one.
-        #[arg(long, env = "PARLOR_INVITE", hide_env_values = true)]
+        /// The invite code, for a server whose registration needs one. Codes are URL-safe
+        /// base64, so one in 64 starts with '-': it is still taken as the value.
+        #[arg(
+            long,
+            env = "PARLOR_INVITE",
+            hide_env_values = true,
+            allow_hyphen_values = true
+        )]
         invite: Option<String>,
     },
     /// Log in and remember the session.
