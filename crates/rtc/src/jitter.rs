@@ -6,7 +6,7 @@
 //!
 //! Pure: time is passed in, and [`JitterBuffer::deadline`] says when to look again, so the
 //! tests run on simulated time.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -52,9 +52,19 @@ pub(crate) struct JitterBuffer {
     /// The highest extended sequence number seen (the reference for unwrapping).
     highest: u64,
     max_wait: Duration,
-    /// Packets that came after their place was given up or released (duplicates included).
+    /// The most recent runs of sequence numbers given up, `start..end`, to tell a packet that
+    /// came too late from a second copy of one already released.
+    given_up: VecDeque<(u64, u64)>,
+    /// Packets that came after their place was given up: too late to be used.
     pub late: u64,
+    /// Second copies of packets already held or released: a retransmission that crossed the
+    /// original, or a sender's probe (`probe`: the latest packet sent again). Harmless.
+    pub duplicates: u64,
 }
+
+/// Runs of given-up sequence numbers remembered (a packet later than that many losses ago is
+/// counted as a duplicate instead of as late).
+const GIVEN_UP_REMEMBERED: usize = 64;
 
 impl JitterBuffer {
     pub fn new(max_wait: Duration) -> Self {
@@ -63,7 +73,9 @@ impl JitterBuffer {
             next: None,
             highest: 0,
             max_wait,
+            given_up: VecDeque::new(),
             late: 0,
+            duplicates: 0,
         }
     }
 
@@ -84,7 +96,15 @@ impl JitterBuffer {
         let extended = self.extend(sequence);
         let next = *self.next.get_or_insert(extended);
         if extended < next || self.held.contains_key(&extended) {
-            self.late += 1;
+            let given_up = self
+                .given_up
+                .iter()
+                .any(|(start, end)| (*start..*end).contains(&extended));
+            if given_up {
+                self.late += 1;
+            } else {
+                self.duplicates += 1;
+            }
             return;
         }
         self.highest = self.highest.max(extended);
@@ -105,6 +125,10 @@ impl JitterBuffer {
         let (&first, &(_, _, noticed)) = self.held.first_key_value()?;
         if now.saturating_duration_since(noticed) >= self.max_wait || self.held.len() > MAX_HELD {
             self.next = Some(first);
+            if self.given_up.len() == GIVEN_UP_REMEMBERED {
+                self.given_up.pop_front();
+            }
+            self.given_up.push_back((next, first));
             return Some(Released::Lost {
                 count: first - next,
             });
@@ -166,10 +190,14 @@ mod tests {
         b.push(t1, 11, false, Bytes::from(vec![11]));
         assert_eq!(drain(&mut b, t1), vec![packet(11), packet(12), packet(13)]);
         assert_eq!(b.deadline(), None);
-        // A second copy of 11 (a duplicate retransmission) is late and dropped.
+        // A second copy of 11 (a duplicate retransmission) is dropped, counted as a duplicate.
         b.push(t1, 11, false, Bytes::from(vec![11]));
         assert_eq!(drain(&mut b, t1), vec![]);
-        assert_eq!(b.late, 1);
+        assert_eq!((b.late, b.duplicates), (0, 1));
+        // So is a second copy of one still held.
+        b.push(t1, 15, false, Bytes::from(vec![15]));
+        b.push(t1, 15, false, Bytes::from(vec![15]));
+        assert_eq!((b.late, b.duplicates), (0, 2));
     }
 
     #[test]
@@ -198,7 +226,7 @@ mod tests {
             Bytes::from(vec![2]),
         );
         assert_eq!(drain(&mut b, t0 + Duration::from_millis(90)), vec![]);
-        assert_eq!(b.late, 1);
+        assert_eq!((b.late, b.duplicates), (1, 0));
     }
 
     #[test]

@@ -32,8 +32,10 @@ pub struct ReceiveCounters {
     pub packets: u64,
     pub bytes: u64,
     pub packets_lost: u64,
-    /// Packets that arrived after their place was released or given up (duplicates too).
+    /// Packets that arrived after their place was given up.
     pub packets_late: u64,
+    /// Second copies of packets already received (crossed retransmissions, senders' probes).
+    pub packets_duplicated: u64,
     pub frames_decoded: u64,
     pub keyframes_decoded: u64,
     pub frames_dropped: u64,
@@ -239,6 +241,7 @@ impl RemoteVideoTrack {
                             c.packets += 1;
                             c.bytes += bytes;
                             c.packets_late = reorder.late;
+                            c.packets_duplicated = reorder.duplicates;
                             false
                         }
                         Some(TrackRemoteEvent::OnEnded) | None => {

@@ -266,6 +266,8 @@ struct CallFigures {
     sent_kbps: f64,
     packets_lost: u64,
     packets_late: u64,
+    /// Second copies dropped at the receiver: crossed retransmissions and the sender's probes.
+    packets_duplicated: u64,
     plis_sent: u64,
     keyframes_encoded: u64,
     /// Every second: the sender's estimate with its halves, what it sent and what arrived.
@@ -415,6 +417,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         sent_kbps: (sent.bytes_encoded - sent_before.bytes_encoded) as f64 * 8.0 / elapsed / 1000.0,
         packets_lost: received.packets_lost - received_before.packets_lost,
         packets_late: received.packets_late - received_before.packets_late,
+        packets_duplicated: received.packets_duplicated - received_before.packets_duplicated,
         plis_sent: received.plis_sent - received_before.plis_sent,
         keyframes_encoded: sent.keyframes_encoded - sent_before.keyframes_encoded,
         estimates_kbps,
@@ -441,7 +444,7 @@ async fn link_call(seconds: u64, json: bool) {
     println!(
         "640x480 one-way, {seconds} s, measured at the receiver's decoder output: \
          {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
-         {} packets given up, {} late, {} PLIs sent, {} keyframes encoded, \
+         {} packets given up, {} late, {} duplicates, {} PLIs sent, {} keyframes encoded, \
          capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
          frames each second {:?}, every second, kbit/s: {:?}",
         f.fps,
@@ -451,6 +454,7 @@ async fn link_call(seconds: u64, json: bool) {
         f.sent_kbps,
         f.packets_lost,
         f.packets_late,
+        f.packets_duplicated,
         f.plis_sent,
         f.keyframes_encoded,
         f.latency_p50_ms,
@@ -463,6 +467,14 @@ async fn link_call(seconds: u64, json: bool) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // Quiet unless asked: a shaped link's drops are logged by webrtc-rs as errors, once per
+    // packet. RUST_LOG=parlor_rtc=debug shows the congestion controller's probes.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--link-call") {
         let seconds = args.get(at + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
