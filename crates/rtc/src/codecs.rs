@@ -1,5 +1,7 @@
 //! The codecs Parlor negotiates, registered the way browsers expect them.
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
+};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
@@ -8,6 +10,7 @@ use webrtc::peer_connection::MediaEngine;
 use crate::{Result, RtcError};
 
 pub const H264_PAYLOAD_TYPE: u8 = 102;
+pub const H264_RTX_PAYLOAD_TYPE: u8 = 103;
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 
 /// H.264 Constrained Baseline 3.1 with packetization mode 1. Chromium matches the first two
@@ -28,6 +31,19 @@ pub fn h264() -> RTCRtpCodec {
             feedback("nack", "pli"),
             feedback("ccm", "fir"),
         ],
+    }
+}
+
+/// Retransmissions of H.264 in a stream of their own (RFC 4588), as every browser sends them:
+/// a resend then has a sequence number of its own, so it is never taken for a replay, and the
+/// prober (`probe`) can send copies of what was already sent to measure the path.
+pub fn h264_rtx() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RTX.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!("apt={H264_PAYLOAD_TYPE}"),
+        rtcp_feedback: vec![],
     }
 }
 
@@ -57,5 +73,11 @@ pub fn media_engine() -> Result<MediaEngine> {
     };
     register(&mut engine, opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio)?;
     register(&mut engine, h264(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)?;
+    register(
+        &mut engine,
+        h264_rtx(),
+        H264_RTX_PAYLOAD_TYPE,
+        RtpCodecKind::Video,
+    )?;
     Ok(engine)
 }

@@ -12,7 +12,7 @@ use rtc::interceptor::PacketReport;
 use tokio::sync::watch;
 
 /// Where the estimate starts and the range it keeps to. Chromium starts at 300 kbit/s and
-/// probes upward; this estimator does not probe. Measured: 300 kbit/s made the first seconds of
+/// probes upward; this estimator probes only a picture made smaller (see `probe`). Measured: 300 kbit/s made the first seconds of
 /// a clean 720p call skip frames and queue (p95 capture → decoder 550 ms against 19 ms), and
 /// 2 Mbit/s flooded a 600 kbit/s link before the delay-based half could react. At 1 Mbit/s 720p
 /// is sent at full size from the start, and a thin link brings it down within a second or two.
@@ -47,6 +47,9 @@ pub(crate) struct Gcc {
     /// The received rate at the delay-based half's last backoff, while that half climbs
     /// additively towards it.
     ceiling: Option<f64>,
+    /// Rates the prober's clusters were carried at: a proven rate above the estimate is taken
+    /// at once, which is how an application-limited sender finds a widened path.
+    probes: crate::probe::ProbeResults,
     min: f64,
     max: f64,
     target: f64,
@@ -66,10 +69,17 @@ impl Gcc {
             previous_trend: 0.0,
             last_backoff: None,
             ceiling: None,
+            probes: crate::probe::ProbeResults::default(),
             min,
             max,
             target: start.clamp(min, max),
         }
+    }
+
+    /// Reads the feedback on the clusters `log` is told of.
+    pub(crate) fn with_probes(mut self, log: crate::probe::ProbeLog) -> Self {
+        self.probes = crate::probe::ProbeResults::new(log);
+        self
     }
 
     /// The library's rate controller has no setter for its target, and no way to forget the
@@ -139,6 +149,31 @@ impl BandwidthEstimator for Gcc {
                 delay_target = self.restart_delay_based_at(delay_target);
             }
         }
+        // An estimate is only worth what the path has been seen to carry. A sender using a
+        // fraction of it (a small picture that never fills its budget) gets no delay signal
+        // back, and the library's controller climbs on regardless: measured, 607 kbit/s while
+        // 250 were sent on a 300 kbit/s link, then the ladder stepped up on that unproven
+        // figure and the link overflowed. libwebrtc bounds every increase at 1.5 × the
+        // acknowledged rate + 10 kbit/s; so does this. (`probe` keeps a degraded sender from
+        // being pinned by it: it fills the path to what the next picture size needs.)
+        if let Some(received) = received.filter(|_| delay_target > before) {
+            let proven = (received * PROVEN_HEADROOM + PROVEN_SLACK_BPS).max(before);
+            if delay_target > proven {
+                delay_target = self.restart_delay_based_at(proven);
+            }
+        }
+        if let Some(rate) = self.probes.on_reports(now, reports) {
+            tracing::debug!(
+                "probe carried at {:.0} kbit/s (estimate {:.0})",
+                rate / 1000.0,
+                delay_target / 1000.0
+            );
+            let rate = rate.min(self.max);
+            if rate > delay_target {
+                delay_target = self.restart_delay_based_at(rate);
+                self.ceiling = None;
+            }
+        }
         let lost = reports.iter().filter(|report| !report.arrived).count();
         let loss_target = self.loss_based.update(now, lost, reports.len());
         self.target = delay_target.min(loss_target).clamp(self.min, self.max);
@@ -180,6 +215,11 @@ const MAX_BACKOFF: f64 = 0.5;
 /// How far past the last backoff's received rate the path must carry before that ceiling is
 /// forgotten.
 const STALE_CEILING: f64 = 1.5;
+
+/// An increase may take the estimate at most this far past the received rate (libwebrtc's
+/// figures).
+const PROVEN_HEADROOM: f64 = 1.5;
+const PROVEN_SLACK_BPS: f64 = 10_000.0;
 
 /// One reading of the congestion controller, bits per second.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -284,6 +324,8 @@ mod tests {
     /// run in milliseconds and give the same trajectory every time.
     struct Link {
         capacity_bps: f64,
+        /// The most the sender has to send, whatever the estimate (a small picture).
+        app_limit_bps: f64,
         random_loss: f64,
         rng: rand::rngs::StdRng,
         epoch: Instant,
@@ -310,6 +352,7 @@ mod tests {
         fn new(capacity_bps: f64, random_loss: f64) -> Self {
             Link {
                 capacity_bps,
+                app_limit_bps: f64::INFINITY,
                 random_loss,
                 rng: rand::rngs::StdRng::seed_from_u64(7),
                 epoch: Instant::now(),
@@ -330,7 +373,7 @@ mod tests {
             while self.now < end {
                 self.now += Duration::from_millis(1);
                 while self.next_send <= self.now {
-                    let target = estimator.target_bitrate();
+                    let target = estimator.target_bitrate().min(self.app_limit_bps);
                     self.send(self.next_send);
                     self.next_send += Duration::from_secs_f64(PACKET as f64 * 8.0 / target);
                 }
@@ -392,6 +435,15 @@ mod tests {
                 .map(|(_, bps)| *bps)
                 .collect();
             recent.iter().sum::<f64>() / recent.len().max(1) as f64
+        }
+
+        /// The highest target after `from`.
+        fn highest_target_since(&self, from: Duration) -> f64 {
+            self.trace
+                .iter()
+                .filter(|(at, _)| *at > from)
+                .map(|(_, bps)| *bps)
+                .fold(0.0, f64::max)
         }
 
         /// The most the sender put on the wire in any one second of the last `window`.
@@ -464,6 +516,42 @@ mod tests {
         assert!(
             after >= 3.0 * 300_000.0,
             "15 s after the link widened: {after:.0}, before the drop {before:.0}"
+        );
+    }
+
+    #[test]
+    fn an_application_limited_sender_proves_no_more_than_it_sends() {
+        // A wide path and a sender with only 250 kbit/s to send: nothing ever says the path
+        // is full, so without a bound the estimate climbed from the start rate to the ceiling.
+        let mut link = Link::new(2_000_000.0, 0.0);
+        link.app_limit_bps = 250_000.0;
+        let mut estimator = gcc();
+        link.run(&mut estimator, Duration::from_secs(20));
+        let highest = link.highest_target_since(Duration::ZERO);
+        assert!(
+            highest <= 1.1 * f64::from(INITIAL_BITRATE_BPS),
+            "sending 250 kbit/s, the estimate rose to {highest:.0}"
+        );
+    }
+
+    #[test]
+    fn on_a_narrow_link_a_small_sender_cannot_talk_the_estimate_up() {
+        // The drop300 call: the link narrows to 300 kbit/s, the picture shrinks and sends
+        // 200 kbit/s. Measured before the bound: the estimate climbed to 607 kbit/s, the
+        // ladder stepped up on it, and the link overflowed.
+        let mut link = Link::new(300_000.0, 0.0);
+        let mut estimator = gcc();
+        link.run(&mut estimator, Duration::from_secs(10));
+        link.app_limit_bps = 200_000.0;
+        let from = link.now;
+        link.run(&mut estimator, Duration::from_secs(20));
+        let highest = link.highest_target_since(from);
+        // The received rate is a window over the last second or so, so for a moment it still
+        // holds the full link: nothing may pass what the link itself was seen to carry.
+        let proven = link.capacity_bps * PROVEN_HEADROOM + PROVEN_SLACK_BPS;
+        assert!(
+            highest <= proven,
+            "sending 200 kbit/s on a 300 kbit/s link, the estimate rose to {highest:.0}"
         );
     }
 }

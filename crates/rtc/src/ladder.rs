@@ -84,12 +84,7 @@ impl Ladder {
             let (_, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
             index == 0 || (h >= MIN_HEIGHT && (rung.frame_interval == 1 || fps >= MIN_FPS_TO_HALVE))
         };
-        let bpp = |index: usize| {
-            let rung = RUNGS[index];
-            let (w, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
-            let frames = (fps.max(1) as f64 / rung.frame_interval as f64).max(1.0);
-            target_bps as f64 / ((w * h).max(1) as f64 * frames)
-        };
+        let bpp = |index: usize| target_bps as f64 / pixels_per_second(index, (width, height, fps));
         // A source that shrank (a new camera) may have made the current rung unusable.
         while self.rung > 0 && !usable(self.rung) {
             self.rung -= 1;
@@ -110,6 +105,21 @@ impl Ladder {
         }
         self.rung()
     }
+
+    /// The video bitrate at which the next size up becomes affordable, or `None` at full size:
+    /// what a probe must show the path can carry before the ladder can climb.
+    pub(crate) fn next_size_bps(&self, source: (usize, usize, u32)) -> Option<u32> {
+        let above = self.rung.checked_sub(1)?;
+        Some((STEP_UP_BPP * pixels_per_second(above, source)).ceil() as u32)
+    }
+}
+
+/// Pixels a second that `RUNGS[index]` sends of a `(width, height, fps)` source.
+fn pixels_per_second(index: usize, (width, height, fps): (usize, usize, u32)) -> f64 {
+    let rung = RUNGS[index];
+    let (w, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
+    let frames = (fps.max(1) as f64 / rung.frame_interval as f64).max(1.0);
+    (w * h).max(1) as f64 * frames
 }
 
 #[cfg(test)]
@@ -159,6 +169,26 @@ mod tests {
         assert_eq!(ladder.follow(at(start, 2000), 330_000, VGA), RUNGS[1]);
         assert_eq!(ladder.follow(at(start, 4000), 330_000, VGA), RUNGS[1]);
         assert_eq!(ladder.follow(at(start, 5000), 330_000, VGA), RUNGS[0]);
+    }
+
+    #[test]
+    fn below_full_size_it_says_what_the_next_size_up_needs() {
+        let mut ladder = Ladder::new();
+        let start = Instant::now();
+        assert_eq!(ladder.next_size_bps(VGA), None, "full size");
+        ladder.follow(start, 150_000, VGA);
+        // 640x480 at 30 fps and 0.035 bits per pixel.
+        let needed = ladder.next_size_bps(VGA).expect("below full size");
+        assert!(needed.abs_diff(322_560) <= 1, "{needed}");
+        // And that figure is what makes the ladder climb (after its wait).
+        ladder.follow(at(start, 1000), needed, VGA);
+        assert_eq!(ladder.follow(at(start, 4000), needed, VGA), RUNGS[0]);
+        ladder.follow(at(start, 5000), 10_000, VGA);
+        ladder.follow(at(start, 6000), 10_000, VGA);
+        assert_eq!(ladder.rung(), RUNGS[2]);
+        // 320x240 at 30 fps (rounded up: a figure just under would not climb).
+        let needed = ladder.next_size_bps(VGA).expect("below full size");
+        assert!(needed.abs_diff(80_640) <= 1, "{needed}");
     }
 
     #[test]

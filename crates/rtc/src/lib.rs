@@ -22,7 +22,9 @@ mod keyframes;
 mod ladder;
 mod packet_hook;
 mod peer;
+mod probe;
 mod retransmissions;
+mod rtx;
 pub mod stats;
 #[cfg(test)]
 mod test_time;

@@ -8,6 +8,8 @@ use rtc::interceptor::{Interceptor, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
+use crate::rtx::RepairStreams;
+
 /// `on_read` sees every incoming packet; `on_write` sees every outgoing one and says whether
 /// it goes on.
 pub(crate) struct PacketHook<R, W> {
@@ -15,6 +17,7 @@ pub(crate) struct PacketHook<R, W> {
     on_write: W,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    repair_streams: Option<RepairStreams>,
 }
 
 impl<R, W> PacketHook<R, W>
@@ -28,7 +31,14 @@ where
             on_write,
             read: VecDeque::new(),
             write: VecDeque::new(),
+            repair_streams: None,
         }
+    }
+
+    /// Keeps `streams` up to date with the local streams bound.
+    pub(crate) fn with_repair_streams(mut self, streams: RepairStreams) -> Self {
+        self.repair_streams = Some(streams);
+        self
     }
 }
 
@@ -70,8 +80,16 @@ where
     R: FnMut(&TaggedPacket) + Send + Sync + 'static,
     W: FnMut(&TaggedPacket) -> bool + Send + Sync + 'static,
 {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        if let Some(streams) = &self.repair_streams {
+            streams.bind(info);
+        }
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        if let Some(streams) = &self.repair_streams {
+            streams.unbind(info);
+        }
+    }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -150,6 +150,8 @@ pub(crate) struct Shared {
     /// The congestion controller's estimate for this connection (all media), published by the
     /// estimator itself each time it changes.
     pub(crate) bandwidth_estimate: watch::Sender<Option<crate::congestion::Estimate>>,
+    /// What the sent video's next size up needs (0: none), for this connection's prober.
+    pub(crate) probe_next_size: watch::Sender<u32>,
     /// The selected candidate pair's round-trip time, as last read by the stats (receivers
     /// scale how long they wait for a retransmission by it).
     pub(crate) round_trip_time: watch::Sender<Option<std::time::Duration>>,
@@ -337,31 +339,30 @@ fn nack(
 
 /// The one place the interceptor chain is composed: NACK (generator and responder), RTCP
 /// reports, simulcast header extensions, send-side congestion control (Google Congestion Control
-/// over transport-wide feedback, with its pacer), our retransmission limiter and our
-/// keyframe-request tap.
+/// over transport-wide feedback, with its pacer), our retransmission limiter, our prober and
+/// our keyframe-request tap.
 fn interceptors(
     media_engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
     keyframe_requests: broadcast::Sender<u32>,
     estimates: watch::Sender<Option<crate::congestion::Estimate>>,
+    probe_next_size: watch::Receiver<u32>,
 ) -> Result<Registry> {
     use crate::congestion::{INITIAL_BITRATE_BPS, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
     use rtc::peer_connection::configuration::interceptor_registry as chain;
     let estimate_rx = estimates.subscribe();
+    let probe_log = crate::probe::ProbeLog::default();
+    let probe =
+        crate::probe::Prober::new(probe_next_size, estimates.subscribe(), probe_log.clone());
     let failed = |e: rtc::shared::error::Error| RtcError::Internal(format!("interceptors: {e}"));
     let registry = nack(media_engine);
     chain::configure_simulcast_extension_headers(media_engine).map_err(failed)?;
     let registry = chain::configure_rtcp_reports(registry);
     let estimator = crate::congestion::Published::new(
-        crate::congestion::Gcc::new(INITIAL_BITRATE_BPS, MIN_BITRATE_BPS, MAX_BITRATE_BPS),
+        crate::congestion::Gcc::new(INITIAL_BITRATE_BPS, MIN_BITRATE_BPS, MAX_BITRATE_BPS)
+            .with_probes(probe_log),
         estimates,
     );
-    let registry = chain::configure_congestion_control(
-        registry,
-        estimator,
-        chain::CongestionFeedback::Twcc,
-        media_engine,
-    )
-    .map_err(failed)?;
+    let registry = congestion_control(registry, estimator, media_engine).map_err(failed)?;
     Ok(registry
         .with(
             rtc::interceptor::Slot::from(14_000),
@@ -372,7 +373,56 @@ fn interceptors(
         .with(
             rtc::interceptor::Slot::from(3_500),
             crate::retransmissions::retransmission_limiter(estimate_rx),
-        ))
+        )
+        // Between the transport-wide numbering and the pacer: its clusters go out faster than
+        // the estimate, which is their point, and are reported on like everything else.
+        .with(rtc::interceptor::Slot::from(2_500), probe))
+}
+
+/// Send-side congestion control over transport-wide feedback, as webrtc-rs's
+/// `configure_congestion_control` composes it (the same feedback, header extension and
+/// interceptors in the same slots), except that the numbering and the send history also see
+/// the RTX streams (see `rtx`): without that, resends and probes leave unreported.
+fn congestion_control<E: rtc::interceptor::BandwidthEstimator + 'static>(
+    registry: Registry,
+    estimator: E,
+    media_engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
+) -> rtc::shared::error::Result<Registry> {
+    use crate::rtx::AlsoRepairStreams;
+    use rtc::interceptor::{
+        CongestionControlBuilder, PacerBuilder, Slot, TwccReceiverBuilder, TwccSenderBuilder,
+    };
+    use rtc::rtp_transceiver::rtp_sender::{
+        RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    };
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                // `a=rtcp-fb:<pt> transport-cc` (webrtc-rs keeps its constant private).
+                typ: "transport-cc".to_owned(),
+                parameter: String::new(),
+            },
+            kind,
+        );
+        media_engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+            },
+            kind,
+            None,
+        )?;
+    }
+    Ok(registry
+        .with(
+            Slot::CongestionControl,
+            AlsoRepairStreams(CongestionControlBuilder::new(estimator).build()),
+        )
+        .with(Slot::Pacer, PacerBuilder::new().build())
+        .with(
+            Slot::TwccSender,
+            AlsoRepairStreams(TwccSenderBuilder::new().build()),
+        )
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build()))
 }
 
 /// Builds webrtc-rs's peer connection for `config`, its events going to `shared`.
@@ -403,6 +453,7 @@ async fn build_raw(
         &mut media_engine,
         keyframe_tx.clone(),
         shared.bandwidth_estimate.clone(),
+        shared.probe_next_size.subscribe(),
     )?;
     let mdns = if resolve_mdns {
         rtc::ice::mdns::MulticastDnsMode::QueryOnly
@@ -461,6 +512,7 @@ impl PeerConnection {
             negotiations: watch::channel(0).0,
             round_trip_time: watch::channel(None).0,
             bandwidth_estimate: watch::channel(None).0,
+            probe_next_size: watch::channel(0).0,
             gathering_complete: gathering_tx,
             transport_mid: Mutex::new(None),
         });

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::congestion::Estimate;
 use crate::jitter::LONGEST_WAIT;
 use crate::packet_hook::PacketHook;
+use crate::rtx::RepairStreams;
 
 /// A resend later than this after the original is past the receiver's wait for it (measured
 /// from the gap, which is noticed a little after the original was sent).
@@ -86,18 +87,24 @@ pub(crate) fn retransmission_limiter(
     estimate: watch::Receiver<Option<Estimate>>,
 ) -> impl Interceptor {
     let mut budget = RetransmissionBudget::default();
+    // A resend in an RTX stream names its original in its payload.
+    let streams = RepairStreams::default();
+    let originals = streams.clone();
     PacketHook::new(
         |_: &TaggedPacket| {},
         move |msg: &TaggedPacket| match &msg.message.packet {
             Packet::Rtp(packet) => {
+                let Some((ssrc, sequence_number)) = originals.original(packet) else {
+                    return true;
+                };
                 let target = estimate.borrow().map(|e| e.target_bps);
                 let bits = packet.marshal_size() as f64 * 8.0;
-                let header = &packet.header;
-                budget.admit(msg.now, header.ssrc, header.sequence_number, bits, target)
+                budget.admit(msg.now, ssrc, sequence_number, bits, target)
             }
             _ => true,
         },
     )
+    .with_repair_streams(streams)
 }
 
 #[cfg(test)]

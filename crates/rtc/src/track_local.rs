@@ -6,7 +6,7 @@
 //! Constraints honoured: the source's size and frame rate (the encoder follows the source), the
 //! target bitrate and keyframe interval in [`VideoTrackOptions`]; audio is Opus at 48 kHz with
 //! the source's channel count, 20 ms frames.
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use parlor_media::opus_codec::OpusEncoder;
 use parlor_media::{AudioSource, MediaError, VideoSource};
 use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
 };
 use tokio::sync::broadcast;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
@@ -116,6 +116,9 @@ pub(crate) struct Pipeline {
     frames: broadcast::Sender<Arc<Encoded>>,
     counters: Mutex<SendCounters>,
     fps: AtomicU64,
+    /// What the ladder's next size up needs, bits per second; 0 at full size or when nothing
+    /// is being encoded. Each connection's prober fills the stream up to it.
+    next_size_bps: AtomicU32,
     /// Each binding's connection's congestion-control estimate, by binding number.
     link_estimates: Mutex<std::collections::HashMap<u64, crate::congestion::Estimate>>,
     next_link: AtomicU64,
@@ -123,9 +126,17 @@ pub(crate) struct Pipeline {
 
 /// What the video encoder leaves of a connection's estimate: room for audio (Opus at up to
 /// 40 kbit/s with its headers) and a margin for retransmissions and RTP overhead.
-fn video_share(estimate_bps: u32) -> u32 {
-    ((estimate_bps as f64 * 0.85) as u32).saturating_sub(40_000)
+pub(crate) fn video_share(estimate_bps: u32) -> u32 {
+    ((estimate_bps as f64 * VIDEO_SHARE) as u32).saturating_sub(AUDIO_ROOM_BPS)
 }
+
+/// The estimate whose video share is `video_bps` (the inverse of [`video_share`]).
+pub(crate) fn estimate_for_video(video_bps: u32) -> u32 {
+    ((f64::from(video_bps) + f64::from(AUDIO_ROOM_BPS)) / VIDEO_SHARE).ceil() as u32
+}
+
+const VIDEO_SHARE: f64 = 0.85;
+const AUDIO_ROOM_BPS: u32 = 40_000;
 
 impl Pipeline {
     fn new(kind: MediaKind) -> Arc<Self> {
@@ -147,6 +158,7 @@ impl Pipeline {
             frames: broadcast::channel(8).0,
             counters: Mutex::new(SendCounters::default()),
             fps: AtomicU64::new(30),
+            next_size_bps: AtomicU32::new(0),
             link_estimates: Mutex::default(),
             next_link: AtomicU64::new(0),
         })
@@ -206,6 +218,10 @@ impl Pipeline {
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(rand::random::<u32>()),
+                    // Used only where the far side takes RTX (the negotiation decides).
+                    rtx: (kind == RtpCodecKind::Video).then(|| RTCRtpRtxParameters {
+                        ssrc: rand::random::<u32>(),
+                    }),
                     ..Default::default()
                 },
                 codec,
@@ -232,6 +248,7 @@ impl Pipeline {
         let negotiations = shared.negotiations.subscribe();
         let connection = shared.connection.subscribe();
         let mut estimate = shared.bandwidth_estimate.subscribe();
+        let probe_next_size = shared.probe_next_size.clone();
         let link = self.next_link.fetch_add(1, Ordering::Relaxed);
         let guard = shared.tasks.enter();
         let stats_pipeline = self.clone();
@@ -284,6 +301,12 @@ impl Pipeline {
                                 payload_type = negotiated_payload_type(&sender).await;
                             }
                             let Some(pt) = payload_type else { continue };
+                            if pipeline.kind == MediaKind::Video {
+                                let next_size = pipeline.next_size_bps.load(Ordering::Relaxed);
+                                probe_next_size.send_if_modified(|current| {
+                                    std::mem::replace(current, next_size) != next_size
+                                });
+                            }
                             let sample = Sample {
                                 data: frame.data.clone(),
                                 duration: frame.duration,
@@ -320,6 +343,9 @@ impl Pipeline {
                 }
             }
             pipeline.set_link_estimate(link, None);
+            if pipeline.kind == MediaKind::Video {
+                probe_next_size.send_replace(0);
+            }
         });
     }
 }
@@ -406,6 +432,8 @@ impl LocalVideoTrack {
                         || pipeline.frames.receiver_count() == 0
                     {
                         last_capture = None;
+                        // A camera turned off is not a picture to make room for.
+                        pipeline.next_size_bps.store(0, Ordering::Relaxed);
                         continue;
                     }
                     // The encoder follows the congestion controller (never above the user's cap),
@@ -427,6 +455,10 @@ impl LocalVideoTrack {
                         }
                         None => ladder.rung(),
                     };
+                    let next_size = ladder.next_size_bps((frame.width, frame.height, source_fps));
+                    pipeline
+                        .next_size_bps
+                        .store(next_size.unwrap_or(0), Ordering::Relaxed);
                     frames_seen = frames_seen.wrapping_add(1);
                     if !frames_seen.is_multiple_of(u64::from(rung.frame_interval)) {
                         continue;
