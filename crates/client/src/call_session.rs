@@ -633,11 +633,14 @@ impl Session {
                         .await
                         .map_err(rtc_error)?,
                 );
-                if let Some(v) = &self.video {
-                    pc.add_video_track(v).await.map_err(rtc_error)?;
-                }
+                // Audio first: the first section of an offer carries the BUNDLE transport,
+                // and a peer that refuses our video (Debian's Firefox has no H.264) then
+                // refuses the transport with it, and audio dies too.
                 if let Some(a) = &self.audio {
                     pc.add_audio_track(a).await.map_err(rtc_error)?;
+                }
+                if let Some(v) = &self.video {
+                    pc.add_video_track(v).await.map_err(rtc_error)?;
                 }
                 let mut events = pc.take_events().expect("fresh connection");
                 let tx = peer_tx.clone();

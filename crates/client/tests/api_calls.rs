@@ -257,3 +257,67 @@ async fn a_ring_is_declined_and_accepted_and_the_call_changes_as_it_runs() {
     }
     server.stop().await;
 }
+
+/// A peer that refuses our video (Debian's Firefox has no H.264) also refuses the transport of
+/// the offer's first section, and with BUNDLE that is every section's: our offers put audio
+/// first, so audio survives such a refusal. Bob here is a bare protocol socket, as a browser
+/// client would be, and reads the offer ann's client makes him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_with_a_camera_and_a_microphone_lists_audio_first() {
+    use parlor_client::connection::ConnectionEvent;
+    use parlor_client::{Connection, Credentials};
+    use parlor_protocol::{Event, Request};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    // Registered first, ann has the lower id: she offers to whoever joins after her.
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let endpoint = parlor_client::ServerEndpoint::new(&server.url, None).unwrap();
+    let bob = Connection::open(
+        &endpoint,
+        Credentials::Register {
+            username: "bob".into(),
+            display_name: "Bob".into(),
+            password: "password-123".into(),
+            invite: None,
+        },
+        ReconnectPolicy::default(),
+    );
+    bob.wait_connected(Duration::from_secs(20)).await.unwrap();
+    let room = ann.create_room("standup", true).await.unwrap().id;
+    bob.request(Request::JoinRoom { room_id: room })
+        .await
+        .unwrap();
+    let _call = ann
+        .join_call(
+            room,
+            CallOptions {
+                video: Some(pattern()),
+                audio: Some(tone(440.0)),
+                rtc: loopback(),
+                sink: None,
+            },
+        )
+        .await
+        .unwrap();
+    bob.request(Request::CallJoin { room_id: room })
+        .await
+        .unwrap();
+    let offer = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match bob.next_event().await.expect("bob's socket is open") {
+                ConnectionEvent::Server(Event::CallOffer { sdp, .. }) => return sdp,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("ann's offer");
+    let sections: Vec<&str> = offer
+        .lines()
+        .filter_map(|line| line.strip_prefix("m="))
+        .map(|media| media.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(sections, vec!["audio", "video"], "{offer}");
+    bob.close().await;
+}
