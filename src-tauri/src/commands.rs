@@ -638,6 +638,8 @@ pub async fn use_device(
     Ok(())
 }
 
+/// One participant's link as the call view's badge shows it: counters the UI turns into a
+/// loss rate per poll, and the rates of the last interval.
 #[derive(Serialize)]
 pub struct LinkQuality {
     user_id: UserId,
@@ -645,6 +647,24 @@ pub struct LinkQuality {
     packets_lost: i64,
     packets_received: u64,
     jitter_ms: Option<f64>,
+    /// All media received from them, bits per second over the last interval.
+    received_bps: f64,
+    /// Their video as it arrives: size and frames per second over the last interval.
+    received_video: Option<VideoFigures>,
+    freeze_count: u64,
+    /// Our video as sent to them.
+    sent_video: Option<VideoFigures>,
+    /// What the congestion controller finds room for towards them, bits per second.
+    available_bps: Option<f64>,
+    /// Why our picture to them is reduced: none, bandwidth or cpu.
+    limitation: parlor_rtc::QualityLimitation,
+}
+
+#[derive(Serialize)]
+pub struct VideoFigures {
+    width: u32,
+    height: u32,
+    fps: f64,
 }
 
 #[tauri::command]
@@ -652,12 +672,32 @@ pub async fn call_quality(state: State<'_, AppState>) -> CommandResult<Vec<LinkQ
     let stats = call_handle(&state).await?.stats().await?;
     Ok(stats
         .into_iter()
-        .map(|(user_id, s)| LinkQuality {
-            user_id,
-            rtt_ms: s.selected_pair.as_ref().and_then(|p| p.round_trip_time_ms),
-            packets_lost: s.inbound.iter().map(|t| t.packets_lost.max(0)).sum(),
-            packets_received: s.inbound.iter().map(|t| t.packets_received).sum(),
-            jitter_ms: s.inbound.iter().map(|t| t.jitter_ms).reduce(f64::max),
+        .map(|(user_id, s)| {
+            let inbound_video = s.inbound.iter().find(|t| t.kind == "video");
+            let outbound_video = s.outbound.iter().find(|t| t.kind == "video");
+            LinkQuality {
+                user_id,
+                rtt_ms: s.selected_pair.as_ref().and_then(|p| p.round_trip_time_ms),
+                packets_lost: s.inbound.iter().map(|t| t.packets_lost.max(0)).sum(),
+                packets_received: s.inbound.iter().map(|t| t.packets_received).sum(),
+                jitter_ms: s.inbound.iter().map(|t| t.jitter_ms).reduce(f64::max),
+                received_bps: s.inbound.iter().map(|t| t.bitrate_bps).sum(),
+                received_video: inbound_video.map(|t| VideoFigures {
+                    width: t.frame_width,
+                    height: t.frame_height,
+                    fps: t.frames_per_second,
+                }),
+                freeze_count: inbound_video.map_or(0, |t| t.freeze_count),
+                sent_video: outbound_video.map(|t| VideoFigures {
+                    width: t.frame_width,
+                    height: t.frame_height,
+                    fps: t.frames_per_second,
+                }),
+                available_bps: s.estimate.map(|e| f64::from(e.target_bps)),
+                limitation: outbound_video.map_or(parlor_rtc::QualityLimitation::None, |t| {
+                    t.quality_limitation_reason
+                }),
+            }
         })
         .collect())
 }

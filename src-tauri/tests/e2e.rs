@@ -621,6 +621,20 @@ async fn the_desktop_app_chats_calls_and_speaks_japanese_in_a_real_window() {
     );
     save(&shots, "06-call.png", &client.screenshot().await.unwrap());
 
+    // The quality badge's tooltip gives the figures behind it: Bob's picture as it arrives.
+    until("the quality badge lists what arrives", || async {
+        match client.find(Locator::Css("[data-testid=quality]")).await {
+            Ok(badge) => badge
+                .attr("title")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|title| title.contains("Receiving ") && title.contains(" fps, ")),
+            Err(_) => false,
+        }
+    })
+    .await;
+
     // Mute and unmute: the button follows, and no error is shown.
     let mute = find(&client, "[data-testid=toggle-mic]").await;
     let muted_label = mute.text().await.unwrap();

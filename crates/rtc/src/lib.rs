@@ -39,7 +39,9 @@ pub use peer::{
     ConnectionState, IceCandidate, IceConnectionState, PeerConnection, PeerEvent, SdpType,
     SessionDescription, SignalingState,
 };
-pub use track_local::{LocalAudioTrack, LocalVideoTrack, MediaKind, VideoTrackOptions};
+pub use track_local::{
+    LocalAudioTrack, LocalVideoTrack, MediaKind, QualityLimitation, VideoTrackOptions,
+};
 pub use track_remote::{RemoteAudioTrack, RemoteTrack, RemoteVideoTrack};
 
 pub type Result<T, E = RtcError> = std::result::Result<T, E>;

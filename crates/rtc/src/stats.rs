@@ -228,6 +228,7 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
                 .bandwidth_estimate
                 .borrow()
                 .map(|e| f64::from(e.target_bps)),
+            quality_limitation_reason: counters.quality_limitation,
         });
     }
     for source in pc
@@ -321,6 +322,8 @@ pub struct OutboundTrack {
     pub frames_per_second: f64,
     /// The congestion controller's estimate for the connection (all media), bits per second.
     pub target_bitrate_bps: Option<f64>,
+    /// getStats' `qualityLimitationReason`: none, bandwidth or cpu (video).
+    pub quality_limitation_reason: crate::track_local::QualityLimitation,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

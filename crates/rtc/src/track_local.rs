@@ -98,6 +98,34 @@ pub struct SendCounters {
     pub height: u32,
     pub encode_time: Duration,
     pub last_error: Option<String>,
+    /// Why the picture sent is smaller or slower than the source, as of the last frame.
+    pub quality_limitation: QualityLimitation,
+}
+
+/// getStats' `qualityLimitationReason`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QualityLimitation {
+    #[default]
+    None,
+    /// The link: the ladder sends a smaller size or fewer frames than the source has.
+    Bandwidth,
+    /// The encoder took longer than a frame's interval: frames cannot all be encoded.
+    Cpu,
+}
+
+impl QualityLimitation {
+    /// What limited the frame just encoded in `encode_time`, one of `fps` a second, at a size
+    /// the ladder reduced (`reduced`) or not.
+    fn of_frame(encode_time: Duration, fps: u32, reduced: bool) -> Self {
+        if encode_time > Duration::from_secs(1) / fps.max(1) {
+            QualityLimitation::Cpu
+        } else if reduced {
+            QualityLimitation::Bandwidth
+        } else {
+            QualityLimitation::None
+        }
+    }
 }
 
 struct Encoded {
@@ -528,6 +556,11 @@ impl LocalVideoTrack {
                         c.width = frame.width as u32;
                         c.height = frame.height as u32;
                         c.encode_time += spent;
+                        c.quality_limitation = QualityLimitation::of_frame(
+                            spent,
+                            encoder.config().fps,
+                            next_size.is_some(),
+                        );
                     }
                     let EncodedFrame { data, .. } = encoded;
                     let _ = pipeline.frames.send(Arc::new(Encoded {
@@ -741,6 +774,29 @@ mod tests {
             loss_based_bps: None,
             loss,
         }
+    }
+
+    #[test]
+    fn a_frame_says_what_limited_it() {
+        let quick = Duration::from_millis(5);
+        assert_eq!(
+            QualityLimitation::of_frame(quick, 30, false),
+            QualityLimitation::None
+        );
+        assert_eq!(
+            QualityLimitation::of_frame(quick, 30, true),
+            QualityLimitation::Bandwidth
+        );
+        // 40 ms for a frame of a 30 fps source: the encoder cannot keep up.
+        let slow = Duration::from_millis(40);
+        assert_eq!(
+            QualityLimitation::of_frame(slow, 30, true),
+            QualityLimitation::Cpu
+        );
+        assert_eq!(
+            QualityLimitation::of_frame(slow, 15, false),
+            QualityLimitation::None
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { formatTime, healthUrl, initials, unreadBadge, validServer } from './format';
-import { quality } from './quality';
+import { quality, qualityDetails } from './quality';
+import { translate, type MessageKey } from '../i18n';
+import type { LinkQuality } from './types';
 
 describe('display rules', () => {
   it('writes times in the chosen language, not the system one', () => {
@@ -29,12 +31,47 @@ describe('display rules', () => {
     expect(initials('  ')).toBe('?');
   });
 
+  const base: LinkQuality = {
+    user_id: 1,
+    packets_lost: 0,
+    packets_received: 1000,
+    rtt_ms: 20,
+    jitter_ms: 1,
+    received_bps: 850_000,
+    received_video: { width: 640, height: 480, fps: 29.6 },
+    freeze_count: 0,
+    sent_video: { width: 320, height: 240, fps: 30 },
+    available_bps: 412_000,
+    limitation: 'none',
+  };
+
   it('grades connection quality from loss and round-trip time', () => {
-    const base = { user_id: 1, packets_lost: 0, packets_received: 1000, rtt_ms: 20, jitter_ms: 1 };
     expect(quality(undefined)).toBe('unknown');
     expect(quality({ ...base, packets_received: 0 })).toBe('unknown');
     expect(quality(base)).toBe('good');
     expect(quality({ ...base, packets_lost: 50 })).toBe('fair');
     expect(quality({ ...base, rtt_ms: 600 })).toBe('poor');
+  });
+
+  it('grades loss over the last interval, not since the start', () => {
+    // 50 lost long ago, none since: good again.
+    const earlier = { ...base, packets_lost: 50, packets_received: 1000 };
+    expect(quality({ ...base, packets_lost: 50, packets_received: 2000 }, earlier)).toBe('good');
+    // 30 of the last 130 lost: poor, though 3 % of all.
+    expect(quality({ ...base, packets_lost: 80, packets_received: 1100 }, earlier)).toBe('poor');
+  });
+
+  it('lists the figures behind the badge', () => {
+    const t = (key: MessageKey, params?: Record<string, string | number>) => translate('en', key, params);
+    const details = qualityDetails({ ...base, limitation: 'bandwidth', freeze_count: 2 }, undefined, t);
+    expect(details.split('\n')).toEqual([
+      'Round trip 20 ms',
+      'Packets lost 0.0 %',
+      'Receiving 640×480 at 30 fps, 850 kbit/s',
+      'Picture froze 2 times',
+      'Sending 320×240 at 30 fps, room for 412 kbit/s',
+      'Your picture is reduced: not enough bandwidth',
+    ]);
+    expect(qualityDetails(undefined, undefined, t)).toBe('');
   });
 });

@@ -147,12 +147,27 @@ export interface VoiceProcessing {
 }
 
 /// Per participant, what the quality badge is computed from.
+export interface VideoFigures {
+  width: number;
+  height: number;
+  fps: number;
+}
+
 export interface LinkQuality {
   user_id: UserId;
   rtt_ms: number | null;
   packets_lost: number;
   packets_received: number;
   jitter_ms: number | null;
+  /** All media received from them, bits per second over the last interval. */
+  received_bps: number;
+  received_video: VideoFigures | null;
+  freeze_count: number;
+  /** Our video as sent to them. */
+  sent_video: VideoFigures | null;
+  /** What the congestion controller finds room for towards them, bits per second. */
+  available_bps: number | null;
+  limitation: 'none' | 'bandwidth' | 'cpu';
 }
 
 export interface VideoEndpoint {
