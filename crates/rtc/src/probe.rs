@@ -122,18 +122,20 @@ pub(crate) fn cluster_packets(rate_bps: f64, packet_bytes: usize) -> usize {
     for_duration.clamp(CLUSTER_PACKETS, MOST_CLUSTER_PACKETS)
 }
 
-/// A cluster that went out: the instants its first and last copies left. Every packet that
-/// left in between belongs to it (media too: it is all traffic the path carried).
+/// A cluster going out or gone: the instants its first and last copies left (no last while it
+/// is still going out). Every packet that left in between belongs to it (media too: it is all
+/// traffic the path carried).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct SentCluster {
     pub(crate) first: Instant,
-    pub(crate) last: Instant,
+    pub(crate) last: Option<Instant>,
     /// The rate it was meant to go at: the most it can prove.
     pub(crate) rate_bps: f64,
 }
 
 /// The clusters sent and not yet measured, shared by the prober (which sends them) and the
-/// congestion controller (which reads their feedback).
+/// congestion controller (which reads their feedback). A cluster is logged as it starts: on a
+/// path of a few milliseconds, feedback on its first packets comes back before its last leave.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ProbeLog(Arc<Mutex<VecDeque<SentCluster>>>);
 
@@ -142,8 +144,19 @@ impl ProbeLog {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn sent(&self, cluster: SentCluster) {
-        self.lock().push_back(cluster);
+    pub(crate) fn started(&self, first: Instant, rate_bps: f64) {
+        self.lock().push_back(SentCluster {
+            first,
+            last: None,
+            rate_bps,
+        });
+    }
+
+    /// The cluster started last has gone out whole.
+    pub(crate) fn finished(&self, last: Instant) {
+        if let Some(cluster) = self.lock().back_mut() {
+            cluster.last.get_or_insert(last);
+        }
     }
 }
 
@@ -208,14 +221,15 @@ impl Measure {
 #[derive(Debug, Default)]
 pub(crate) struct ProbeResults {
     log: ProbeLog,
-    measuring: Option<(SentCluster, Measure)>,
+    /// What the feedback says of the oldest cluster in the log.
+    measure: Measure,
 }
 
 impl ProbeResults {
     pub(crate) fn new(log: ProbeLog) -> Self {
         ProbeResults {
             log,
-            measuring: None,
+            measure: Measure::default(),
         }
     }
 
@@ -223,36 +237,35 @@ impl ProbeResults {
     /// in it was carried at.
     pub(crate) fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) -> Option<f64> {
         let mut best: Option<f64> = None;
+        let log = self.log.clone();
+        let mut log = log.lock();
         for report in reports {
             loop {
-                if self.measuring.is_none() {
-                    let mut log = self.log.lock();
-                    while log
-                        .front()
-                        .is_some_and(|c| now.saturating_duration_since(c.last) > FEEDBACK_WAIT)
-                    {
-                        log.pop_front();
-                    }
-                    self.measuring = log.pop_front().map(|c| (c, Measure::default()));
+                // A cluster whose feedback never came (or that never finished) is forgotten.
+                while log.front().is_some_and(|c| {
+                    now.saturating_duration_since(c.last.unwrap_or(c.first)) > FEEDBACK_WAIT
+                }) {
+                    log.pop_front();
+                    self.measure = Measure::default();
                 }
-                let Some((cluster, measure)) = &mut self.measuring else {
+                let Some(cluster) = log.front() else {
                     break;
                 };
                 if report.departure < cluster.first {
-                    tracing::trace!("before the cluster: {:?}", cluster.first - report.departure);
                     break;
                 }
-                if report.departure <= cluster.last {
-                    measure.add(report);
+                if cluster.last.is_none_or(|last| report.departure <= last) {
+                    self.measure.add(report);
                     break;
                 }
                 // A packet that left after the cluster: all of the cluster has been reported.
+                let measure = std::mem::take(&mut self.measure);
                 tracing::debug!("probe feedback: {measure:?}");
                 if let Some(rate) = measure.result().map(|rate| rate.min(cluster.rate_bps)) {
                     best = Some(best.map_or(rate, |b: f64| b.max(rate)));
                 }
-                self.measuring = None;
-                // The same report may open (or belong to) the next cluster.
+                log.pop_front();
+                // The same report may belong to the next cluster.
             }
         }
         best
@@ -321,8 +334,6 @@ struct Cluster {
     next: Instant,
     spacing: Duration,
     left: usize,
-    rate: f64,
-    first: Option<Instant>,
 }
 
 impl Prober {
@@ -372,6 +383,7 @@ impl Prober {
         };
         let size = packet.marshal_size() + 2;
         tracing::debug!("probing at {:.0} kbit/s", rate / 1000.0);
+        self.log.started(now, rate);
         self.cluster = Some(Cluster {
             video_ssrc: packet.header.ssrc,
             copy: packet.clone(),
@@ -379,8 +391,6 @@ impl Prober {
             next: now,
             spacing: Duration::from_secs_f64(size as f64 * 8.0 / rate),
             left: cluster_packets(rate, size),
-            rate,
-            first: None,
         });
         self.send_due(now);
     }
@@ -400,19 +410,11 @@ impl Prober {
                 transport: cluster.transport,
                 message: AttributedPacket::new(Packet::Rtp(resend_in(rtx, &cluster.copy))),
             });
-            cluster.first.get_or_insert(now);
             cluster.left -= 1;
             cluster.next += cluster.spacing;
         }
         if cluster.left == 0 {
-            tracing::debug!("probe cluster sent");
-            if let Some(first) = cluster.first {
-                self.log.sent(SentCluster {
-                    first,
-                    last: now,
-                    rate_bps: cluster.rate,
-                });
-            }
+            self.log.finished(now);
             self.cluster = None;
         }
     }
@@ -656,11 +658,7 @@ mod tests {
         let mut results = ProbeResults::new(log.clone());
         // Eight 1000-byte packets sent 5 ms apart (1.6 Mbit/s) and arriving 10 ms apart
         // (a path of 800 kbit/s); then a media packet after the cluster.
-        log.sent(SentCluster {
-            first: start,
-            last: at(start, 35),
-            rate_bps: 10_000_000.0,
-        });
+        log.started(start, 10_000_000.0);
         let mut batch = reports(
             start,
             8,
@@ -670,9 +668,12 @@ mod tests {
             &[],
         );
         let after = reports(at(start, 100), 1, 1000, Duration::ZERO, Duration::ZERO, &[]);
-        // Feedback may split a cluster: nothing until a packet after it is reported.
+        // On a short path, feedback on the first packets comes back while the cluster is still
+        // going out; and feedback may split a cluster: nothing until a packet after it is
+        // reported.
         let rest = batch.split_off(5);
-        assert_eq!(results.on_reports(at(start, 60), &batch), None);
+        assert_eq!(results.on_reports(at(start, 30), &batch), None);
+        log.finished(at(start, 35));
         assert_eq!(results.on_reports(at(start, 80), &rest), None);
         let rate = results
             .on_reports(at(start, 150), &after)
@@ -687,11 +688,8 @@ mod tests {
         let start = Instant::now();
         let log = ProbeLog::default();
         let mut results = ProbeResults::new(log.clone());
-        log.sent(SentCluster {
-            first: start,
-            last: at(start, 35),
-            rate_bps,
-        });
+        log.started(start, rate_bps);
+        log.finished(at(start, 35));
         let gap = Duration::from_millis(5);
         let mut batch = reports(start, 8, 1000, gap, arrival_gap, lost);
         batch.extend(reports(at(start, 50), 1, 1000, gap, gap, &[]));
@@ -724,17 +722,11 @@ mod tests {
         let start = Instant::now();
         let log = ProbeLog::default();
         let mut results = ProbeResults::new(log.clone());
-        log.sent(SentCluster {
-            first: start,
-            last: at(start, 35),
-            rate_bps: 10_000_000.0,
-        });
+        log.started(start, 10_000_000.0);
+        log.finished(at(start, 35));
         let later = at(start, 5000);
-        log.sent(SentCluster {
-            first: later,
-            last: later + Duration::from_millis(35),
-            rate_bps: 10_000_000.0,
-        });
+        log.started(later, 10_000_000.0);
+        log.finished(later + Duration::from_millis(35));
         let mut batch = reports(
             later,
             8,
