@@ -79,11 +79,13 @@ impl ProbeSchedule {
     }
 }
 
-/// Whether the path should be probed: the picture is below full size (`next_size_bps` > 0),
-/// there is an estimate to probe past, the path is not losing packets, and it has not just
-/// said it is full.
-pub(crate) fn wanted(next_size_bps: u32, estimate: Option<Estimate>, quiet: bool) -> bool {
-    probe_rate(next_size_bps, estimate).is_some() && !quiet
+/// The rate to probe at now: [`probe_rate`], unless the path has just said it is full (`quiet`).
+pub(crate) fn probe_now(
+    next_size_bps: u32,
+    estimate: Option<Estimate>,
+    quiet: bool,
+) -> Option<f64> {
+    probe_rate(next_size_bps, estimate).filter(|_| !quiet)
 }
 
 /// The rate to probe at, bits per second: enough for the next picture size, never more than
@@ -283,8 +285,8 @@ pub(crate) struct Prober {
     /// The video streams with an RTX stream, by SSRC.
     video: HashMap<u32, RtxStream>,
     schedule: ProbeSchedule,
-    /// The latest video packet worth copying.
-    latest: Option<TaggedPacket>,
+    /// The latest video packet worth copying, and the transport it left on.
+    latest: Option<(rtc::rtp::Packet, rtc::shared::TransportContext)>,
     /// The cluster going out: the packet copied, when the next copy is due, the spacing, how
     /// many are left, and when the first left.
     cluster: Option<Cluster>,
@@ -370,15 +372,13 @@ impl Prober {
             self.last_estimate = Some(estimate.target_bps);
         }
         let quiet = self.quiet_until.is_some_and(|until| now < until);
-        let next_size = *self.next_size.borrow();
-        let wanted = wanted(next_size, estimate, quiet) && self.cluster.is_none();
-        if !self.schedule.due(now, wanted) {
+        // Not over a cluster still going out.
+        let rate =
+            probe_now(*self.next_size.borrow(), estimate, quiet).filter(|_| self.cluster.is_none());
+        if !self.schedule.due(now, rate.is_some()) {
             return;
         }
-        let (Some(rate), Some(latest)) = (probe_rate(next_size, estimate), &self.latest) else {
-            return;
-        };
-        let Packet::Rtp(packet) = &latest.message.packet else {
+        let (Some(rate), Some((packet, transport))) = (rate, &self.latest) else {
             return;
         };
         let size = packet.marshal_size() + 2;
@@ -387,7 +387,7 @@ impl Prober {
         self.cluster = Some(Cluster {
             video_ssrc: packet.header.ssrc,
             copy: packet.clone(),
-            transport: latest.transport,
+            transport: *transport,
             next: now,
             spacing: Duration::from_secs_f64(size as f64 * 8.0 / rate),
             left: cluster_packets(rate, size),
@@ -440,10 +440,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Prober {
         let now = msg.now;
         // Copies due are sent before anything else leaves, whether or not the timer woke us.
         self.send_due(now);
-        let mut copyable = None;
+        let mut video = false;
         if let Packet::Rtp(packet) = &mut msg.message.packet {
             if self.video.contains_key(&packet.header.ssrc) {
-                copyable = Some(packet.marshal_size() >= SMALLEST_COPY);
+                video = true;
+                if packet.marshal_size() >= SMALLEST_COPY {
+                    self.latest = Some((packet.clone(), msg.transport));
+                }
             } else if let Some(rtx) = self
                 .video
                 .values_mut()
@@ -453,15 +456,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Prober {
                 packet.header.sequence_number = rtx.next();
             }
         }
-        if copyable == Some(true) {
-            self.latest = Some(TaggedPacket {
-                now,
-                transport: msg.transport,
-                message: AttributedPacket::new(msg.message.packet.clone()),
-            });
-        }
         self.write.push_back(msg);
-        if copyable.is_some() {
+        if video {
             self.consider(now);
         }
         Ok(())
@@ -567,21 +563,21 @@ mod tests {
     #[test]
     fn only_a_degraded_picture_on_a_clean_path_is_probed() {
         let clean = Some(estimate(300_000, Some(0.0)));
-        assert!(wanted(322_000, clean, false));
-        assert!(!wanted(0, clean, false), "full size");
-        assert!(!wanted(322_000, None, false), "no estimate yet");
-        assert!(!wanted(322_000, clean, true), "just backed off");
+        assert!(probe_now(322_000, clean, false).is_some());
+        assert!(probe_now(0, clean, false).is_none(), "full size");
+        assert!(probe_now(322_000, None, false).is_none(), "no estimate yet");
+        assert!(probe_now(322_000, clean, true).is_none(), "just backed off");
         assert!(
-            !wanted(322_000, Some(estimate(300_000, Some(0.08))), false),
+            probe_now(322_000, Some(estimate(300_000, Some(0.08))), false).is_none(),
             "lossy"
         );
         assert!(
-            wanted(322_000, Some(estimate(300_000, Some(0.03))), false),
+            probe_now(322_000, Some(estimate(300_000, Some(0.03))), false).is_some(),
             "Wi-Fi"
         );
         let enough = crate::track_local::estimate_for_video(322_000);
         assert!(
-            !wanted(322_000, Some(estimate(enough, Some(0.0))), false),
+            probe_now(322_000, Some(estimate(enough, Some(0.0))), false).is_none(),
             "the estimate already affords the next size"
         );
     }
