@@ -36,7 +36,8 @@ pub(crate) struct Gcc {
     groups: rtc::interceptor::ArrivalGroupAccumulator,
     trend: rtc::interceptor::Kalman,
     detector: rtc::interceptor::OveruseDetector,
-    received: rtc::interceptor::RateCalculator,
+    /// What the far end receives, on its clock (see `arrival_rate` for why not the library's).
+    received: crate::arrival_rate::ArrivalRate,
     delay_based: rtc::interceptor::RateController,
     loss_based: rtc::interceptor::LossController,
     /// Delay-gradient readings so far (the gain grows with them up to [`TREND_GAIN_LIMIT`]).
@@ -62,7 +63,7 @@ impl Gcc {
             groups: rtc::interceptor::ArrivalGroupAccumulator::default(),
             trend: rtc::interceptor::Kalman::new().with_process_noise(TREND_PROCESS_NOISE),
             detector: rtc::interceptor::OveruseDetector::new(),
-            received: rtc::interceptor::RateCalculator::default(),
+            received: crate::arrival_rate::ArrivalRate::default(),
             delay_based: rtc::interceptor::RateController::new(start, min, max),
             loss_based: rtc::interceptor::LossController::new(max, min, max),
             readings: 0,
@@ -98,8 +99,8 @@ impl BandwidthEstimator for Gcc {
         let mut usage = self.detector.usage();
         let mut growing = true;
         for report in reports {
-            if report.arrived {
-                self.received.add(now, report.size);
+            if let Some(arrival) = report.arrival.filter(|_| report.arrived) {
+                self.received.add(arrival, report.size);
             }
             if let Some(delay) = self.groups.accumulate(report) {
                 let estimate_ms = self.trend.update(delay.delta_ms);
@@ -123,7 +124,7 @@ impl BandwidthEstimator for Gcc {
         if usage == rtc::interceptor::Usage::Over && (!growing || recently) {
             usage = rtc::interceptor::Usage::Under;
         }
-        let received = self.received.rate_bits_per_second(now);
+        let received = self.received.bits_per_second();
         let before = self.delay_based.target();
         let mut delay_target = self.delay_based.update(now, usage, received);
         if self.delay_based.state() == rtc::interceptor::RateControlState::Decrease {
@@ -177,6 +178,16 @@ impl BandwidthEstimator for Gcc {
         let lost = reports.iter().filter(|report| !report.arrived).count();
         let loss_target = self.loss_based.update(now, lost, reports.len());
         self.target = delay_target.min(loss_target).clamp(self.min, self.max);
+        tracing::trace!(
+            trend = self.previous_trend,
+            ?usage,
+            received = received.unwrap_or(0.0) / 1000.0,
+            delay = delay_target / 1000.0,
+            loss = loss_target / 1000.0,
+            lost,
+            reports = reports.len(),
+            "feedback"
+        );
     }
 
     fn target_bitrate(&self) -> f64 {

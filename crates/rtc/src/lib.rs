@@ -10,6 +10,7 @@
 //!
 //! Everything that fails returns an [`RtcError`]; nothing the remote side sends can panic.
 
+mod arrival_rate;
 mod client;
 mod codecs;
 mod congestion;
