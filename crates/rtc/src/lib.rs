@@ -15,6 +15,7 @@ mod client;
 mod codecs;
 mod congestion;
 mod data_channel;
+mod drop_recovery;
 mod encoder_budget;
 mod error;
 pub mod freezes;

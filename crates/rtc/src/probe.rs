@@ -31,7 +31,8 @@ use tokio::sync::watch;
 
 use crate::congestion::Estimate;
 
-/// How often a path is probed while the picture is below full size.
+/// How often a path is probed while the picture is below full size, or at full size after a
+/// drop (see `drop_recovery`).
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A cluster goes at what the next picture size needs, with this margin, but at most at this
 /// multiple of the estimate (libwebrtc's figure for these probes). A cluster proves no more
@@ -79,13 +80,26 @@ impl ProbeSchedule {
     }
 }
 
-/// The rate to probe at now: [`probe_rate`], unless the path has just said it is full (`quiet`).
+/// The rate to probe at now, unless the path has just said it is full (`quiet`): below full
+/// size [`probe_rate`] for the next size; at full size what `recovery` asks for to get back the
+/// rate of before a drop.
 pub(crate) fn probe_now(
     next_size_bps: u32,
     estimate: Option<Estimate>,
+    recovery: &crate::drop_recovery::DropRecovery,
     quiet: bool,
 ) -> Option<f64> {
-    probe_rate(next_size_bps, estimate).filter(|_| !quiet)
+    let estimate = estimate.filter(|_| !quiet)?;
+    if next_size_bps > 0 {
+        return probe_rate(next_size_bps, Some(estimate));
+    }
+    recovery
+        .probe_rate(estimate.target_bps)
+        .filter(|_| !lossy(&estimate))
+}
+
+fn lossy(estimate: &Estimate) -> bool {
+    estimate.loss.is_some_and(|loss| loss >= LOSSY_PATH)
 }
 
 /// The rate to probe at, bits per second: enough for the next picture size, never more than
@@ -95,7 +109,7 @@ pub(crate) fn probe_rate(next_size_bps: u32, estimate: Option<Estimate>) -> Opti
     let estimate = estimate?;
     if next_size_bps == 0
         || crate::track_local::video_share(estimate.target_bps) >= next_size_bps
-        || estimate.loss.is_some_and(|loss| loss >= LOSSY_PATH)
+        || lossy(&estimate)
     {
         return None;
     }
@@ -292,6 +306,7 @@ pub(crate) struct Prober {
     cluster: Option<Cluster>,
     last_estimate: Option<u32>,
     quiet_until: Option<Instant>,
+    recovery: crate::drop_recovery::DropRecovery,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -354,6 +369,7 @@ impl Prober {
             cluster: None,
             last_estimate: None,
             quiet_until: None,
+            recovery: crate::drop_recovery::DropRecovery::default(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -370,11 +386,13 @@ impl Prober {
                 self.quiet_until,
             );
             self.last_estimate = Some(estimate.target_bps);
+            self.recovery.update(now, estimate.target_bps);
         }
         let quiet = self.quiet_until.is_some_and(|until| now < until);
         // Not over a cluster still going out.
-        let rate =
-            probe_now(*self.next_size.borrow(), estimate, quiet).filter(|_| self.cluster.is_none());
+        let next_size = *self.next_size.borrow();
+        let rate = probe_now(next_size, estimate, &self.recovery, quiet)
+            .filter(|_| self.cluster.is_none());
         if !self.schedule.due(now, rate.is_some()) {
             return;
         }
@@ -562,23 +580,51 @@ mod tests {
 
     #[test]
     fn only_a_degraded_picture_on_a_clean_path_is_probed() {
+        let no_drop = crate::drop_recovery::DropRecovery::default();
+        let probe = |next_size, estimate, quiet| probe_now(next_size, estimate, &no_drop, quiet);
         let clean = Some(estimate(300_000, Some(0.0)));
-        assert!(probe_now(322_000, clean, false).is_some());
-        assert!(probe_now(0, clean, false).is_none(), "full size");
-        assert!(probe_now(322_000, None, false).is_none(), "no estimate yet");
-        assert!(probe_now(322_000, clean, true).is_none(), "just backed off");
+        assert!(probe(322_000, clean, false).is_some());
+        assert!(probe(0, clean, false).is_none(), "full size");
+        assert!(probe(322_000, None, false).is_none(), "no estimate yet");
+        assert!(probe(322_000, clean, true).is_none(), "just backed off");
         assert!(
-            probe_now(322_000, Some(estimate(300_000, Some(0.08))), false).is_none(),
+            probe(322_000, Some(estimate(300_000, Some(0.08))), false).is_none(),
             "lossy"
         );
         assert!(
-            probe_now(322_000, Some(estimate(300_000, Some(0.03))), false).is_some(),
+            probe(322_000, Some(estimate(300_000, Some(0.03))), false).is_some(),
             "Wi-Fi"
         );
         let enough = crate::track_local::estimate_for_video(322_000);
         assert!(
-            probe_now(322_000, Some(estimate(enough, Some(0.0))), false).is_none(),
+            probe(322_000, Some(estimate(enough, Some(0.0))), false).is_none(),
             "the estimate already affords the next size"
+        );
+    }
+
+    #[test]
+    fn at_full_size_only_what_a_drop_took_is_probed_for() {
+        let start = Instant::now();
+        let mut recovery = crate::drop_recovery::DropRecovery::default();
+        for ms in (0..8_000).step_by(100) {
+            recovery.update(at(start, ms), 1_500_000);
+        }
+        recovery.update(at(start, 8_000), 500_000);
+        let after_drop = Some(estimate(500_000, Some(0.0)));
+        assert_eq!(
+            probe_now(0, after_drop, &recovery, false),
+            Some(1_000_000.0)
+        );
+        assert_eq!(probe_now(0, after_drop, &recovery, true), None, "quiet");
+        assert_eq!(
+            probe_now(0, Some(estimate(500_000, Some(0.08))), &recovery, false),
+            None,
+            "lossy"
+        );
+        let below_full_size = probe_now(322_000, after_drop, &recovery, false);
+        assert_eq!(
+            below_full_size, None,
+            "below full size the next size is what is probed for, and 500 kbit/s affords it"
         );
     }
 
