@@ -30,6 +30,7 @@ impl FreezeCounter {
             if interval >= (average * 3).max(average + FREEZE_MARGIN) {
                 self.count += 1;
                 self.total += interval;
+                tracing::debug!(ms = interval.as_millis() as u64, "freeze");
                 return;
             }
         }

@@ -473,6 +473,7 @@ impl LocalVideoTrack {
                     // Skipped before anything is spent on the frame (scaling, encoding).
                     let now = Instant::now();
                     if !budget.allows(now, target) {
+                        tracing::trace!(?target, "frame skipped: the link has no room");
                         pipeline.counters().frames_dropped += 1;
                         continue;
                     }
@@ -530,6 +531,7 @@ impl LocalVideoTrack {
                     let encoded = match encoder.encode(&frame) {
                         Ok(Some(encoded)) => encoded,
                         Ok(None) => {
+                            tracing::trace!("frame skipped by the encoder's rate control");
                             pipeline.counters().frames_dropped += 1;
                             continue;
                         }
@@ -549,6 +551,11 @@ impl LocalVideoTrack {
                         c.frames_encoded += 1;
                         c.keyframes_encoded += encoded.keyframe as u64;
                         if encoded.keyframe {
+                            tracing::debug!(
+                                bytes = encoded.data.len(),
+                                target_bps = encoder.config().bitrate_bps,
+                                "keyframe"
+                            );
                             keyframe_gate.sent(encoded.data.len(), encoder.config().bitrate_bps);
                         }
                         c.bytes_encoded += encoded.data.len() as u64;

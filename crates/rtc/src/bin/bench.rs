@@ -263,6 +263,8 @@ struct CallFigures {
     /// Freezes as Chromium's getStats counts them (`parlor_rtc::freezes`).
     freezes: u64,
     freeze_seconds: f64,
+    /// When each freeze ended, in seconds into the call.
+    freezes_at: Vec<f64>,
     sent_kbps: f64,
     packets_lost: u64,
     packets_late: u64,
@@ -396,8 +398,13 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         }
     }
     let mut freezes = parlor_rtc::freezes::FreezeCounter::default();
+    let mut freezes_at = Vec::new();
     for &arrival in &arrivals {
+        let before = freezes.count;
         freezes.frame(arrival);
+        if freezes.count > before {
+            freezes_at.push((arrival - start).as_secs_f64());
+        }
     }
     latencies.sort_by(|x, y| x.total_cmp(y));
     let p = |q: f64| {
@@ -414,6 +421,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         fps: frames as f64 / elapsed,
         freezes: freezes.count,
         freeze_seconds: freezes.total.as_secs_f64(),
+        freezes_at,
         sent_kbps: (sent.bytes_encoded - sent_before.bytes_encoded) as f64 * 8.0 / elapsed / 1000.0,
         packets_lost: received.packets_lost - received_before.packets_lost,
         packets_late: received.packets_late - received_before.packets_late,
