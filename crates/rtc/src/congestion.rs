@@ -42,8 +42,13 @@ pub(crate) struct Gcc {
     loss_based: rtc::interceptor::LossController,
     /// Delay-gradient readings so far (the gain grows with them up to [`TREND_GAIN_LIMIT`]).
     readings: u32,
-    /// The last modified trend, to tell a growing queue from a shrinking one.
+    /// The last modified trend (logged).
     previous_trend: f64,
+    /// The least one-way delay a packet met since the last backoff (arrival on the receiver's
+    /// clock less departure on ours since `epoch`: the clocks' offset cancels out between
+    /// packets), to tell whether the queue grew since.
+    least_since_backoff: Option<f64>,
+    epoch: Option<Instant>,
     last_backoff: Option<Instant>,
     /// The received rate at the delay-based half's last backoff, while that half climbs
     /// additively towards it.
@@ -68,6 +73,8 @@ impl Gcc {
             loss_based: rtc::interceptor::LossController::new(max, min, max),
             readings: 0,
             previous_trend: 0.0,
+            least_since_backoff: None,
+            epoch: None,
             last_backoff: None,
             ceiling: None,
             probes: crate::probe::ProbeResults::default(),
@@ -97,27 +104,46 @@ impl BandwidthEstimator for Gcc {
             return;
         }
         let mut usage = self.detector.usage();
-        let mut growing = true;
+        let mut least_delay: Option<f64> = None;
         for report in reports {
             if let Some(arrival) = report.arrival.filter(|_| report.arrived) {
                 self.received.add(arrival, report.size);
+                let epoch = *self.epoch.get_or_insert(report.departure);
+                let delay = arrival.as_secs_f64()
+                    - report
+                        .departure
+                        .saturating_duration_since(epoch)
+                        .as_secs_f64();
+                least_delay = Some(least_delay.map_or(delay, |least| least.min(delay)));
             }
             if let Some(delay) = self.groups.accumulate(report) {
                 let estimate_ms = self.trend.update(delay.delta_ms);
                 self.readings = (self.readings + 1).min(TREND_GAIN_LIMIT);
                 let modified_trend = estimate_ms * f64::from(self.readings);
                 usage = self.detector.update(delay.at, modified_trend);
-                growing = modified_trend >= self.previous_trend;
                 self.previous_trend = modified_trend;
             }
         }
-        // The detector keeps saying "over" for as long as the filtered trend stays above its
-        // threshold, even once the trend is falling; at a few packets a second the filter takes
-        // ten seconds to come down, and every report in that time backed off again, to 85 % of
-        // a received rate that fell with each backoff: 1 Mbit/s to the 80 kbit/s floor on a
-        // 600 kbit/s link. Back off while the queue grows; while it is shrinking, hold.
-        // And back off at most once per interval, as libwebrtc does, so one overshoot is one
-        // backoff, not one per feedback report while its queue drains.
+        // The filtered trend lags the queue: once a backoff has put the sender under the link,
+        // it can stay over the threshold for a second or more on a thin link, and every report
+        // in that time backed off again, to 85 % of a received rate that fell with each backoff
+        // (1 Mbit/s to the 80 kbit/s floor on a 600 kbit/s link). So after a backoff "over" is
+        // only taken again once the queue has grown past the lowest it has been since: the last
+        // backoff was not enough, or the path narrowed again. (It used to be taken only while the trend itself grew: a queue growing
+        // at a steady pace has a steady trend, and a 1 Mbit/s start sat at 672 kbit/s on a
+        // 600 kbit/s link for two seconds while its queue filled to the brim. Compared batch to
+        // batch instead, a few packets a second on a thin link read as growing half the time,
+        // and the estimate sank to the floor.)
+        // And at most once per interval, as libwebrtc does, so one overshoot is one backoff,
+        // not one per feedback report.
+        let growing = match (least_delay, self.least_since_backoff) {
+            (Some(now_least), Some(lowest)) => now_least > lowest + QUEUE_GROWTH.as_secs_f64(),
+            _ => true,
+        };
+        if let Some(least) = least_delay {
+            self.least_since_backoff =
+                Some(self.least_since_backoff.map_or(least, |l| l.min(least)));
+        }
         let recently = self
             .last_backoff
             .is_some_and(|at| now.saturating_duration_since(at) < BACKOFF_INTERVAL);
@@ -129,6 +155,7 @@ impl BandwidthEstimator for Gcc {
         let mut delay_target = self.delay_based.update(now, usage, received);
         if self.delay_based.state() == rtc::interceptor::RateControlState::Decrease {
             self.last_backoff = Some(now);
+            self.least_since_backoff = least_delay.or(self.least_since_backoff);
             self.ceiling = received.or(self.ceiling);
             // A backoff is to 85 % of the received rate, which the library takes as it comes:
             // above the target it would raise it (libwebrtc checks, the library does not), and
@@ -219,6 +246,10 @@ const TREND_PROCESS_NOISE: f64 = 1e-2;
 
 /// At most one backoff per this long.
 const BACKOFF_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How much longer than the least since the last backoff packets must wait for the queue to
+/// count as grown (above the jitter of the least-delayed packet in a batch).
+const QUEUE_GROWTH: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The most one backoff may take off the delay-based target.
 const MAX_BACKOFF: f64 = 0.5;
@@ -341,8 +372,14 @@ mod tests {
         rng: rand::rngs::StdRng,
         epoch: Instant,
         now: Duration,
-        /// When the bottleneck finishes sending what it holds.
+        /// When the bottleneck sent (or will send) the last packet it took.
         busy_until: Duration,
+        /// A token bucket in front of the bottleneck, as `tc tbf` has: bytes that may pass at
+        /// once after a quiet spell (at least one packet: a plain rate limit).
+        bucket_bytes: f64,
+        /// The bucket's tokens at `tokens_at`.
+        tokens: f64,
+        tokens_at: Duration,
         next_send: Duration,
         next_feedback: Duration,
         sent: u64,
@@ -352,6 +389,8 @@ mod tests {
         trace: Vec<(Duration, f64)>,
         /// (time, bits) of what the sender put on the wire.
         wire: Vec<(Duration, f64)>,
+        /// (time, queueing delay) met by each packet at the bottleneck.
+        queued: Vec<(Duration, Duration)>,
     }
 
     const PACKET: usize = 1200;
@@ -360,6 +399,13 @@ mod tests {
     const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 
     impl Link {
+        /// A token bucket of `bytes` in front of the link (`tbf … burst`).
+        fn with_bucket(mut self, bytes: f64) -> Self {
+            self.bucket_bytes = bytes.max(PACKET as f64);
+            self.tokens = self.bucket_bytes;
+            self
+        }
+
         fn new(capacity_bps: f64, random_loss: f64) -> Self {
             Link {
                 capacity_bps,
@@ -369,12 +415,16 @@ mod tests {
                 epoch: Instant::now(),
                 now: Duration::ZERO,
                 busy_until: Duration::ZERO,
+                bucket_bytes: PACKET as f64,
+                tokens: PACKET as f64,
+                tokens_at: Duration::ZERO,
                 next_send: Duration::ZERO,
                 next_feedback: FEEDBACK_INTERVAL,
                 sent: 0,
                 in_flight: Vec::new(),
                 trace: Vec::new(),
                 wire: Vec::new(),
+                queued: Vec::new(),
             }
         }
 
@@ -409,15 +459,27 @@ mod tests {
             self.sent += 1;
             self.wire.push((at, PACKET as f64 * 8.0));
             let at_bottleneck = at + PROPAGATION;
-            let backlog = self.busy_until.saturating_sub(at_bottleneck);
+            // In order, once the bucket holds enough tokens for the packet.
+            let bytes_per_second = self.capacity_bps / 8.0;
+            let start = self.busy_until.max(at_bottleneck);
+            let tokens = (self.tokens + (start - self.tokens_at).as_secs_f64() * bytes_per_second)
+                .min(self.bucket_bytes);
+            let wait =
+                Duration::from_secs_f64((PACKET as f64 - tokens).max(0.0) / bytes_per_second);
+            let leaves = start + wait;
+            // What it waits behind, as the plain rate limit measured it: its own sending aside.
+            let backlog = leaves
+                .saturating_sub(at_bottleneck)
+                .saturating_sub(Duration::from_secs_f64(PACKET as f64 / bytes_per_second));
+            self.queued.push((at, backlog));
             let lost_at_random = self.rng.gen::<f64>() < self.random_loss;
             let arrival = if lost_at_random || backlog > QUEUE {
                 None
             } else {
-                let start = self.busy_until.max(at_bottleneck);
-                self.busy_until =
-                    start + Duration::from_secs_f64(PACKET as f64 * 8.0 / self.capacity_bps);
-                Some(self.busy_until)
+                self.tokens = tokens + wait.as_secs_f64() * bytes_per_second - PACKET as f64;
+                self.tokens_at = leaves;
+                self.busy_until = leaves;
+                Some(leaves)
             };
             let report = PacketReport {
                 ssrc: 1,
@@ -446,6 +508,15 @@ mod tests {
                 .map(|(_, bps)| *bps)
                 .collect();
             recent.iter().sum::<f64>() / recent.len().max(1) as f64
+        }
+
+        /// The total time after `from` during which packets met more than `queue` of queueing.
+        fn time_queued_over(&self, queue: Duration, from: Duration) -> Duration {
+            self.queued
+                .windows(2)
+                .filter(|pair| pair[0].0 >= from && pair[0].1 > queue)
+                .map(|pair| pair[1].0 - pair[0].0)
+                .sum()
         }
 
         /// The highest target after `from`.
@@ -490,6 +561,23 @@ mod tests {
         // stays under the link, but the estimate itself may be above it for a while.
         let peak = link.peak_sent_bps(Duration::from_secs(20));
         assert!(peak <= 900_000.0, "sent {peak:.0} bit/s in one second");
+    }
+
+    /// The start rate overshoots a thin link behind a token bucket (which hides the first
+    /// 15 kB of the overshoot): the controller keeps backing off while the queue grows, so
+    /// packets meet over 100 ms of queue for about half a second, not for the 3.2 s they did
+    /// when a queue growing at a steady pace was not taken for growing.
+    #[test]
+    fn a_start_over_the_link_rate_backs_off_until_its_queue_stops_growing() {
+        // scripts/shaped-link.sh's cap600: `tbf rate 600kbit burst 15k latency 300ms`.
+        let mut link = Link::new(600_000.0, 0.0).with_bucket(15_000.0);
+        let mut estimator = gcc();
+        link.run(&mut estimator, Duration::from_secs(10));
+        let queued = link.time_queued_over(Duration::from_millis(100), Duration::ZERO);
+        assert!(
+            queued <= Duration::from_millis(1_200),
+            "packets met over 100 ms of queue for {queued:?} of the first 10 s"
+        );
     }
 
     #[test]

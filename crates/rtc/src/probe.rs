@@ -1,5 +1,6 @@
 //! Probing a path for room the video does not fill, so a picture made smaller on a narrow link
-//! can grow again once the link widens.
+//! can grow again once the link widens, and a picture back at full size gets back the bitrate it
+//! had before the link narrowed (`drop_recovery`).
 //!
 //! The estimate may only climb to 1.5 × what the path has been seen to carry (see
 //! `congestion`), and a picture the ladder made smaller never fills its budget (measured:
