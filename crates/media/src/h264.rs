@@ -20,12 +20,16 @@ pub struct H264Config {
     pub height: usize,
     pub fps: u32,
     pub bitrate_bps: u32,
-    /// Frames between IDR frames; 0 lets the encoder decide.
+    /// Frames between IDR frames; 0 for none but the first (and those asked for).
     pub keyframe_interval: u32,
 }
 
 impl H264Config {
-    /// A sensible bitrate for a resolution at 30 fps (≈ 0.1 bit per pixel per frame).
+    /// A sensible bitrate for a resolution at 30 fps (≈ 0.1 bit per pixel per frame), and no
+    /// periodic keyframes: receivers ask for one when they need it (PLI, FIR; a new receiver,
+    /// a loss that could not be repaired), as libwebrtc's encoders are used. A keyframe every
+    /// 10 s put several frames' worth into a thin link at once for nobody's benefit; on
+    /// drop300 one came just as the link narrowed.
     pub fn for_size(width: usize, height: usize, fps: u32) -> Self {
         let bitrate = (width * height * fps as usize / 10).clamp(150_000, 4_000_000) as u32;
         H264Config {
@@ -33,7 +37,7 @@ impl H264Config {
             height,
             fps,
             bitrate_bps: bitrate,
-            keyframe_interval: fps * 10,
+            keyframe_interval: 0,
         }
     }
 }

@@ -82,7 +82,7 @@ pub enum MediaKind {
 pub struct VideoTrackOptions {
     /// Target bitrate; default about 0.1 bit per pixel per frame.
     pub bitrate_bps: Option<u32>,
-    /// Frames between IDR frames; default ten seconds' worth.
+    /// Frames between IDR frames; default none (keyframes when a receiver asks).
     pub keyframe_interval: Option<u32>,
 }
 
