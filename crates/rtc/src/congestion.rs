@@ -42,8 +42,6 @@ pub(crate) struct Gcc {
     loss_based: rtc::interceptor::LossController,
     /// Delay-gradient readings so far (the gain grows with them up to [`TREND_GAIN_LIMIT`]).
     readings: u32,
-    /// The last modified trend (logged).
-    previous_trend: f64,
     /// The least one-way delay a packet met since the last backoff (arrival on the receiver's
     /// clock less departure on ours since `epoch`: the clocks' offset cancels out between
     /// packets), to tell whether the queue grew since.
@@ -72,7 +70,6 @@ impl Gcc {
             delay_based: rtc::interceptor::RateController::new(start, min, max),
             loss_based: rtc::interceptor::LossController::new(max, min, max),
             readings: 0,
-            previous_trend: 0.0,
             least_since_backoff: None,
             epoch: None,
             last_backoff: None,
@@ -105,6 +102,7 @@ impl BandwidthEstimator for Gcc {
         }
         let mut usage = self.detector.usage();
         let mut least_delay: Option<f64> = None;
+        let mut trend: Option<f64> = None;
         for report in reports {
             if let Some(arrival) = report.arrival.filter(|_| report.arrived) {
                 self.received.add(arrival, report.size);
@@ -121,7 +119,7 @@ impl BandwidthEstimator for Gcc {
                 self.readings = (self.readings + 1).min(TREND_GAIN_LIMIT);
                 let modified_trend = estimate_ms * f64::from(self.readings);
                 usage = self.detector.update(delay.at, modified_trend);
-                self.previous_trend = modified_trend;
+                trend = Some(modified_trend);
             }
         }
         // The filtered trend lags the queue: once a backoff has put the sender under the link,
@@ -129,11 +127,11 @@ impl BandwidthEstimator for Gcc {
         // in that time backed off again, to 85 % of a received rate that fell with each backoff
         // (1 Mbit/s to the 80 kbit/s floor on a 600 kbit/s link). So after a backoff "over" is
         // only taken again once the queue has grown past the lowest it has been since: the last
-        // backoff was not enough, or the path narrowed again. (It used to be taken only while the trend itself grew: a queue growing
-        // at a steady pace has a steady trend, and a 1 Mbit/s start sat at 672 kbit/s on a
-        // 600 kbit/s link for two seconds while its queue filled to the brim. Compared batch to
-        // batch instead, a few packets a second on a thin link read as growing half the time,
-        // and the estimate sank to the floor.)
+        // backoff was not enough, or the path narrowed again. (It used to be taken only while
+        // the trend itself grew: a queue growing at a steady pace has a steady trend, and a
+        // 1 Mbit/s start sat at 672 kbit/s on a 600 kbit/s link for two seconds while its queue
+        // filled to the brim. Compared batch to batch instead, a few packets a second on a thin
+        // link read as growing half the time, and the estimate sank to the floor.)
         // And at most once per interval, as libwebrtc does, so one overshoot is one backoff,
         // not one per feedback report.
         let growing = match (least_delay, self.least_since_backoff) {
@@ -206,7 +204,7 @@ impl BandwidthEstimator for Gcc {
         let loss_target = self.loss_based.update(now, lost, reports.len());
         self.target = delay_target.min(loss_target).clamp(self.min, self.max);
         tracing::trace!(
-            trend = self.previous_trend,
+            trend,
             ?usage,
             received = received.unwrap_or(0.0) / 1000.0,
             delay = delay_target / 1000.0,

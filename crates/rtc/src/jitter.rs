@@ -273,7 +273,7 @@ mod tests {
         b.push(t0, 1, false, Bytes::from(vec![1]));
         b.push(t0, 3, false, Bytes::from(vec![3]));
         drain(&mut b, ms(150));
-        // 2 comes 250 ms after 3 showed it missing: too late, but now the wait is known short.
+        // 2 comes 250 ms after 3 showed it missing: too late, and the wait is now known short.
         b.push(ms(250), 2, false, Bytes::from(vec![2]));
         assert_eq!(b.late, 1);
         b.push(ms(300), 5, false, Bytes::from(vec![5]));
