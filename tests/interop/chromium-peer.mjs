@@ -2,10 +2,12 @@
 // {"chromium": {...page stats...}, "ours": {...parlor-rtc-peer result...}}.
 //
 //   node chromium-peer.mjs --chromium-role offer|answer --peer PATH [--duration SECS]
-//                          [--receive-only]
+//                          [--receive-only] [--video-codecs LIST]
 //
 // --receive-only: Chromium sends nothing (answerer only), for one-way calls into it. The report
 // has Chromium's decoded video frames in each second (`frames_per_second`).
+// --video-codecs VP8,VP9: Chromium offers and accepts video in these codecs only (with their
+// retransmission streams), as Debian's Firefox, which has no H.264, does.
 //
 // Meant to run inside a loopback-only network namespace (unshare -n); it contacts nothing but
 // 127.0.0.1.
@@ -27,6 +29,7 @@ const chromiumRole = option('chromium-role');
 const peerPath = option('peer');
 const duration = Number(option('duration', '4'));
 const receiveOnly = process.argv.includes('--receive-only');
+const videoCodecs = option('video-codecs', '') || null;
 if (receiveOnly && chromiumRole !== 'answer') throw new Error('--receive-only needs --chromium-role answer');
 const ourRole = chromiumRole === 'offer' ? 'answer' : 'offer';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -72,7 +75,10 @@ try {
   });
   await page.exposeFunction('sendSignal', (line) => { peer.stdin.write(line + '\n'); });
   await page.goto(url);
-  await page.evaluate(([role, only]) => window.start(role, only), [chromiumRole, receiveOnly]);
+  await page.evaluate(
+    ([role, only, codecs]) => window.start(role, only, codecs),
+    [chromiumRole, receiveOnly, videoCodecs],
+  );
   pageReady = true;
   for (const line of early.splice(0)) deliver(line);
 

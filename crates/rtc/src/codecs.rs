@@ -58,26 +58,59 @@ pub fn opus() -> RTCRtpCodec {
     }
 }
 
+/// Every codec Parlor registers, with its payload type and kind: the media engine is built
+/// from this list and [`serves`] reads it, so the two cannot disagree.
+fn registered() -> [(RTCRtpCodec, u8, RtpCodecKind); 3] {
+    [
+        (opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio),
+        (h264(), H264_PAYLOAD_TYPE, RtpCodecKind::Video),
+        (h264_rtx(), H264_RTX_PAYLOAD_TYPE, RtpCodecKind::Video),
+    ]
+}
+
+/// Whether Parlor can carry `kind` media (`audio`, `video`) in the codec an SDP `rtpmap` calls
+/// `name` (`VP8`, `opus`, …), case aside as webrtc-rs matches it. A retransmission stream carries
+/// nothing by itself, so `rtx` is not a codec served.
+pub(crate) fn serves(kind: &str, name: &str) -> bool {
+    registered().iter().any(|(codec, _, registered_kind)| {
+        registered_kind.to_string() == kind
+            && codec.mime_type != MIME_TYPE_RTX
+            && codec
+                .mime_type
+                .split_once('/')
+                .is_some_and(|(_, subtype)| subtype.eq_ignore_ascii_case(name))
+    })
+}
+
 pub fn media_engine() -> Result<MediaEngine> {
     let mut engine = MediaEngine::default();
-    let register = |engine: &mut MediaEngine, codec: RTCRtpCodec, pt: u8, kind| {
+    for (codec, payload_type, kind) in registered() {
         engine
             .register_codec(
                 RTCRtpCodecParameters {
                     rtp_codec: codec,
-                    payload_type: pt,
+                    payload_type,
                 },
                 kind,
             )
-            .map_err(|e| RtcError::Internal(format!("registering a codec: {e}")))
-    };
-    register(&mut engine, opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio)?;
-    register(&mut engine, h264(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)?;
-    register(
-        &mut engine,
-        h264_rtx(),
-        H264_RTX_PAYLOAD_TYPE,
-        RtpCodecKind::Video,
-    )?;
+            .map_err(|e| RtcError::Internal(format!("registering a codec: {e}")))?;
+    }
     Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serves;
+
+    #[test]
+    fn what_is_served_is_what_is_registered() {
+        assert!(serves("video", "H264") && serves("video", "h264"));
+        assert!(serves("audio", "opus") && serves("audio", "OPUS"));
+        assert!(!serves("video", "VP8") && !serves("video", "VP9"));
+        assert!(!serves("audio", "H264") && !serves("video", "opus"));
+        assert!(
+            !serves("video", "rtx"),
+            "a retransmission stream is no codec"
+        );
+    }
 }

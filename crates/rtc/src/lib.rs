@@ -27,6 +27,7 @@ mod peer;
 mod probe;
 mod retransmissions;
 mod rtx;
+mod sdp;
 pub mod stats;
 #[cfg(test)]
 mod test_time;

@@ -107,6 +107,12 @@ pub enum PeerEvent {
     TrackRemoved {
         track_id: String,
     },
+    /// The other side offered `kind` media only in codecs Parlor does not have (`offered`): that
+    /// part of the call is refused, the rest goes on.
+    MediaRefused {
+        kind: crate::track_local::MediaKind,
+        offered: Vec<String>,
+    },
 }
 
 /// Counts the background tasks and threads this crate runs, so "close leaves nothing
@@ -602,7 +608,7 @@ impl PeerConnection {
 
     pub async fn set_local_description(&self, description: SessionDescription) -> Result<()> {
         let description = from_description(description)?;
-        let mid = first_mid(&description);
+        let mid = crate::sdp::first_mid(&description);
         self.raw
             .set_local_description(description)
             .await
@@ -621,22 +627,63 @@ impl PeerConnection {
     /// Applies the other side's description. Malformed or inapplicable SDP is an
     /// [`RtcError::Sdp`], never a panic.
     pub async fn set_remote_description(&self, description: SessionDescription) -> Result<()> {
-        let description = from_description(description)?;
+        let description = crate::sdp::without_refused_credentials(from_description(description)?)?;
+        let unserved = match description.sdp_type {
+            RTCSdpType::Offer => crate::sdp::unserved_sections(&description),
+            _ => Vec::new(),
+        };
         // Held across the call so a candidate cannot slip between the check and the apply.
         let mut early = self.early_candidates.lock().await;
         self.raw
             .set_remote_description(description)
             .await
             .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        for section in unserved {
+            self.refuse(section).await?;
+        }
         self.shared.negotiations.send_modify(|n| *n += 1);
         if let Some(remote) = self.raw.remote_description().await {
-            self.report_removed_tracks(&remote.sdp);
+            self.report_removed_tracks(&remote);
         }
         for candidate in early.drain(..) {
             if let Err(e) = self.apply_candidate(candidate).await {
                 tracing::debug!("an early candidate was refused: {e}");
             }
         }
+        Ok(())
+    }
+
+    /// Takes our track off a section of the other side's offer that has no codec we have.
+    /// webrtc-rs answers such a section with port 0 only when nothing is to be sent in it; with
+    /// our track attached it failed the whole answer ("RTPSender created with no codecs"), and
+    /// not even audio connected.
+    async fn refuse(&self, section: crate::sdp::UnservedSection) -> Result<()> {
+        tracing::warn!(
+            "the other side offers {:?} in {:?} (mid {}): none is a codec Parlor has, so that \
+             section is refused and the rest of the call goes on",
+            section.offered,
+            section.kind,
+            section.mid
+        );
+        for transceiver in self.raw.get_transceivers().await {
+            if transceiver.mid().await.map_err(RtcError::from)?.as_deref()
+                != Some(section.mid.as_str())
+            {
+                continue;
+            }
+            if let Some(sender) = transceiver.sender().await.map_err(RtcError::from)? {
+                self.senders_mut()
+                    .retain(|(_, ours)| ours.id() != sender.id());
+                self.raw
+                    .remove_track(&sender)
+                    .await
+                    .map_err(RtcError::from)?;
+            }
+        }
+        let _ = self.shared.events.send(PeerEvent::MediaRefused {
+            kind: section.kind,
+            offered: section.offered,
+        });
         Ok(())
     }
 
@@ -660,8 +707,8 @@ impl PeerConnection {
 
     /// A renegotiation in which the other side stopped sending a track ends that track here, as
     /// browsers do (webrtc-rs itself does not end it).
-    fn report_removed_tracks(&self, remote_sdp: &str) {
-        let sending = sending_track_ids(remote_sdp);
+    fn report_removed_tracks(&self, remote: &RTCSessionDescription) {
+        let sending = crate::sdp::sending_track_ids(remote);
         let known: Vec<String> = self
             .shared
             .inbound
@@ -831,26 +878,6 @@ impl PeerConnection {
 }
 
 /// Track ids the SDP's author is sending: `a=msid` of media sections that send.
-fn sending_track_ids(sdp: &str) -> std::collections::HashSet<String> {
-    let mut ids = std::collections::HashSet::new();
-    for section in sdp.split("\nm=").skip(1) {
-        let lines: Vec<&str> = section.lines().map(str::trim).collect();
-        let sends = !lines
-            .iter()
-            .any(|l| *l == "a=recvonly" || *l == "a=inactive");
-        if sends {
-            for line in &lines {
-                if let Some(msid) = line.strip_prefix("a=msid:") {
-                    if let Some(track) = msid.split_whitespace().nth(1) {
-                        ids.insert(track.to_owned());
-                    }
-                }
-            }
-        }
-    }
-    ids
-}
-
 /// RFC 8839 `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>`.
 fn check_candidate_syntax(candidate: &str) -> Result<()> {
     let body = candidate.strip_prefix("a=").unwrap_or(candidate);
@@ -870,12 +897,6 @@ fn check_candidate_syntax(candidate: &str) -> Result<()> {
 }
 
 /// The mid of a description's first media section (none for a rollback, or SDP without one).
-fn first_mid(description: &RTCSessionDescription) -> Option<String> {
-    let parsed = description.unmarshal().ok()?;
-    let first = parsed.media_descriptions.first()?;
-    first.attribute("mid").flatten().map(str::to_owned)
-}
-
 fn to_description(d: RTCSessionDescription) -> SessionDescription {
     SessionDescription {
         sdp_type: match d.sdp_type {
@@ -896,40 +917,4 @@ fn from_description(d: SessionDescription) -> Result<RTCSessionDescription> {
         SdpType::Rollback => RTCSessionDescription::rollback((!d.sdp.is_empty()).then_some(d.sdp)),
     };
     parsed.map_err(|e| RtcError::Sdp(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{first_mid, from_description, sending_track_ids, SdpType, SessionDescription};
-
-    #[test]
-    fn the_transport_mid_is_the_first_sections() {
-        let offer = |sdp: &str| {
-            from_description(SessionDescription {
-                sdp_type: SdpType::Offer,
-                sdp: sdp.to_owned(),
-            })
-            .unwrap()
-        };
-        let head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a0 v1\r\n";
-        let sdp = format!(
-            "{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
-             m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n"
-        );
-        assert_eq!(first_mid(&offer(&sdp)).as_deref(), Some("a0"));
-        let no_mid = format!("{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n");
-        assert_eq!(first_mid(&offer(&no_mid)), None);
-    }
-
-    #[test]
-    fn only_sending_sections_count() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\na=msid:s a1\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=recvonly\r\na=msid:s v1\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=msid:s v2\r\n";
-        let ids = sending_track_ids(sdp);
-        assert!(
-            ids.contains("a1") && ids.contains("v2") && !ids.contains("v1"),
-            "{ids:?}"
-        );
-    }
 }

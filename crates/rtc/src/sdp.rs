@@ -1,0 +1,219 @@
+//! What Parlor reads out of session descriptions, all on the `rtc` crate's SDP parser.
+use std::collections::HashSet;
+
+use webrtc::peer_connection::{RTCSdpType, RTCSessionDescription};
+
+use crate::codecs;
+use crate::track_local::MediaKind;
+use crate::{Result, RtcError};
+
+/// An audio or video section of the other side's offer with no codec Parlor has: Debian's
+/// Firefox ESR, for one, offers video in VP8 and VP9 only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnservedSection {
+    pub(crate) mid: String,
+    pub(crate) kind: MediaKind,
+    /// The codecs it offered, in its order of preference (retransmission streams left out).
+    pub(crate) offered: Vec<String>,
+}
+
+/// The offer's audio and video sections we can neither send nor receive in, which the answer
+/// has to refuse (port 0) so that the rest of the call can go on. Sections already refused, and
+/// sections of other kinds (the data channel's), are not listed.
+pub(crate) fn unserved_sections(description: &RTCSessionDescription) -> Vec<UnservedSection> {
+    let Ok(parsed) = description.unmarshal() else {
+        return Vec::new(); // the library refuses it whole when it is applied
+    };
+    let mut unserved = Vec::new();
+    for section in &parsed.media_descriptions {
+        let media = section.media_name.media.as_str();
+        let kind = match media {
+            "audio" => MediaKind::Audio,
+            "video" => MediaKind::Video,
+            _ => continue,
+        };
+        if section.media_name.port.value == 0 {
+            continue;
+        }
+        let codecs = section.codecs();
+        let offered: Vec<String> = section
+            .media_name
+            .formats
+            .iter()
+            .filter_map(|format| format.parse::<u8>().ok())
+            .filter_map(|payload_type| codecs.get(&payload_type))
+            .map(|codec| codec.name.clone())
+            .filter(|name| !name.eq_ignore_ascii_case("rtx"))
+            .collect();
+        if offered.iter().any(|name| codecs::serves(media, name)) {
+            continue;
+        }
+        if let Some(mid) = section.attribute("mid").flatten() {
+            unserved.push(UnservedSection {
+                mid: mid.to_owned(),
+                kind,
+                offered,
+            });
+        }
+    }
+    unserved
+}
+
+/// A refused section (port 0) has no transport, so ICE credentials in it mean nothing; yet
+/// Chromium writes fresh ones into the section it refuses, and webrtc-rs, which requires every
+/// section's credentials to agree (skipping only `inactive` ones), then refused the whole answer
+/// ("conflicting ice-ufrag values"): a browser turning down our video took our audio with it.
+/// They are dropped before webrtc-rs reads the description.
+pub(crate) fn without_refused_credentials(
+    description: RTCSessionDescription,
+) -> Result<RTCSessionDescription> {
+    let Ok(mut parsed) = description.unmarshal() else {
+        return Ok(description); // the library says what is wrong with it when it is applied
+    };
+    let mut changed = false;
+    for section in &mut parsed.media_descriptions {
+        if section.media_name.port.value == 0 {
+            let before = section.attributes.len();
+            section
+                .attributes
+                .retain(|a| a.key != "ice-ufrag" && a.key != "ice-pwd");
+            changed |= section.attributes.len() != before;
+        }
+    }
+    if !changed {
+        return Ok(description);
+    }
+    let sdp = parsed.marshal();
+    match description.sdp_type {
+        RTCSdpType::Offer => RTCSessionDescription::offer(sdp),
+        RTCSdpType::Pranswer => RTCSessionDescription::pranswer(sdp),
+        _ => RTCSessionDescription::answer(sdp),
+    }
+    .map_err(|e| RtcError::Sdp(e.to_string()))
+}
+
+/// The mid of the first section: the one whose transport a BUNDLE group uses.
+pub(crate) fn first_mid(description: &RTCSessionDescription) -> Option<String> {
+    let parsed = description.unmarshal().ok()?;
+    let first = parsed.media_descriptions.first()?;
+    first.attribute("mid").flatten().map(str::to_owned)
+}
+
+/// The ids of the tracks a description's sender is sending (`a=msid:<stream> <track>` of every
+/// section that is neither `recvonly` nor `inactive`).
+pub(crate) fn sending_track_ids(description: &RTCSessionDescription) -> HashSet<String> {
+    let Ok(parsed) = description.unmarshal() else {
+        return HashSet::new();
+    };
+    parsed
+        .media_descriptions
+        .iter()
+        .filter(|section| !section.has_attribute("recvonly") && !section.has_attribute("inactive"))
+        .filter_map(|section| section.attribute("msid").flatten())
+        .filter_map(|msid| msid.split_whitespace().nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a0 v1\r\n";
+
+    fn offer(body: &str) -> RTCSessionDescription {
+        RTCSessionDescription::offer(format!("{HEAD}{body}")).unwrap()
+    }
+
+    #[test]
+    fn a_refused_section_loses_its_ice_credentials_and_nothing_else() {
+        let sdp = "m=video 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:5lC6\r\n\
+                   a=ice-pwd:NoFMJBTzLlv5ZNlT0EcYH6Nh\r\na=mid:v0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:QvHD\r\n\
+                   a=ice-pwd:FYHXS+STwZ+72MmQ+RMXTc+1\r\na=mid:a1\r\na=rtpmap:111 opus/48000/2\r\n";
+        let answer = RTCSessionDescription::answer(format!("{HEAD}{sdp}")).unwrap();
+        let cleaned = without_refused_credentials(answer).unwrap();
+        assert_eq!(cleaned.sdp_type, RTCSdpType::Answer);
+        let parsed = cleaned.unmarshal().unwrap();
+        let [video, audio] = &parsed.media_descriptions[..] else {
+            panic!("{}", cleaned.sdp);
+        };
+        assert!(video.attribute("ice-ufrag").is_none() && video.attribute("ice-pwd").is_none());
+        assert_eq!(video.attribute("mid").flatten(), Some("v0"));
+        assert_eq!(audio.attribute("ice-ufrag").flatten(), Some("QvHD"));
+        assert_eq!(
+            audio.attribute("ice-pwd").flatten(),
+            Some("FYHXS+STwZ+72MmQ+RMXTc+1")
+        );
+        assert_eq!(
+            audio.attribute("rtpmap").flatten(),
+            Some("111 opus/48000/2")
+        );
+    }
+
+    #[test]
+    fn a_description_without_refused_sections_is_passed_on_as_it_came() {
+        let sdp =
+            format!("{HEAD}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n");
+        let offer = RTCSessionDescription::offer(sdp.clone()).unwrap();
+        assert_eq!(without_refused_credentials(offer).unwrap().sdp, sdp);
+    }
+
+    #[test]
+    fn the_transport_mid_is_the_first_sections() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n";
+        assert_eq!(first_mid(&offer(sdp)).as_deref(), Some("a0"));
+        let no_mid = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n";
+        assert_eq!(first_mid(&offer(no_mid)), None);
+    }
+
+    #[test]
+    fn only_sending_sections_count() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=sendrecv\r\na=msid:s a1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=recvonly\r\na=msid:s v1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=msid:s v2\r\n";
+        let ids = sending_track_ids(&offer(sdp));
+        assert!(
+            ids.contains("a1") && ids.contains("v2") && !ids.contains("v1"),
+            "{ids:?}"
+        );
+    }
+
+    #[test]
+    fn a_section_offering_none_of_our_codecs_is_unserved() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 109 0\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
+                   a=rtpmap:109 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 120 124 121\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                   a=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\na=fmtp:124 apt=120\r\n\
+                   a=rtpmap:121 VP9/90000\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:d2\r\n";
+        assert_eq!(
+            unserved_sections(&offer(sdp)),
+            vec![UnservedSection {
+                mid: "v1".into(),
+                kind: MediaKind::Video,
+                offered: vec!["VP8".into(), "VP9".into()],
+            }]
+        );
+    }
+
+    #[test]
+    fn one_codec_of_ours_among_others_is_enough() {
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                   a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n";
+        assert!(unserved_sections(&offer(sdp)).is_empty());
+    }
+
+    #[test]
+    fn a_section_already_refused_or_offering_only_retransmissions_is_as_it_says() {
+        let refused = "m=video 0 UDP/TLS/RTP/SAVPF 120\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                       a=rtpmap:120 VP8/90000\r\n";
+        assert!(unserved_sections(&offer(refused)).is_empty());
+        let rtx_only = "m=video 9 UDP/TLS/RTP/SAVPF 103\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                        a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n";
+        let unserved = unserved_sections(&offer(rtx_only));
+        assert_eq!(unserved.len(), 1);
+        assert!(unserved[0].offered.is_empty());
+    }
+}
