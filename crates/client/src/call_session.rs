@@ -100,6 +100,14 @@ pub enum CallEvent {
         user_id: UserId,
         kind: String,
     },
+    /// `user_id` offered `kind` media (`audio` or `video`) only in codecs Parlor does not have
+    /// (`offered`: a browser without H.264 offers VP8 and VP9): that part is refused, the rest
+    /// of the call goes on.
+    MediaRefused {
+        user_id: UserId,
+        kind: String,
+        offered: Vec<String>,
+    },
     Busy {
         user_id: UserId,
     },
@@ -512,6 +520,18 @@ impl Session {
                     kind: kind.into(),
                 });
                 spawn_receiver(user, track, self.received.clone(), self.sink.clone());
+                None
+            }
+            PeerEvent::MediaRefused { kind, offered } => {
+                self.emit(CallEvent::MediaRefused {
+                    user_id: user,
+                    kind: match kind {
+                        parlor_rtc::MediaKind::Audio => "audio",
+                        parlor_rtc::MediaKind::Video => "video",
+                    }
+                    .into(),
+                    offered,
+                });
                 None
             }
             _ => None,

@@ -102,6 +102,8 @@ export const en = {
   'call.stats.limited.cpu': 'Your picture is reduced: the computer is busy',
   'call.busy': '{name} is in another call',
   'call.declined': '{name} declined',
+  'call.no_common_video': 'No video with {name}: their app has none of our video formats (it offers {codecs})',
+  'call.no_common_audio': 'No sound with {name}: their app has none of our audio formats (it offers {codecs})',
   'call.failed': 'The call could not be set up',
   'call.link_failed': 'The connection to {name} could not be set up',
   'call.microphone': 'Microphone',

@@ -102,6 +102,8 @@ export const ja: Dictionary = {
   'call.stats.limited.cpu': 'コンピューターの負荷が高いため、あなたの映像を縮小しています',
   'call.busy': '{name} さんは別の通話中です',
   'call.declined': '{name} さんが通話を拒否しました',
+  'call.no_common_video': '{name} さんとは映像をやり取りできません: 共通の映像形式がありません（相手は {codecs}）',
+  'call.no_common_audio': '{name} さんとは音声をやり取りできません: 共通の音声形式がありません（相手は {codecs}）',
   'call.failed': '通話を開始できませんでした',
   'call.link_failed': '{name} さんとの接続を確立できませんでした',
   'call.microphone': 'マイク',

@@ -102,6 +102,8 @@ export const ko: Dictionary = {
   'call.stats.limited.cpu': '컴퓨터가 바빠 내 화면을 줄였습니다',
   'call.busy': '{name} 님은 다른 통화 중입니다',
   'call.declined': '{name} 님이 거절했습니다',
+  'call.no_common_video': '{name} 님과 영상을 주고받을 수 없습니다: 공통 영상 형식이 없습니다 (상대: {codecs})',
+  'call.no_common_audio': '{name} 님과 음성을 주고받을 수 없습니다: 공통 음성 형식이 없습니다 (상대: {codecs})',
   'call.failed': '통화를 연결할 수 없습니다',
   'call.link_failed': '{name} 님과 연결할 수 없습니다',
   'call.microphone': '마이크',

@@ -102,6 +102,8 @@ export const zhCN: Dictionary = {
   'call.stats.limited.cpu': '电脑繁忙，您的画面已缩小',
   'call.busy': '{name} 正在其他通话中',
   'call.declined': '{name} 拒绝了通话',
+  'call.no_common_video': '无法与 {name} 互传视频：没有共同的视频格式（对方提供 {codecs}）',
+  'call.no_common_audio': '无法与 {name} 互传声音：没有共同的音频格式（对方提供 {codecs}）',
   'call.failed': '无法建立通话',
   'call.link_failed': '无法与 {name} 建立连接',
   'call.microphone': '麦克风',

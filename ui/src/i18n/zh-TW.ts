@@ -102,6 +102,8 @@ export const zhTW: Dictionary = {
   'call.stats.limited.cpu': '電腦忙碌，您的畫面已縮小',
   'call.busy': '{name} 正在其他通話中',
   'call.declined': '{name} 拒絕了通話',
+  'call.no_common_video': '無法與 {name} 互傳視訊：沒有共同的視訊格式（對方提供 {codecs}）',
+  'call.no_common_audio': '無法與 {name} 互傳聲音：沒有共同的音訊格式（對方提供 {codecs}）',
   'call.failed': '無法建立通話',
   'call.link_failed': '無法與 {name} 建立連線',
   'call.microphone': '麥克風',

@@ -369,6 +369,12 @@ function handleCallEvent(event: CallEvent): void {
     case 'remote_track':
       if (!call.participants.includes(event.data.user_id)) call.participants.push(event.data.user_id);
       break;
+    case 'media_refused': {
+      const key = event.data.kind === 'video' ? 'call.no_common_video' : 'call.no_common_audio';
+      const codecs = event.data.offered.join(', ') || '—';
+      call.notices = [...call.notices, t(key, { name: userName(event.data.user_id), codecs })];
+      break;
+    }
     case 'busy':
       call.notices = [...call.notices, t('call.busy', { name: userName(event.data.user_id) })];
       break;

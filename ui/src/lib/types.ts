@@ -108,6 +108,7 @@ export type CallEvent =
   | { type: 'participant_left'; data: { user_id: UserId } }
   | { type: 'link'; data: { user_id: UserId; state: LinkState } }
   | { type: 'remote_track'; data: { user_id: UserId; kind: 'audio' | 'video' } }
+  | { type: 'media_refused'; data: { user_id: UserId; kind: 'audio' | 'video'; offered: string[] } }
   | { type: 'busy'; data: { user_id: UserId } }
   | { type: 'declined'; data: { user_id: UserId } }
   | { type: 'failed'; data: { user_id: UserId | null; error: string } }
