@@ -270,7 +270,6 @@ impl Pipeline {
         shared: &Arc<Shared>,
     ) {
         let pipeline = self.clone();
-        let mut frames = self.frames.subscribe();
         let mut keyframe_requests = shared.keyframe_requests.subscribe();
         let closed = shared.closed.clone();
         let negotiations = shared.negotiations.subscribe();
@@ -316,6 +315,11 @@ impl Pipeline {
                 _ = connection.wait_for(|s| *s == crate::ConnectionState::Connected) => {}
                 _ = closed.cancelled() => return,
             }
+            // Frames start here, after a keyframe asked for now: what was encoded while
+            // connecting is stale, and once more of it came than the queue holds, its keyframe
+            // was gone; sent anyway, it came as a burst the receiver could not decode. (Nobody
+            // subscribed also means nothing is encoded for this link until it can be sent.)
+            let mut frames = pipeline.frames.subscribe();
             pipeline.keyframe_requested.store(true, Ordering::SeqCst);
             loop {
                 tokio::select! {

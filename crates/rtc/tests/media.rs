@@ -324,3 +324,50 @@ async fn ice_restart_keeps_media_flowing_and_removing_a_track_ends_it_remotely()
     a.pc.close().await.unwrap();
     b.pc.close().await.unwrap();
 }
+
+/// Frames encoded while the connection is still being set up (slow signaling, a slow ICE
+/// check) are stale, and may have lost their keyframe to the queue's bound: the receiver must
+/// start with a fresh keyframe, not with them. Sent, they came in a burst on a link at its
+/// start, and without their keyframe every one failed to decode ("no parameter sets").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_encoded_while_connecting_is_not_sent() {
+    let video = LocalVideoTrack::new(pattern(), VideoTrackOptions::default()).unwrap();
+    let (a, a_events) = peer().await;
+    let (b, b_events) = peer().await;
+    a.add_video_track(&video).await.unwrap();
+    let _a_events = relay(a_events, b.clone());
+    let mut b_events = Peer {
+        pc: b.clone(),
+        events: relay(b_events, a.clone()),
+    };
+    let offer = a.create_offer().await.unwrap();
+    a.set_local_description(offer.clone()).await.unwrap();
+    // More frames than the encoder's queue holds, before the other side has even the offer.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while video.counters().frames_captured < 12 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing captured");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.set_remote_description(offer).await.unwrap();
+    let answer = b.create_answer().await.unwrap();
+    b.set_local_description(answer.clone()).await.unwrap();
+    a.set_remote_description(answer).await.unwrap();
+    a.wait_connected(PATIENCE).await.unwrap();
+    let captured_by_then = video.counters().frames_captured;
+
+    let track = next_matching(&mut b_events.events, "remote video", |e| match e {
+        PeerEvent::TrackAdded(RemoteTrack::Video(v)) => Some(v),
+        _ => None,
+    })
+    .await;
+    let numbers = moving_frames(&track, 15).await;
+    let counters = track.counters();
+    assert_eq!(counters.decode_errors, 0, "{counters:?}");
+    assert!(
+        u64::from(numbers[0]) + 2 >= captured_by_then,
+        "the first frame shown was captured before the connection: {} of {captured_by_then}",
+        numbers[0]
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

@@ -33,7 +33,7 @@ pub async fn peer() -> (
 }
 
 /// Relays `from`'s candidates to `to`; everything else goes to the returned receiver.
-fn relay(
+pub fn relay(
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
     to: std::sync::Arc<PeerConnection>,
 ) -> mpsc::UnboundedReceiver<PeerEvent> {
