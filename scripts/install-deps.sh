@@ -8,10 +8,11 @@ packages=()
 # Building: nasm gives OpenH264 its SIMD code (without it, it silently builds slow); cmake
 # builds libopus; clang/libclang-dev let nokhwa generate its V4L2 bindings; libasound2-dev is
 # what cpal links on Linux; autoconf, automake and libtool build WebRTC's audio processing
-# module (echo cancellation) from source.
+# module (echo cancellation) from source; libvpx-dev is VP8 (Debian's libvpx, found through
+# pkg-config by env-libvpx-sys).
 # libwebkit2gtk-4.1-dev is the desktop app's web view (it pulls GTK 3 and libsoup 3), and
 # fonts-wqy-zenhei gives it Chinese, Japanese and Korean glyphs.
-build=(nasm cmake pkg-config clang libclang-dev libasound2-dev autoconf automake libtool libwebkit2gtk-4.1-dev fonts-wqy-zenhei)
+build=(nasm cmake pkg-config libvpx-dev clang libclang-dev libasound2-dev autoconf automake libtool libwebkit2gtk-4.1-dev fonts-wqy-zenhei)
 case "${1:-test}" in
   # openssl: the TURN credential test checks our HMAC against openssl's.
   # chromium, iproute2: the browser interop tests (Chromium in a loopback-only namespace).

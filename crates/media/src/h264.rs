@@ -2,56 +2,20 @@
 //! streams in and out.
 use openh264::decoder::{Decoder, DecoderConfig};
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Level,
-    Profile, RateControlMode, UsageType,
+    BitRate, Complexity, Encoder, EncoderConfig as OpenH264Config, FrameRate, FrameType,
+    IntraFramePeriod, Level, Profile, RateControlMode, UsageType,
 };
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 
+use crate::video_codec::{
+    EncodedFrame, EncoderConfig, VideoDecoder, VideoEncoder, MIN_BITRATE_BPS,
+};
 use crate::{MediaError, VideoFrame};
-
-/// The least [`H264Encoder::set_bitrate`] goes to: below 50 kbit/s nothing useful is left of a
-/// picture. (The most is what it was built with.)
-pub const MIN_BITRATE_BPS: u32 = 50_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct H264Config {
-    pub width: usize,
-    pub height: usize,
-    pub fps: u32,
-    pub bitrate_bps: u32,
-    /// Frames between IDR frames; 0 for none but the first (and those asked for).
-    pub keyframe_interval: u32,
-}
-
-impl H264Config {
-    /// A sensible bitrate for a resolution at 30 fps (≈ 0.1 bit per pixel per frame), and no
-    /// periodic keyframes: receivers ask for one when they need it (PLI, FIR; a new receiver,
-    /// a loss that could not be repaired), as libwebrtc's encoders are used. A keyframe every
-    /// 10 s put several frames' worth into a thin link at once for nobody's benefit; on
-    /// drop300 one came just as the link narrowed.
-    pub fn for_size(width: usize, height: usize, fps: u32) -> Self {
-        let bitrate = (width * height * fps as usize / 10).clamp(150_000, 4_000_000) as u32;
-        H264Config {
-            width,
-            height,
-            fps,
-            bitrate_bps: bitrate,
-            keyframe_interval: 0,
-        }
-    }
-}
-
-/// One encoded picture: an Annex B access unit.
-#[derive(Debug, Clone)]
-pub struct EncodedFrame {
-    pub data: Vec<u8>,
-    pub keyframe: bool,
-}
 
 pub struct H264Encoder {
     encoder: Encoder,
-    config: H264Config,
+    config: EncoderConfig,
     /// The bitrate it was built with: OpenH264 makes that the layer's maximum and refuses
     /// anything over it.
     max_bitrate_bps: u32,
@@ -84,18 +48,9 @@ fn codec_error(e: impl std::fmt::Display) -> MediaError {
 }
 
 impl H264Encoder {
-    pub fn new(config: H264Config) -> Result<Self, MediaError> {
-        if !config.width.is_multiple_of(2)
-            || !config.height.is_multiple_of(2)
-            || config.width == 0
-            || config.height == 0
-        {
-            return Err(MediaError::Unsupported(format!(
-                "H.264 size {}x{}",
-                config.width, config.height
-            )));
-        }
-        let encoder_config = EncoderConfig::new()
+    pub fn new(config: EncoderConfig) -> Result<Self, MediaError> {
+        config.check_size("H.264")?;
+        let encoder_config = OpenH264Config::new()
             .bitrate(BitRate::from_bps(config.bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(config.fps as f32))
             .usage_type(UsageType::CameraVideoRealTime)
@@ -126,17 +81,17 @@ impl H264Encoder {
             frames: 0,
         })
     }
+}
 
-    pub fn config(&self) -> H264Config {
+impl VideoEncoder for H264Encoder {
+    fn config(&self) -> EncoderConfig {
         self.config
     }
 
-    /// Changes the target bitrate from the next frame on, without a keyframe (the congestion
-    /// controller's estimate moves it several times a second).
-    /// Above the bitrate it was built with (see [`H264Config::for_size`]: what the size needs)
-    /// it stays there: OpenH264 refuses more, and measured, a call on a wide link asked for more
-    /// on every frame and logged the refusal 30 times a second.
-    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
+    /// Above the bitrate it was built with (see [`EncoderConfig::for_size`]: what the size
+    /// needs) it stays there: OpenH264 refuses more, and measured, a call on a wide link asked
+    /// for more on every frame and logged the refusal 30 times a second.
+    fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
         let bps = bps.clamp(MIN_BITRATE_BPS, self.max_bitrate_bps.max(MIN_BITRATE_BPS));
         if bps == self.config.bitrate_bps {
             return Ok(());
@@ -162,19 +117,12 @@ impl H264Encoder {
         Ok(())
     }
 
-    /// Makes the next encoded frame an IDR (answering a PLI or FIR).
-    pub fn request_keyframe(&mut self) {
+    fn request_keyframe(&mut self) {
         self.encoder.force_intra_frame();
     }
 
-    /// Encodes one frame. `None` when the encoder chose to skip it.
-    pub fn encode(&mut self, frame: &VideoFrame) -> Result<Option<EncodedFrame>, MediaError> {
-        if frame.width != self.config.width || frame.height != self.config.height {
-            return Err(MediaError::Unsupported(format!(
-                "frame {}x{} into a {}x{} encoder",
-                frame.width, frame.height, self.config.width, self.config.height
-            )));
-        }
+    fn encode(&mut self, frame: &VideoFrame) -> Result<Option<EncodedFrame>, MediaError> {
+        self.config.check_frame(frame)?;
         let timestamp =
             openh264::Timestamp::from_millis(self.frames * 1000 / self.config.fps.max(1) as u64);
         self.frames += 1;
@@ -204,11 +152,11 @@ impl H264Decoder {
             .map_err(codec_error)?;
         Ok(H264Decoder { decoder })
     }
+}
 
-    /// Decodes one Annex B access unit. `Ok(None)` when it completed no picture (parameter sets
-    /// only, say); an error when the data is corrupt, after which the caller should ask the
-    /// sender for a keyframe.
-    pub fn decode(
+impl VideoDecoder for H264Decoder {
+    /// `data` is one Annex B access unit; parameter sets alone complete no picture.
+    fn decode(
         &mut self,
         annex_b: &[u8],
         captured_at: std::time::Duration,
@@ -268,7 +216,7 @@ mod tests {
             fps: 30,
         })
         .unwrap();
-        let mut encoder = H264Encoder::new(H264Config::for_size(320, 240, 30)).unwrap();
+        let mut encoder = H264Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap();
         let mut decoder = H264Decoder::new().unwrap();
         let mut decoded = 0;
         for n in 0..30 {
@@ -297,7 +245,7 @@ mod tests {
             fps: 30,
         })
         .unwrap();
-        let mut encoder = H264Encoder::new(H264Config::for_size(320, 240, 30)).unwrap();
+        let mut encoder = H264Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap();
         for n in 0..5 {
             let e = encoder
                 .encode(&pattern.render(n, Duration::ZERO))
@@ -319,7 +267,7 @@ mod tests {
         let garbage: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect();
         let _ = decoder.decode(&garbage, Duration::ZERO);
         let _ = decoder.decode(&[0, 0, 0, 1, 0x65, 0xff, 0xff], Duration::ZERO);
-        let mut encoder = H264Encoder::new(H264Config::for_size(320, 240, 30)).unwrap();
+        let mut encoder = H264Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap();
         let wrong = VideoFrame::black(640, 480, Duration::ZERO);
         assert!(matches!(
             encoder.encode(&wrong),
@@ -335,7 +283,7 @@ mod tests {
             fps: 30,
         })
         .unwrap();
-        let mut encoder = H264Encoder::new(H264Config::for_size(640, 480, 30)).unwrap();
+        let mut encoder = H264Encoder::new(EncoderConfig::for_size(640, 480, 30)).unwrap();
         // Bytes over 2 s of pattern at one rate (frames 30..90, after the first keyframe settles).
         let run = |encoder: &mut H264Encoder, from: u64| {
             let (mut bytes, mut keyframes) = (0usize, 0);
@@ -358,12 +306,12 @@ mod tests {
         assert!(
             low * 2 < high,
             "150 kbit/s should produce well under half of {} kbit/s: {low} vs {high} bytes",
-            H264Config::for_size(640, 480, 30).bitrate_bps / 1000
+            EncoderConfig::for_size(640, 480, 30).bitrate_bps / 1000
         );
         // Out-of-range requests are clamped, not refused.
         encoder.set_bitrate(1).unwrap();
         assert_eq!(encoder.config().bitrate_bps, MIN_BITRATE_BPS);
-        let built_with = H264Config::for_size(640, 480, 30).bitrate_bps;
+        let built_with = EncoderConfig::for_size(640, 480, 30).bitrate_bps;
         encoder.set_bitrate(built_with + 50_000).unwrap();
         assert_eq!(encoder.config().bitrate_bps, built_with);
     }

@@ -22,7 +22,10 @@ pub mod resample;
 pub mod scale;
 pub mod source;
 pub mod tone;
+pub mod video_codec;
 pub mod voice;
+#[cfg(feature = "vp8")]
+pub mod vp8;
 pub mod wav;
 pub mod y4m;
 

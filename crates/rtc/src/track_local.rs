@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use parlor_media::h264::{EncodedFrame, H264Config, H264Encoder};
+use parlor_media::h264::H264Encoder;
 use parlor_media::opus_codec::OpusEncoder;
+use parlor_media::video_codec::{EncodedFrame, EncoderConfig, VideoEncoder};
 use parlor_media::{AudioSource, MediaError, VideoSource};
 use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -416,7 +417,7 @@ impl LocalVideoTrack {
         let replacement: Arc<Mutex<Option<Box<dyn VideoSource>>>> = Arc::new(Mutex::new(None));
         let format = source.format();
         let config = move |w: usize, h: usize, fps: u32| {
-            let mut config = H264Config::for_size(w, h, fps);
+            let mut config = EncoderConfig::for_size(w, h, fps);
             if let Some(bps) = options.bitrate_bps {
                 config.bitrate_bps = bps;
             }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parlor_media::frame::wall_clock;
 use parlor_media::h264::H264Decoder;
 use parlor_media::opus_codec::OpusDecoder;
+use parlor_media::video_codec::VideoDecoder;
 use parlor_media::{AudioFrame, VideoFrame};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parlor_media::frame::wall_clock;
-use parlor_media::h264::{H264Config, H264Decoder, H264Encoder};
+use parlor_media::h264::{H264Decoder, H264Encoder};
 use parlor_media::pattern::{read_stamp, TestPattern};
 use parlor_media::source::VideoConstraints;
+use parlor_media::video_codec::{EncoderConfig, VideoDecoder, VideoEncoder};
 use parlor_rtc::{
     DataChannelEvent, DataChannelOptions, LocalVideoTrack, PeerConnection, PeerEvent, RemoteTrack,
     RtcClient, RtcConfig, VideoTrackOptions,
@@ -57,7 +58,7 @@ fn codec_cpu(width: usize, height: usize) {
     let pattern = TestPattern::new(VideoConstraints { width, height, fps }).unwrap();
     // Pre-render so only the codec is measured.
     let frames: Vec<_> = (0..60).map(|n| pattern.render(n, Duration::ZERO)).collect();
-    let mut encoder = H264Encoder::new(H264Config::for_size(width, height, fps)).unwrap();
+    let mut encoder = H264Encoder::new(EncoderConfig::for_size(width, height, fps)).unwrap();
     let n = 300;
     let mut encoded = Vec::with_capacity(n);
     let start = cpu_time(true);
