@@ -616,6 +616,9 @@ impl PeerConnection {
 
     pub async fn set_local_description(&self, description: SessionDescription) -> Result<()> {
         let description = from_description(description)?;
+        if description.sdp_type == RTCSdpType::Answer {
+            self.name_answered_codecs(&description).await?;
+        }
         let mid = crate::sdp::first_mid(&description);
         self.raw
             .set_local_description(description)
@@ -636,10 +639,15 @@ impl PeerConnection {
     /// [`RtcError::Sdp`], never a panic.
     pub async fn set_remote_description(&self, description: SessionDescription) -> Result<()> {
         let description = crate::sdp::without_refused_credentials(from_description(description)?)?;
-        let unserved = match description.sdp_type {
-            RTCSdpType::Offer => crate::sdp::unserved_sections(&description),
-            _ => Vec::new(),
+        let description = crate::sdp::with_our_video_order(description)?;
+        let is_offer = description.sdp_type == RTCSdpType::Offer;
+        let unserved = match is_offer {
+            true => crate::sdp::unserved_sections(&description),
+            false => Vec::new(),
         };
+        if description.sdp_type == RTCSdpType::Answer {
+            self.name_answered_codecs(&description).await?;
+        }
         // Held across the call so a candidate cannot slip between the check and the apply.
         let mut early = self.early_candidates.lock().await;
         self.raw
@@ -843,6 +851,41 @@ impl PeerConnection {
             .map_err(RtcError::from)?;
         pipeline.start_sending(rtp, sender.clone(), &self.shared);
         self.senders_mut().push((pipeline.id.clone(), sender));
+        Ok(())
+    }
+
+    /// Before an answer (ours or theirs) is applied, each video sender's track is made to name
+    /// the codec that answer chose. webrtc-rs binds a sender's retransmission, NACK and
+    /// congestion-control streams to the codec its track names, when the answer starts it, and
+    /// binds nothing if that is not the negotiated codec; our tracks name H.264 when they are
+    /// made, before anything is negotiated.
+    async fn name_answered_codecs(&self, answer: &RTCSessionDescription) -> Result<()> {
+        let chosen = crate::sdp::answered_video_codecs(answer);
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        for transceiver in self.raw.get_transceivers().await {
+            let Some(mid) = transceiver.mid().await.map_err(RtcError::from)? else {
+                continue;
+            };
+            let (Some(codec), Some(sender)) = (
+                chosen.get(&mid),
+                transceiver.sender().await.map_err(RtcError::from)?,
+            ) else {
+                continue;
+            };
+            let named = sender.track().track().await;
+            if let Some(renamed) = crate::track_local::coded_as(&named, *codec) {
+                let binding =
+                    webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
+                        renamed,
+                    );
+                sender
+                    .replace_track(Arc::new(binding))
+                    .await
+                    .map_err(RtcError::from)?;
+            }
+        }
         Ok(())
     }
 

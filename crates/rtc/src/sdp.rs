@@ -44,7 +44,13 @@ pub(crate) fn unserved_sections(description: &RTCSessionDescription) -> Vec<Unse
             .filter_map(|payload_type| codecs.get(&payload_type))
             .map(|codec| codec.name.clone())
             .filter(|name| !name.eq_ignore_ascii_case("rtx"))
-            .collect();
+            .fold(Vec::new(), |mut names, name| {
+                // One entry per codec, however many profiles of it are offered.
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+                names
+            });
         if offered.iter().any(|name| codecs::serves(media, name)) {
             continue;
         }
@@ -90,6 +96,79 @@ pub(crate) fn without_refused_credentials(
         _ => RTCSessionDescription::answer(sdp),
     }
     .map_err(|e| RtcError::Sdp(e.to_string()))
+}
+
+/// The video codec an answer chose for each of its video sections (by mid): the first it lists
+/// that Parlor has. Refused sections are left out.
+pub(crate) fn answered_video_codecs(
+    description: &RTCSessionDescription,
+) -> std::collections::HashMap<String, codecs::VideoCodec> {
+    let Ok(parsed) = description.unmarshal() else {
+        return Default::default();
+    };
+    let mut chosen = std::collections::HashMap::new();
+    for section in &parsed.media_descriptions {
+        if section.media_name.media != "video" || section.media_name.port.value == 0 {
+            continue;
+        }
+        let codecs = section.codecs();
+        let first = section
+            .media_name
+            .formats
+            .iter()
+            .filter_map(|format| format.parse::<u8>().ok())
+            .filter_map(|payload_type| codecs.get(&payload_type))
+            .find_map(|codec| codecs::VideoCodec::from_mime(&format!("video/{}", codec.name)));
+        if let (Some(mid), Some(codec)) = (section.attribute("mid").flatten(), first) {
+            chosen.insert(mid.to_owned(), codec);
+        }
+    }
+    chosen
+}
+
+/// An offer whose video sections list H.264 after another codec of ours (Chromium lists VP8
+/// first) is read with H.264 moved to the front: webrtc-rs answers in the offer's order, and
+/// Parlor's rate control and picture ladder were measured with H.264, which is also what its
+/// own peers send. The order is the offerer's preference, not a constraint, and only our reading
+/// of it changes. Answers and other sections are left as they came.
+pub(crate) fn with_our_video_order(
+    description: RTCSessionDescription,
+) -> Result<RTCSessionDescription> {
+    if description.sdp_type != RTCSdpType::Offer {
+        return Ok(description);
+    }
+    let Ok(mut parsed) = description.unmarshal() else {
+        return Ok(description);
+    };
+    let mut changed = false;
+    for section in &mut parsed.media_descriptions {
+        if section.media_name.media != "video" {
+            continue;
+        }
+        let codecs = section.codecs();
+        let is_h264 = |format: &String| {
+            format
+                .parse::<u8>()
+                .ok()
+                .and_then(|pt| codecs.get(&pt))
+                .is_some_and(|codec| codec.name.eq_ignore_ascii_case("h264"))
+        };
+        let formats = &mut section.media_name.formats;
+        let reordered: Vec<String> = formats
+            .iter()
+            .filter(|f| is_h264(f))
+            .chain(formats.iter().filter(|f| !is_h264(f)))
+            .cloned()
+            .collect();
+        if reordered != *formats {
+            *formats = reordered;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(description);
+    }
+    RTCSessionDescription::offer(parsed.marshal()).map_err(|e| RtcError::Sdp(e.to_string()))
 }
 
 /// The mid of the first section: the one whose transport a BUNDLE group uses.
@@ -160,6 +239,38 @@ mod tests {
     }
 
     #[test]
+    fn an_answers_video_codec_is_the_first_it_lists_that_we_have() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
+                   a=rtpmap:111 opus/48000/2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 98 120 124 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                   a=rtpmap:98 VP9/90000\r\na=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\n\
+                   a=rtpmap:102 H264/90000\r\n\
+                   m=video 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:v2\r\n";
+        let answer = RTCSessionDescription::answer(format!("{HEAD}{sdp}")).unwrap();
+        let chosen = answered_video_codecs(&answer);
+        assert_eq!(chosen.len(), 1, "{chosen:?}");
+        assert_eq!(chosen["v1"], codecs::VideoCodec::Vp8);
+    }
+
+    #[test]
+    fn an_offer_is_read_with_h264_first_and_nothing_else_moved() {
+        let sdp =
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 98\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                   a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=rtpmap:102 H264/90000\r\n\
+                   a=rtpmap:103 rtx/90000\r\na=rtpmap:98 VP9/90000\r\n";
+        let read = with_our_video_order(offer(sdp)).unwrap();
+        let parsed = read.unmarshal().unwrap();
+        assert_eq!(
+            parsed.media_descriptions[0].media_name.formats,
+            ["102", "96", "97", "103", "98"]
+        );
+        let already = "m=video 9 UDP/TLS/RTP/SAVPF 102 96\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                       a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n";
+        let same = offer(already);
+        assert_eq!(with_our_video_order(same.clone()).unwrap().sdp, same.sdp);
+    }
+
+    #[test]
     fn the_transport_mid_is_the_first_sections() {
         let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
                    m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n";
@@ -184,25 +295,28 @@ mod tests {
     fn a_section_offering_none_of_our_codecs_is_unserved() {
         let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 109 0\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
                    a=rtpmap:109 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 120 124 121\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
-                   a=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\na=fmtp:124 apt=120\r\n\
-                   a=rtpmap:121 VP9/90000\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 122\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                   a=rtpmap:120 AV1/90000\r\na=rtpmap:124 rtx/90000\r\na=fmtp:124 apt=120\r\n\
+                   a=rtpmap:121 VP9/90000\r\na=rtpmap:122 VP9/90000\r\n\
                    m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:d2\r\n";
         assert_eq!(
             unserved_sections(&offer(sdp)),
             vec![UnservedSection {
                 mid: "v1".into(),
                 kind: MediaKind::Video,
-                offered: vec!["VP8".into(), "VP9".into()],
+                offered: vec!["AV1".into(), "VP9".into()],
             }]
         );
     }
 
     #[test]
     fn one_codec_of_ours_among_others_is_enough() {
-        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
-                   a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n";
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 98 102\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                   a=rtpmap:98 VP9/90000\r\na=rtpmap:102 H264/90000\r\n";
         assert!(unserved_sections(&offer(sdp)).is_empty());
+        let vp8 = "m=video 9 UDP/TLS/RTP/SAVPF 98 96\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+                   a=rtpmap:98 VP9/90000\r\na=rtpmap:96 VP8/90000\r\n";
+        assert!(unserved_sections(&offer(vp8)).is_empty());
     }
 
     #[test]

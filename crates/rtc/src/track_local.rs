@@ -10,20 +10,22 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use parlor_media::h264::H264Encoder;
 use parlor_media::opus_codec::OpusEncoder;
 use parlor_media::video_codec::{EncodedFrame, EncoderConfig, VideoEncoder};
 use parlor_media::{AudioSource, MediaError, VideoSource};
 use rtc::media::Sample;
+use rtc::rtp::packetizer::Packetizer;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
+    RtpCodecKind,
 };
 use tokio::sync::broadcast;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::{MediaStreamTrack, Track};
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::codecs;
+use crate::codecs::{self, VideoCodec};
 use crate::peer::Shared;
 use crate::Result;
 
@@ -130,15 +132,45 @@ impl QualityLimitation {
 }
 
 struct Encoded {
+    /// The video codec it is in (`None`: audio, in Opus); a link sends only its own codec's.
+    codec: Option<VideoCodec>,
     data: bytes::Bytes,
     duration: Duration,
+}
+
+/// The video encoders a track runs: one per codec its links negotiated, each built (again)
+/// when the picture's size or rate changes.
+#[derive(Default)]
+struct VideoEncoders(Vec<(VideoCodec, Option<Box<dyn VideoEncoder>>)>);
+
+impl VideoEncoders {
+    /// Keeps an encoder for each of `codecs` (H.264 when none is known yet), and no other.
+    fn follow(&mut self, codecs: &[VideoCodec]) {
+        let wanted: &[VideoCodec] = if codecs.is_empty() {
+            &[VideoCodec::H264]
+        } else {
+            codecs
+        };
+        self.0.retain(|(codec, _)| wanted.contains(codec));
+        for codec in wanted {
+            if !self.0.iter().any(|(c, _)| c == codec) {
+                self.0.push((*codec, None));
+            }
+        }
+    }
+
+    fn iter_mut(
+        &mut self,
+    ) -> impl Iterator<Item = &mut (VideoCodec, Option<Box<dyn VideoEncoder>>)> {
+        self.0.iter_mut()
+    }
 }
 
 /// What a local track's capture thread and its bindings share.
 pub(crate) struct Pipeline {
     pub(crate) id: String,
     stream_id: String,
-    kind: MediaKind,
+    pub(crate) kind: MediaKind,
     enabled: AtomicBool,
     keyframe_requested: AtomicBool,
     stop: AtomicBool,
@@ -150,6 +182,8 @@ pub(crate) struct Pipeline {
     next_size_bps: AtomicU32,
     /// Each binding's connection's congestion-control estimate, by binding number.
     link_estimates: Mutex<std::collections::HashMap<u64, crate::congestion::Estimate>>,
+    /// The video codec each binding's connection negotiated, by binding number.
+    link_codecs: Mutex<std::collections::HashMap<u64, VideoCodec>>,
     next_link: AtomicU64,
 }
 
@@ -189,6 +223,7 @@ impl Pipeline {
             fps: AtomicU64::new(30),
             next_size_bps: AtomicU32::new(0),
             link_estimates: Mutex::default(),
+            link_codecs: Mutex::default(),
             next_link: AtomicU64::new(0),
         })
     }
@@ -202,6 +237,23 @@ impl Pipeline {
             Some(estimate) => links.insert(link, estimate),
             None => links.remove(&link),
         };
+    }
+
+    fn set_link_codec(&self, link: u64, codec: Option<VideoCodec>) {
+        let mut links = self.link_codecs.lock().unwrap_or_else(|p| p.into_inner());
+        match codec {
+            Some(codec) => links.insert(link, codec),
+            None => links.remove(&link),
+        };
+    }
+
+    /// The video codecs the connections negotiated, each once, H.264 first.
+    fn video_codecs(&self) -> Vec<VideoCodec> {
+        let links = self.link_codecs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut codecs: Vec<VideoCodec> = links.values().copied().collect();
+        codecs.sort_by_key(|codec| *codec != VideoCodec::H264);
+        codecs.dedup();
+        codecs
     }
 
     /// The loss the audio encoder should prepare for, in per cent: the worst link's, as its
@@ -233,9 +285,14 @@ impl Pipeline {
     }
 
     /// A new RTP track for one peer connection.
-    pub(crate) fn binding(&self) -> Result<Arc<TrackLocalStaticSample>> {
+    ///
+    /// A video binding names no codec: webrtc-rs offers only the codec a track names, and a
+    /// track with none is offered every video codec we have (H.264 first), so a peer without
+    /// H.264 can answer VP8. The codec the answer chooses is named before the sender starts
+    /// (`PeerConnection::name_answered_codecs`), and frames are packetized per link for it.
+    pub(crate) fn binding(&self) -> Result<Arc<TrackLocalStaticRTP>> {
         let (codec, kind) = match self.kind {
-            MediaKind::Video => (codecs::h264(), RtpCodecKind::Video),
+            MediaKind::Video => (RTCRtpCodec::default(), RtpCodecKind::Video),
             MediaKind::Audio => (codecs::opus(), RtpCodecKind::Audio),
         };
         let track = MediaStreamTrack::new(
@@ -257,16 +314,14 @@ impl Pipeline {
                 ..Default::default()
             }],
         );
-        TrackLocalStaticSample::new(Instant::now(), track)
-            .map(Arc::new)
-            .map_err(crate::RtcError::from)
+        Ok(Arc::new(TrackLocalStaticRTP::new(track)))
     }
 
     /// Forwards encoded frames to one connection until the track stops or the connection
     /// closes. Keyframe requests naming this binding's SSRC reach the shared encoder.
     pub(crate) fn start_sending(
         self: &Arc<Self>,
-        rtp: Arc<TrackLocalStaticSample>,
+        rtp: Arc<TrackLocalStaticRTP>,
         sender: Arc<dyn RtpSender>,
         shared: &Arc<Shared>,
     ) {
@@ -307,7 +362,10 @@ impl Pipeline {
         tokio::spawn(async move {
             let _guard = guard;
             let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
-            let mut payload_type = None;
+            let mut negotiated: Option<Negotiated> = None;
+            // Packetized here for the negotiated codec, and written as RTP: the binding names
+            // no codec when it is made (see `binding`).
+            let mut packetizer: Option<Box<dyn Packetizer>> = None;
             let mut negotiations = negotiations;
             // Nothing can be sent before DTLS is up; waiting also keeps the encoder from
             // spending a keyframe on packets that would be dropped.
@@ -328,12 +386,23 @@ impl Pipeline {
                         Ok(frame) => {
                             if negotiations.has_changed().unwrap_or(false) {
                                 negotiations.mark_unchanged();
-                                payload_type = None;
+                                negotiated = None;
                             }
-                            if payload_type.is_none() {
-                                payload_type = negotiated_payload_type(&sender).await;
+                            if negotiated.is_none() {
+                                negotiated = negotiated_codec(&sender).await;
+                                packetizer = negotiated.as_ref().and_then(|n| n.packetizer(ssrc));
+                                if pipeline.kind == MediaKind::Video {
+                                    pipeline.set_link_codec(link, negotiated.as_ref().and_then(|n| n.video));
+                                }
                             }
-                            let Some(pt) = payload_type else { continue };
+                            let (Some(Negotiated { video, codec }), Some(packetizer)) =
+                                (&negotiated, packetizer.as_mut())
+                            else {
+                                continue;
+                            };
+                            if frame.codec != *video {
+                                continue; // another link's codec
+                            }
                             if pipeline.kind == MediaKind::Video {
                                 let next_size = pipeline.next_size_bps.load(Ordering::Relaxed);
                                 probe_next_size.send_if_modified(|current| {
@@ -345,11 +414,12 @@ impl Pipeline {
                                 duration: frame.duration,
                                 ..Sample::new(Instant::now())
                             };
-                            if let Err(e) = rtp.sample_writer(ssrc, pt).write_sample(&sample).await {
+                            let clock = codec.rtp_codec.clock_rate;
+                            if let Err(e) = write_sample(&rtp, packetizer, clock, &sample).await {
                                 // Negotiation may have changed the payload type (the remote
                                 // offer's numbering wins): look it up again next time.
                                 tracing::debug!("writing a sample: {e}");
-                                payload_type = None;
+                                negotiated = None;
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -376,6 +446,7 @@ impl Pipeline {
                 }
             }
             pipeline.set_link_estimate(link, None);
+            pipeline.set_link_codec(link, None);
             if pipeline.kind == MediaKind::Video {
                 probe_next_size.send_replace(0);
             }
@@ -383,20 +454,97 @@ impl Pipeline {
     }
 }
 
-async fn stats_pipeline_kind_is_video(rtp: &Arc<TrackLocalStaticSample>) -> bool {
+async fn stats_pipeline_kind_is_video(rtp: &Arc<TrackLocalStaticRTP>) -> bool {
     rtp.kind().await == RtpCodecKind::Video
 }
 
-async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>) -> Option<u8> {
-    sender
-        .get_parameters()
-        .await
-        .ok()?
-        .rtp_parameters
-        .codecs
-        .first()
-        .map(|c| c.payload_type)
+/// What a connection negotiated for a sender: its first codec, with the payload type the
+/// connection gave it, and which video codec that is (`None` for audio).
+struct Negotiated {
+    codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters,
+    video: Option<VideoCodec>,
 }
+
+impl Negotiated {
+    /// A packetizer for this codec in the binding's SSRC.
+    fn packetizer(&self, ssrc: u32) -> Option<Box<dyn Packetizer>> {
+        let payloader = match self.codec.rtp_codec.payloader() {
+            Ok(payloader) => payloader,
+            Err(e) => {
+                tracing::warn!(
+                    "no RTP payloader for {}: {e}",
+                    self.codec.rtp_codec.mime_type
+                );
+                return None;
+            }
+        };
+        Some(Box::new(rtc::rtp::packetizer::new_packetizer(
+            Instant::now(),
+            RTP_MTU,
+            self.codec.payload_type,
+            ssrc,
+            payloader,
+            Box::new(rtc::rtp::sequence::new_random_sequencer()),
+            self.codec.rtp_codec.clock_rate,
+        )))
+    }
+}
+
+async fn negotiated_codec(sender: &Arc<dyn RtpSender>) -> Option<Negotiated> {
+    let parameters = sender.get_parameters().await.ok()?;
+    let codec = parameters.rtp_parameters.codecs.first()?.clone();
+    let video = VideoCodec::from_mime(&codec.rtp_codec.mime_type);
+    Some(Negotiated { codec, video })
+}
+
+/// `track` with its video coded in `codec` (the same stream, track id and SSRCs), or `None`
+/// when it already is.
+pub(crate) fn coded_as(track: &MediaStreamTrack, codec: VideoCodec) -> Option<MediaStreamTrack> {
+    let wanted = codec.rtp_codec();
+    let codings = track.codings();
+    if codings
+        .iter()
+        .all(|c| c.codec.mime_type.eq_ignore_ascii_case(&wanted.mime_type))
+    {
+        return None;
+    }
+    let codings = codings
+        .iter()
+        .cloned()
+        .map(|mut coding| {
+            coding.codec = wanted.clone();
+            coding
+        })
+        .collect();
+    Some(MediaStreamTrack::new(
+        track.stream_id().clone(),
+        track.track_id().clone(),
+        track.label().clone(),
+        track.kind(),
+        codings,
+    ))
+}
+
+/// Packetizes one encoded frame and writes it to the binding, as webrtc-rs's sample writer does
+/// for the codec a track names.
+async fn write_sample(
+    rtp: &TrackLocalStaticRTP,
+    packetizer: &mut Box<dyn Packetizer>,
+    clock_rate: u32,
+    sample: &Sample,
+) -> std::result::Result<(), webrtc::error::Error> {
+    let ticks = (sample.duration.as_secs_f64() * f64::from(clock_rate)) as u32;
+    let packets = packetizer
+        .packetize(sample.timestamp, &sample.data, ticks)
+        .map_err(|e| webrtc::error::Error::Other(e.to_string()))?;
+    for packet in packets {
+        rtp.write_rtp(packet).await?;
+    }
+    Ok(())
+}
+
+/// webrtc-rs's sample writer's packet size, which the rest of the chain assumes.
+const RTP_MTU: usize = 1200;
 
 fn set_error(pipeline: &Pipeline, e: &MediaError) {
     tracing::warn!("{} capture stopped: {e}", pipeline.id);
@@ -426,7 +574,9 @@ impl LocalVideoTrack {
             }
             config
         };
-        let mut encoder = H264Encoder::new(config(format.width, format.height, format.fps))?;
+        // Built here, so a size no encoder takes fails now rather than on the capture thread.
+        let first = VideoCodec::H264.encoder(config(format.width, format.height, format.fps))?;
+        let mut encoders = VideoEncoders(vec![(VideoCodec::H264, Some(first))]);
         let thread_pipeline = pipeline.clone();
         let thread_replacement = replacement.clone();
         std::thread::Builder::new()
@@ -503,82 +653,96 @@ impl LocalVideoTrack {
                         frame
                     };
                     let fps = (source_fps / rung.frame_interval).max(1);
-                    let config_now = encoder.config();
-                    if (frame.width, frame.height, fps)
-                        != (config_now.width, config_now.height, config_now.fps)
-                    {
-                        match H264Encoder::new(config(frame.width, frame.height, fps)) {
-                            Ok(e) => encoder = e,
+                    // One encoder per codec the links negotiated (H.264 until one says).
+                    encoders.follow(&pipeline.video_codecs());
+                    // Requests that come while a keyframe is still young wait for the gate:
+                    // many PLIs (from several receivers, or one lossy link) make one IDR.
+                    let keyframe_due = pipeline.keyframe_requested.load(Ordering::SeqCst)
+                        && keyframe_gate.open(Instant::now());
+                    if keyframe_due {
+                        pipeline.keyframe_requested.store(false, Ordering::SeqCst);
+                    }
+                    let duration = match last_capture {
+                        Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
+                        _ => Duration::from_secs(1) / fps,
+                    };
+                    last_capture = Some(frame.captured_at);
+                    for (codec, slot) in encoders.iter_mut() {
+                        let stale = slot.as_ref().is_none_or(|encoder| {
+                            let c = encoder.config();
+                            (frame.width, frame.height, fps) != (c.width, c.height, c.fps)
+                        });
+                        if stale {
+                            match codec.encoder(config(frame.width, frame.height, fps)) {
+                                Ok(e) => *slot = Some(e),
+                                Err(e) => {
+                                    set_error(&pipeline, &e);
+                                    *slot = None;
+                                    continue;
+                                }
+                            }
+                        }
+                        let Some(encoder) = slot.as_mut() else {
+                            continue;
+                        };
+                        // Small moves are not worth a rate-control reset.
+                        if let Some(target) = target {
+                            let current = encoder.config().bitrate_bps;
+                            if target.abs_diff(current) > current / 20 {
+                                if let Err(e) = encoder.set_bitrate(target) {
+                                    tracing::debug!("{e}");
+                                }
+                            }
+                        }
+                        if keyframe_due {
+                            encoder.request_keyframe();
+                        }
+                        let started = Instant::now();
+                        let encoded = match encoder.encode(&frame) {
+                            Ok(Some(encoded)) => encoded,
+                            Ok(None) => {
+                                tracing::trace!("frame skipped by the encoder's rate control");
+                                pipeline.counters().frames_dropped += 1;
+                                continue;
+                            }
                             Err(e) => {
                                 set_error(&pipeline, &e);
                                 continue;
                             }
-                        }
-                    }
-                    // Small moves are not worth a rate-control reset.
-                    if let Some(target) = target {
-                        let current = encoder.config().bitrate_bps;
-                        if target.abs_diff(current) > current / 20 {
-                            if let Err(e) = encoder.set_bitrate(target) {
-                                tracing::debug!("{e}");
+                        };
+                        let spent = started.elapsed();
+                        {
+                            let mut c = pipeline.counters();
+                            c.frames_encoded += 1;
+                            c.keyframes_encoded += encoded.keyframe as u64;
+                            if encoded.keyframe {
+                                tracing::debug!(
+                                    ?codec,
+                                    bytes = encoded.data.len(),
+                                    target_bps = encoder.config().bitrate_bps,
+                                    "keyframe"
+                                );
+                                keyframe_gate
+                                    .sent(encoded.data.len(), encoder.config().bitrate_bps);
                             }
-                        }
-                    }
-                    // Requests that come while a keyframe is still young wait for the gate:
-                    // many PLIs (from several receivers, or one lossy link) make one IDR.
-                    let started = Instant::now();
-                    if pipeline.keyframe_requested.load(Ordering::SeqCst)
-                        && keyframe_gate.open(started)
-                    {
-                        pipeline.keyframe_requested.store(false, Ordering::SeqCst);
-                        encoder.request_keyframe();
-                    }
-                    let encoded = match encoder.encode(&frame) {
-                        Ok(Some(encoded)) => encoded,
-                        Ok(None) => {
-                            tracing::trace!("frame skipped by the encoder's rate control");
-                            pipeline.counters().frames_dropped += 1;
-                            continue;
-                        }
-                        Err(e) => {
-                            set_error(&pipeline, &e);
-                            continue;
-                        }
-                    };
-                    let spent = started.elapsed();
-                    let duration = match last_capture {
-                        Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
-                        _ => Duration::from_secs(1) / encoder.config().fps.max(1),
-                    };
-                    last_capture = Some(frame.captured_at);
-                    {
-                        let mut c = pipeline.counters();
-                        c.frames_encoded += 1;
-                        c.keyframes_encoded += encoded.keyframe as u64;
-                        if encoded.keyframe {
-                            tracing::debug!(
-                                bytes = encoded.data.len(),
-                                target_bps = encoder.config().bitrate_bps,
-                                "keyframe"
+                            c.bytes_encoded += encoded.data.len() as u64;
+                            budget.spent(encoded.data.len());
+                            c.width = frame.width as u32;
+                            c.height = frame.height as u32;
+                            c.encode_time += spent;
+                            c.quality_limitation = QualityLimitation::of_frame(
+                                spent,
+                                encoder.config().fps,
+                                next_size.is_some(),
                             );
-                            keyframe_gate.sent(encoded.data.len(), encoder.config().bitrate_bps);
                         }
-                        c.bytes_encoded += encoded.data.len() as u64;
-                        budget.spent(encoded.data.len());
-                        c.width = frame.width as u32;
-                        c.height = frame.height as u32;
-                        c.encode_time += spent;
-                        c.quality_limitation = QualityLimitation::of_frame(
-                            spent,
-                            encoder.config().fps,
-                            next_size.is_some(),
-                        );
+                        let EncodedFrame { data, .. } = encoded;
+                        let _ = pipeline.frames.send(Arc::new(Encoded {
+                            codec: Some(*codec),
+                            data: data.into(),
+                            duration,
+                        }));
                     }
-                    let EncodedFrame { data, .. } = encoded;
-                    let _ = pipeline.frames.send(Arc::new(Encoded {
-                        data: data.into(),
-                        duration,
-                    }));
                 }
             })
             .map_err(|e| crate::RtcError::Internal(format!("capture thread: {e}")))?;
@@ -705,6 +869,7 @@ impl LocalAudioTrack {
                                 c.encode_time += started.elapsed();
                             }
                             let _ = pipeline.frames.send(Arc::new(Encoded {
+                                codec: None,
                                 data: packet.into(),
                                 duration: frame.duration(),
                             }));

@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parlor_media::frame::wall_clock;
-use parlor_media::h264::H264Decoder;
 use parlor_media::opus_codec::OpusDecoder;
-use parlor_media::video_codec::VideoDecoder;
 use parlor_media::{AudioFrame, VideoFrame};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use crate::codecs::VideoCodec;
 use crate::jitter::{wait_for_rtt, JitterBuffer, Released};
 use crate::peer::{PeerEvent, Shared};
 use crate::{Result, RtcError};
@@ -84,8 +84,12 @@ impl RemoteTrack {
             None => String::new(),
         };
         match kind {
-            RtpCodecKind::Video if mime.is_empty() || mime == "video/h264" => {
-                let track = RemoteVideoTrack::start(id.clone(), ssrc, raw, shared)?;
+            RtpCodecKind::Video
+                if mime.is_empty() || crate::codecs::VideoCodec::from_mime(&mime).is_some() =>
+            {
+                let codec = crate::codecs::VideoCodec::from_mime(&mime)
+                    .unwrap_or(crate::codecs::VideoCodec::H264);
+                let track = RemoteVideoTrack::start(id.clone(), ssrc, codec, raw, shared)?;
                 register_inbound(shared, ssrc, id, "video", track.counters.clone());
                 Ok(RemoteTrack::Video(track))
             }
@@ -120,17 +124,34 @@ fn register_inbound(
         });
 }
 
-/// Rebuilds H.264 access units from RTP packets in sequence order (the [`JitterBuffer`]
-/// restores the order); a packet given up as lost spoils the unit it falls in.
-#[derive(Default)]
+/// Rebuilds encoded frames (H.264 access units, VP8 frames) from RTP packets in sequence order
+/// (the [`JitterBuffer`] restores the order); a packet given up as lost spoils the frame it
+/// falls in.
 struct AccessUnits {
-    depacketizer: H264Packet,
+    codec: VideoCodec,
+    depacketizer: Box<dyn Depacketizer + Send>,
     buffer: Vec<u8>,
     broken: bool,
 }
 
+fn depacketizer(codec: VideoCodec) -> Box<dyn Depacketizer + Send> {
+    match codec {
+        VideoCodec::H264 => Box::<H264Packet>::default(),
+        VideoCodec::Vp8 => Box::<Vp8Packet>::default(),
+    }
+}
+
 impl AccessUnits {
-    /// The next packet; a complete, unspoiled access unit when it carries the marker.
+    fn new(codec: VideoCodec) -> Self {
+        AccessUnits {
+            codec,
+            depacketizer: depacketizer(codec),
+            buffer: Vec::new(),
+            broken: false,
+        }
+    }
+
+    /// The next packet; a complete, unspoiled frame when it carries the marker.
     fn push(&mut self, marker: bool, payload: &Bytes) -> Option<Vec<u8>> {
         match self.depacketizer.depacketize(payload) {
             Ok(data) => self.buffer.extend_from_slice(&data),
@@ -141,15 +162,15 @@ impl AccessUnits {
         }
         let unit = std::mem::take(&mut self.buffer);
         let broken = std::mem::replace(&mut self.broken, false);
-        self.depacketizer = H264Packet::default();
+        self.depacketizer = depacketizer(self.codec);
         (!broken && !unit.is_empty()).then_some(unit)
     }
 
-    /// Packets were given up: the unit in progress cannot be decoded.
+    /// Packets were given up: the frame in progress cannot be decoded.
     fn lost(&mut self) {
         self.broken = true;
         self.buffer.clear();
-        self.depacketizer = H264Packet::default();
+        self.depacketizer = depacketizer(self.codec);
     }
 }
 
@@ -173,6 +194,7 @@ impl RemoteVideoTrack {
     fn start(
         id: String,
         ssrc: u32,
+        codec: VideoCodec,
         raw: Arc<dyn TrackRemote>,
         shared: &Arc<Shared>,
     ) -> Result<Self> {
@@ -185,14 +207,14 @@ impl RemoteVideoTrack {
         let decode_counters = counters.clone();
         let decode_keyframe = keyframe_tx.clone();
         let decode_guard = shared.tasks.enter();
-        let mut decoder = H264Decoder::new()?;
+        let mut decoder = codec.decoder()?;
         std::thread::Builder::new()
             .name("parlor-video-decode".into())
             .spawn(move || {
                 let _guard = decode_guard;
                 while let Ok(unit) = units_rx.recv() {
                     let started = Instant::now();
-                    let keyframe = parlor_media::h264::contains_idr(&unit);
+                    let keyframe = codec.is_keyframe(&unit);
                     match decoder.decode(&unit, wall_clock()) {
                         Ok(Some(frame)) => {
                             let mut c = lock(&decode_counters);
@@ -227,7 +249,7 @@ impl RemoteVideoTrack {
         let mut round_trip_time = shared.round_trip_time.subscribe();
         tokio::spawn(async move {
             let _guard = guard;
-            let mut units = AccessUnits::default();
+            let mut units = AccessUnits::new(codec);
             let mut reorder = JitterBuffer::new(wait_for_rtt(None));
             let mut last_pli: Option<Instant> = None;
             let mut seen_keyframe = false;
@@ -265,7 +287,7 @@ impl RemoteVideoTrack {
                     match released {
                         Released::Packet { marker, payload } => {
                             if let Some(unit) = units.push(marker, &payload) {
-                                seen_keyframe |= parlor_media::h264::contains_idr(&unit);
+                                seen_keyframe |= codec.is_keyframe(&unit);
                                 want_keyframe |= !seen_keyframe;
                                 if units_tx.send(unit).is_err() {
                                     decoder_gone = true;
@@ -430,7 +452,7 @@ mod tests {
 
     #[test]
     fn units_end_at_the_marker_and_losses_spoil_them() {
-        let mut units = AccessUnits::default();
+        let mut units = AccessUnits::new(VideoCodec::H264);
         let (_, payload) = single_nal(false);
         assert!(units.push(false, &payload).is_none());
         let unit = units.push(true, &payload).expect("a unit was complete");

@@ -103,12 +103,16 @@ a=setup:actpass\r\n\
 a=sctp-port:5000\r\n\
 a=max-message-size:1073741823\r\n";
 
-/// Debian's Firefox cannot send or receive H.264, so its video section is refused with port 0,
-/// and audio and the data channel are answered as they would be without it. The answer used to
-/// fail whole ("RTPSender created with no codecs"), so not even audio connected.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offer_without_h264_gets_its_video_refused_and_the_rest_answered() {
-    let (pc, mut events) = peer().await;
+/// A peer with our tracks on it, given `offer`: the answer it sets as its local description,
+/// and its events.
+async fn answer(
+    offer: &str,
+) -> (
+    std::sync::Arc<parlor_rtc::PeerConnection>,
+    tokio::sync::mpsc::UnboundedReceiver<PeerEvent>,
+    String,
+) {
+    let (pc, events) = peer().await;
     let pattern = TestPattern::new(VideoConstraints {
         width: 320,
         height: 240,
@@ -120,52 +124,81 @@ async fn an_offer_without_h264_gets_its_video_refused_and_the_rest_answered() {
     let audio = LocalAudioTrack::new(Box::new(tone)).unwrap();
     pc.add_audio_track(&audio).await.unwrap();
     pc.add_video_track(&video).await.unwrap();
-
     pc.set_remote_description(SessionDescription {
         sdp_type: SdpType::Offer,
-        sdp: FIREFOX_OFFER.into(),
+        sdp: offer.into(),
     })
     .await
     .unwrap();
+    let answer = pc.create_answer().await.expect("an answer");
+    pc.set_local_description(answer.clone()).await.unwrap();
+    (pc, events, answer.sdp)
+}
+
+/// The answer's sections, each from its `m=` line on.
+fn sections(sdp: &str) -> Vec<&str> {
+    sdp.split("\r\nm=").skip(1).collect()
+}
+
+/// Debian's Firefox has no H.264: its video is answered in VP8, with our audio and data
+/// channel, all in one bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firefox_offer_is_answered_in_vp8() {
+    let (pc, _events, answer) = answer(FIREFOX_OFFER).await;
+    let sections = sections(&answer);
+    assert_eq!(sections.len(), 3, "{answer}");
+    assert!(sections[0].starts_with("audio 9 ") && sections[0].contains("opus/48000/2"));
+    assert!(
+        sections[1].starts_with("video 9 UDP/TLS/RTP/SAVPF 120")
+            && sections[1].contains("a=rtpmap:120 VP8/90000")
+            && !sections[1].contains("H264")
+            && sections[1].contains("a=msid:"),
+        "video is answered in VP8, the offer's payload type, and sent:\n{answer}"
+    );
+    assert!(
+        answer.lines().any(|line| line == "a=group:BUNDLE 0 1 2"),
+        "{answer}"
+    );
+    pc.close().await.unwrap();
+}
+
+/// A video section offering none of our codecs (AV1 and VP9 here) is refused with port 0,
+/// and audio and the data channel are answered as they would be without it. The answer used to
+/// fail whole ("RTPSender created with no codecs"), so not even audio connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_with_none_of_our_video_codecs_gets_its_video_refused_and_the_rest_answered() {
+    let offer = FIREFOX_OFFER.replace("VP8/90000", "AV1/90000");
+    let (pc, mut events, answer) = answer(&offer).await;
     let refused = next_matching(&mut events, "the refusal", |event| match event {
         PeerEvent::MediaRefused { kind, offered } => Some((kind, offered)),
         _ => None,
     })
     .await;
     assert_eq!(refused.0, MediaKind::Video);
-    assert_eq!(refused.1, ["VP8", "VP9", "ulpfec", "red"]);
-
-    let answer = pc.create_answer().await.expect("an answer");
-    pc.set_local_description(answer.clone()).await.unwrap();
-    let sections: Vec<&str> = answer.sdp.split("\r\nm=").skip(1).collect();
+    assert_eq!(refused.1, ["AV1", "VP9", "ulpfec", "red"]);
+    let sections = sections(&answer);
     assert_eq!(
         sections.len(),
         3,
-        "one answer section per offered one:\n{}",
-        answer.sdp
+        "one answer section per offered one:\n{answer}"
     );
     assert!(
         sections[0].starts_with("audio 9 ") && sections[0].contains("opus/48000/2"),
-        "audio is answered:\n{}",
-        answer.sdp
+        "audio is answered:\n{answer}"
     );
     assert!(
         sections[0].contains("a=sendrecv") && sections[0].contains("a=msid:"),
-        "and our audio sent:\n{}",
-        answer.sdp
+        "and our audio sent:\n{answer}"
     );
     assert!(
         sections[1].starts_with("video 0 ") && sections[1].contains("a=mid:1"),
-        "video is refused:\n{}",
-        answer.sdp
+        "video is refused:\n{answer}"
     );
     assert!(
         sections[2].starts_with("application 9 ") && sections[2].contains("a=mid:2"),
-        "the data channel is answered:\n{}",
-        answer.sdp
+        "the data channel is answered:\n{answer}"
     );
     let bundle = answer
-        .sdp
         .lines()
         .find(|line| line.starts_with("a=group:BUNDLE"))
         .expect("a BUNDLE group");
