@@ -194,10 +194,11 @@ async fn run(
         tracks.push(Box::new(move || audio.stop()));
     }
     let mut t0 = Instant::now();
-    // Without large messages there is nothing to wait for past the duration.
+    // Without large messages only the peer's greeting is waited for past the duration.
     let (exchange, mut exchanged) = tokio::sync::watch::channel(Exchange {
         peer_done: !args.large_messages,
         peer_has_ours: !args.large_messages,
+        greeted: false,
     });
     let exchange = Arc::new(exchange);
     if offerer {
@@ -418,11 +419,15 @@ fn checksum(data: &[u8]) -> u32 {
 struct Exchange {
     peer_done: bool,
     peer_has_ours: bool,
+    /// The peer's greeting ("hello from …" and a few bytes) arrived: a peer whose data channel
+    /// opened late (a browser starting cold under load) had its greeting cut off by the end of
+    /// the duration, and the interop test failed now and then.
+    greeted: bool,
 }
 
 impl Exchange {
     fn settled(self) -> bool {
-        self.peer_done && self.peer_has_ours
+        self.peer_done && self.peer_has_ours && self.greeted
     }
 }
 
@@ -467,11 +472,15 @@ fn serve_channel(
                     );
                     outcome.lock().await.messages.push(line)
                 }
-                DataChannelEvent::Message(Message::Binary(data)) => outcome
-                    .lock()
-                    .await
-                    .messages
-                    .push(format!("binary {data:?}")),
+                DataChannelEvent::Message(Message::Binary(data)) => {
+                    outcome
+                        .lock()
+                        .await
+                        .messages
+                        .push(format!("binary {data:?}"));
+                    // The greeting's last message (its text came first: the channel is ordered).
+                    exchange.send_modify(|e| e.greeted = true);
+                }
                 DataChannelEvent::Closed => {
                     // The peer closes only once it has everything of ours.
                     exchange.send_modify(|e| e.peer_has_ours |= e.peer_done);
