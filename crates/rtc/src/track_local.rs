@@ -15,6 +15,7 @@ use parlor_media::video_codec::{EncodedFrame, EncoderConfig, VideoEncoder};
 use parlor_media::{AudioSource, MediaError, VideoSource};
 use rtc::media::Sample;
 use rtc::rtp::packetizer::Packetizer;
+use rtc::rtp::sequence::Sequencer;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
     RtpCodecKind,
@@ -364,8 +365,13 @@ impl Pipeline {
             let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
             let mut negotiated: Option<Negotiated> = None;
             // Packetized here for the negotiated codec, and written as RTP: the binding names
-            // no codec when it is made (see `binding`).
-            let mut packetizer: Option<Box<dyn Packetizer>> = None;
+            // no codec when it is made (see `binding`). One sequence for the link's life, and
+            // a packetizer kept until the codec itself changes: a renegotiation (a track added
+            // mid-call) must not restart the stream's sequence numbers and timestamps, which a
+            // receiver takes for a jump, losing what follows.
+            let sequencer: Box<dyn Sequencer> =
+                Box::new(rtc::rtp::sequence::new_random_sequencer());
+            let mut packetizer: Option<(String, Box<dyn Packetizer>)> = None;
             let mut negotiations = negotiations;
             // Nothing can be sent before DTLS is up; waiting also keeps the encoder from
             // spending a keyframe on packets that would be dropped.
@@ -390,12 +396,19 @@ impl Pipeline {
                             }
                             if negotiated.is_none() {
                                 negotiated = negotiated_codec(&sender).await;
-                                packetizer = negotiated.as_ref().and_then(|n| n.packetizer(ssrc));
+                                if let Some(n) = &negotiated {
+                                    let mime = n.codec.rtp_codec.mime_type.to_ascii_lowercase();
+                                    if packetizer.as_ref().is_none_or(|(m, _)| *m != mime) {
+                                        packetizer = n
+                                            .packetizer(ssrc, sequencer.clone())
+                                            .map(|p| (mime, p));
+                                    }
+                                }
                                 if pipeline.kind == MediaKind::Video {
                                     pipeline.set_link_codec(link, negotiated.as_ref().and_then(|n| n.video));
                                 }
                             }
-                            let (Some(Negotiated { video, codec }), Some(packetizer)) =
+                            let (Some(Negotiated { video, codec }), Some((_, packetizer))) =
                                 (&negotiated, packetizer.as_mut())
                             else {
                                 continue;
@@ -414,8 +427,7 @@ impl Pipeline {
                                 duration: frame.duration,
                                 ..Sample::new(Instant::now())
                             };
-                            let clock = codec.rtp_codec.clock_rate;
-                            if let Err(e) = write_sample(&rtp, packetizer, clock, &sample).await {
+                            if let Err(e) = write_sample(&rtp, packetizer, codec, &sample).await {
                                 // Negotiation may have changed the payload type (the remote
                                 // offer's numbering wins): look it up again next time.
                                 tracing::debug!("writing a sample: {e}");
@@ -466,8 +478,8 @@ struct Negotiated {
 }
 
 impl Negotiated {
-    /// A packetizer for this codec in the binding's SSRC.
-    fn packetizer(&self, ssrc: u32) -> Option<Box<dyn Packetizer>> {
+    /// A packetizer for this codec in the binding's SSRC, numbering from `sequencer`.
+    fn packetizer(&self, ssrc: u32, sequencer: Box<dyn Sequencer>) -> Option<Box<dyn Packetizer>> {
         let payloader = match self.codec.rtp_codec.payloader() {
             Ok(payloader) => payloader,
             Err(e) => {
@@ -484,7 +496,7 @@ impl Negotiated {
             self.codec.payload_type,
             ssrc,
             payloader,
-            Box::new(rtc::rtp::sequence::new_random_sequencer()),
+            sequencer,
             self.codec.rtp_codec.clock_rate,
         )))
     }
@@ -530,14 +542,16 @@ pub(crate) fn coded_as(track: &MediaStreamTrack, codec: VideoCodec) -> Option<Me
 async fn write_sample(
     rtp: &TrackLocalStaticRTP,
     packetizer: &mut Box<dyn Packetizer>,
-    clock_rate: u32,
+    codec: &rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters,
     sample: &Sample,
 ) -> std::result::Result<(), webrtc::error::Error> {
-    let ticks = (sample.duration.as_secs_f64() * f64::from(clock_rate)) as u32;
+    let ticks = (sample.duration.as_secs_f64() * f64::from(codec.rtp_codec.clock_rate)) as u32;
     let packets = packetizer
         .packetize(sample.timestamp, &sample.data, ticks)
         .map_err(|e| webrtc::error::Error::Other(e.to_string()))?;
-    for packet in packets {
+    for mut packet in packets {
+        // The connection's number for the codec, which a renegotiation may change.
+        packet.header.payload_type = codec.payload_type;
         rtp.write_rtp(packet).await?;
     }
     Ok(())
