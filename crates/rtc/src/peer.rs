@@ -619,20 +619,31 @@ impl PeerConnection {
         if description.sdp_type == RTCSdpType::Answer {
             self.name_answered_codecs(&description).await?;
         }
-        let mid = crate::sdp::first_mid(&description);
-        self.raw
-            .set_local_description(description)
-            .await
-            .map_err(|e| RtcError::Sdp(e.to_string()))?;
-        if let Some(mid) = mid {
-            *self
-                .shared
-                .transport_mid
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(mid);
+        // Named before the description is applied: applying it starts gathering, and the
+        // first candidate can be out before the call returns (it went out with webrtc-rs's
+        // empty mid, now and then, in `local_candidates_carry_the_bundles_mid`).
+        let previous =
+            crate::sdp::first_mid(&description).map(|mid| self.set_transport_mid(Some(mid)));
+        if let Err(e) = self.raw.set_local_description(description).await {
+            if let Some(previous) = previous {
+                self.set_transport_mid(previous);
+            }
+            return Err(RtcError::Sdp(e.to_string()));
         }
         self.shared.negotiations.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Sets the mid local candidates name; returns the one before.
+    fn set_transport_mid(&self, mid: Option<String>) -> Option<String> {
+        std::mem::replace(
+            &mut *self
+                .shared
+                .transport_mid
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            mid,
+        )
     }
 
     /// Applies the other side's description. Malformed or inapplicable SDP is an
