@@ -15,14 +15,15 @@ packages=()
 build=(nasm cmake pkg-config libvpx-dev clang libclang-dev libasound2-dev autoconf automake libtool libwebkit2gtk-4.1-dev fonts-wqy-zenhei)
 case "${1:-test}" in
   # openssl: the TURN credential test checks our HMAC against openssl's.
-  # chromium, iproute2: the browser interop tests (Chromium in a loopback-only namespace).
+  # chromium, iproute2: the browser interop tests (Chromium in a loopback-only namespace);
+  # firefox-esr and sqlite3 (to store its camera/microphone permission) for Firefox's.
   # pulseaudio, pulseaudio-utils: a user-space sound server for the real-device audio test.
   # coturn: the TURN server the relay-only call test starts on loopback.
   # xvfb, webkit2gtk-driver: the desktop app's end-to-end test (a real window on a virtual
   # display, driven through WebKitWebDriver).
   # systemd: systemd-analyze checks deploy/parlor-server.service (nothing is started).
   # dbus-daemon: a private session bus for the notification-click test.
-  test) packages+=("${build[@]}" openssl chromium iproute2 nftables pulseaudio pulseaudio-utils coturn
+  test) packages+=("${build[@]}" openssl chromium firefox-esr sqlite3 iproute2 nftables pulseaudio pulseaudio-utils coturn
                    xvfb webkit2gtk-driver systemd dbus-daemon) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;

@@ -11,7 +11,7 @@
 //
 // Meant to run inside a loopback-only network namespace (unshare -n); it contacts nothing but
 // 127.0.0.1.
-import { servePage, launchChromium } from './browser.mjs';
+import { servePage, launchChromiumPage, launchFirefox } from './browser.mjs';
 import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { readFileSync } from 'node:fs';
@@ -30,6 +30,8 @@ const peerPath = option('peer');
 const duration = Number(option('duration', '4'));
 const receiveOnly = process.argv.includes('--receive-only');
 const videoCodecs = option('video-codecs', '') || null;
+// --browser firefox: Debian's Firefox ESR instead (no H.264: it calls us in VP8).
+const browserName = option('browser', 'chromium');
 if (receiveOnly && chromiumRole !== 'answer') throw new Error('--receive-only needs --chromium-role answer');
 const ourRole = chromiumRole === 'offer' ? 'answer' : 'offer';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,13 +39,12 @@ const page_html = readFileSync(join(here, 'page.html'));
 const deadline = (ms, what) => new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms));
 
 const { server, url } = await servePage(page_html);
-const browser = await launchChromium();
+const browser = browserName === 'firefox' ? await launchFirefox(url) : await launchChromiumPage();
 
 let peer;
 let exitCode = 0;
 try {
-  const context = await browser.newContext();
-  const page = await context.newPage();
+  const { page } = browser;
   page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`[page error] ${e}\n`));
 
@@ -83,8 +84,10 @@ try {
   for (const line of early.splice(0)) deliver(line);
 
   await Promise.race([
-    page.waitForFunction(() => window.isConnected(), null, { polling: 50, timeout: 30000 }),
-    deadline(31000, 'Chromium connecting'),
+    (async () => {
+      while (!(await page.evaluate(() => window.isConnected()))) await new Promise((r) => setTimeout(r, 50));
+    })(),
+    deadline(30000, `${browserName} connecting`),
   ]);
   // Both sides run for `duration` seconds from connecting; read Chromium's view just before
   // ours ends, counting its decoded frames second by second on the way.
@@ -106,7 +109,7 @@ try {
   exitCode = 1;
 } finally {
   if (peer && peer.exitCode === null) peer.kill();
-  await browser.close().catch(() => {});
+  await browser.close();
   server.close();
 }
 process.exit(exitCode);

@@ -1,7 +1,8 @@
-//! Interop with a real browser: Debian's Chromium, driven by playwright-core, inside a
-//! loopback-only network namespace, against `parlor-rtc-peer`, in both offer directions.
-//! Needs root (for `unshare -n`), `chromium`, and `npm ci` in tests/interop — the README's test
-//! command provides all three.
+//! Interop with real browsers: Debian's Chromium (driven by playwright-core) and Firefox ESR
+//! (by puppeteer-core over WebDriver BiDi), inside a loopback-only network namespace, against
+//! `parlor-rtc-peer`, in both offer directions. Needs root (for `unshare -n`), `chromium`,
+//! `firefox-esr`, `sqlite3` (Firefox's stored permissions) and `npm ci` in tests/interop — the
+//! README's test command provides them all.
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -25,6 +26,10 @@ fn run_with(chromium_role: &str, options: &str) -> Value {
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "chromium is not installed (apt package chromium)"
+    );
+    assert!(
+        !options.contains("firefox") || std::path::Path::new("/usr/bin/firefox-esr").exists(),
+        "firefox-esr is not installed (apt package firefox-esr)"
     );
     let script = format!(
         "ip link set lo up && exec node chromium-peer.mjs --chromium-role {chromium_role} --peer {} --duration 4 {options}",
@@ -150,4 +155,16 @@ fn a_browser_without_h264_offers_and_we_answer_in_vp8() {
 #[test]
 fn we_offer_and_a_browser_without_h264_answers_in_vp8() {
     check_video_in(&run_with("answer", "--video-codecs VP8,VP9"), "video/VP8");
+}
+
+/// Debian's Firefox ESR itself (through WebDriver BiDi; it has no H.264): VP8 and Opus both
+/// ways, and the data channel, in both offer directions.
+#[test]
+fn firefox_offers_and_we_answer_in_vp8() {
+    check_video_in(&run_with("offer", "--browser firefox"), "video/VP8");
+}
+
+#[test]
+fn we_offer_and_firefox_answers_in_vp8() {
+    check_video_in(&run_with("answer", "--browser firefox"), "video/VP8");
 }
