@@ -204,37 +204,17 @@ pub fn nal_types(annex_b: &[u8]) -> impl Iterator<Item = u8> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::{read_stamp, TestPattern};
+    use crate::pattern::TestPattern;
     use crate::source::VideoConstraints;
     use std::time::Duration;
 
     #[test]
     fn encodes_and_decodes_the_test_pattern_with_its_stamp_intact() {
-        let pattern = TestPattern::new(VideoConstraints {
-            width: 320,
-            height: 240,
-            fps: 30,
-        })
-        .unwrap();
-        let mut encoder = H264Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap();
-        let mut decoder = H264Decoder::new().unwrap();
-        let mut decoded = 0;
-        for n in 0..30 {
-            let at = Duration::from_micros(1_000_000 + n as u64 * 33_333);
-            let frame = pattern.render(n, at);
-            let encoded = encoder.encode(&frame).unwrap().expect("no skipped frames");
-            if n == 0 {
-                assert!(encoded.keyframe && contains_idr(&encoded.data));
-            }
-            if let Some(out) = decoder.decode(&encoded.data, Duration::ZERO).unwrap() {
-                assert_eq!((out.width, out.height), (320, 240));
-                let stamp = read_stamp(&out).expect("stamp survives H.264");
-                assert_eq!(stamp.frame_number, n);
-                assert_eq!(stamp.captured_at, at);
-                decoded += 1;
-            }
-        }
-        assert_eq!(decoded, 30);
+        crate::video_codec::testing::stamps_survive(
+            &mut H264Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap(),
+            &mut H264Decoder::new().unwrap(),
+            contains_idr,
+        );
     }
 
     #[test]

@@ -95,3 +95,44 @@ pub trait VideoDecoder: Send {
         captured_at: std::time::Duration,
     ) -> Result<Option<VideoFrame>, MediaError>;
 }
+
+/// What every codec's tests check the same way.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{VideoDecoder, VideoEncoder};
+    use crate::pattern::{read_stamp, TestPattern};
+    use crate::source::VideoConstraints;
+    use std::time::Duration;
+
+    /// 30 frames of a 320x240 test pattern through `encoder` and `decoder`: only the first is a
+    /// keyframe (as both the encoder and `is_keyframe`, reading the bitstream, say), none is
+    /// dropped, and each comes out with its stamp (number and capture time) intact.
+    pub(crate) fn stamps_survive(
+        encoder: &mut dyn VideoEncoder,
+        decoder: &mut dyn VideoDecoder,
+        is_keyframe: fn(&[u8]) -> bool,
+    ) {
+        let pattern = TestPattern::new(VideoConstraints {
+            width: 320,
+            height: 240,
+            fps: 30,
+        })
+        .unwrap();
+        for n in 0..30 {
+            let at = Duration::from_micros(1_000_000 + n as u64 * 33_333);
+            let encoded = encoder
+                .encode(&pattern.render(n, at))
+                .unwrap()
+                .expect("no dropped frames");
+            assert_eq!(encoded.keyframe, n == 0, "frame {n}");
+            assert_eq!(is_keyframe(&encoded.data), n == 0, "frame {n}");
+            let out = decoder
+                .decode(&encoded.data, Duration::ZERO)
+                .unwrap()
+                .expect("a picture per frame");
+            assert_eq!((out.width, out.height), (320, 240));
+            let stamp = read_stamp(&out).expect("the stamp survives");
+            assert_eq!((stamp.frame_number, stamp.captured_at), (n, at));
+        }
+    }
+}

@@ -407,7 +407,7 @@ pub fn is_keyframe(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::{read_stamp, TestPattern};
+    use crate::pattern::TestPattern;
     use crate::source::VideoConstraints;
     use std::time::Duration;
 
@@ -422,27 +422,11 @@ mod tests {
 
     #[test]
     fn encodes_and_decodes_the_test_pattern_with_its_stamp_intact() {
-        let pattern = pattern(320, 240);
-        let mut encoder = Vp8Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap();
-        let mut decoder = Vp8Decoder::new().unwrap();
-        let mut decoded = 0;
-        for n in 0..30 {
-            let at = Duration::from_micros(1_000_000 + n as u64 * 33_333);
-            let frame = pattern.render(n, at);
-            let encoded = encoder.encode(&frame).unwrap().expect("no dropped frames");
-            assert_eq!(encoded.keyframe, n == 0, "frame {n}");
-            assert_eq!(is_keyframe(&encoded.data), n == 0);
-            let out = decoder
-                .decode(&encoded.data, Duration::ZERO)
-                .unwrap()
-                .expect("a picture per frame");
-            assert_eq!((out.width, out.height), (320, 240));
-            let stamp = read_stamp(&out).expect("stamp survives VP8");
-            assert_eq!(stamp.frame_number, n);
-            assert_eq!(stamp.captured_at, at);
-            decoded += 1;
-        }
-        assert_eq!(decoded, 30);
+        crate::video_codec::testing::stamps_survive(
+            &mut Vp8Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap(),
+            &mut Vp8Decoder::new().unwrap(),
+            is_keyframe,
+        );
     }
 
     #[test]
