@@ -868,8 +868,9 @@ impl PeerConnection {
     /// Before an answer (ours or theirs) is applied, each video sender's track is made to name
     /// the codec that answer chose. webrtc-rs binds a sender's retransmission, NACK and
     /// congestion-control streams to the codec its track names, when the answer starts it, and
-    /// binds nothing if that is not the negotiated codec; our tracks name H.264 when they are
-    /// made, before anything is negotiated.
+    /// binds nothing if that is not the negotiated codec; our video tracks name none when they
+    /// are made (so that every video codec is offered: see `Pipeline::binding`). The track
+    /// webrtc-rs holds is replaced at each answer, with the same stream, id and SSRCs.
     async fn name_answered_codecs(&self, answer: &RTCSessionDescription) -> Result<()> {
         let chosen = crate::sdp::answered_video_codecs(answer);
         if chosen.is_empty() {
@@ -939,7 +940,6 @@ impl PeerConnection {
     }
 }
 
-/// Track ids the SDP's author is sending: `a=msid` of media sections that send.
 /// RFC 8839 `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>`.
 fn check_candidate_syntax(candidate: &str) -> Result<()> {
     let body = candidate.strip_prefix("a=").unwrap_or(candidate);
@@ -958,7 +958,6 @@ fn check_candidate_syntax(candidate: &str) -> Result<()> {
     }
 }
 
-/// The mid of a description's first media section (none for a rollback, or SDP without one).
 fn to_description(d: RTCSessionDescription) -> SessionDescription {
     SessionDescription {
         sdp_type: match d.sdp_type {

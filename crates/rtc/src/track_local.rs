@@ -565,7 +565,7 @@ fn set_error(pipeline: &Pipeline, e: &MediaError) {
     pipeline.counters().last_error = Some(e.to_string());
 }
 
-/// A camera (or test pattern, or file) sent as H.264.
+/// A camera (or test pattern, or file) sent as H.264 or VP8, whichever each connection chose.
 #[derive(Clone)]
 pub struct LocalVideoTrack {
     pipeline: Arc<Pipeline>,
