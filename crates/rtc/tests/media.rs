@@ -8,7 +8,9 @@ use parlor_media::analysis::{dominant_frequency, first_channel};
 use parlor_media::pattern::{read_stamp, TestPattern};
 use parlor_media::source::VideoConstraints;
 use parlor_media::tone::Tone;
-use parlor_rtc::{LocalAudioTrack, LocalVideoTrack, PeerEvent, RemoteTrack, VideoTrackOptions};
+use parlor_rtc::{
+    LocalAudioTrack, LocalVideoTrack, PeerEvent, RemoteTrack, SessionDescription, VideoTrackOptions,
+};
 
 fn pattern() -> Box<TestPattern> {
     Box::new(
@@ -370,4 +372,96 @@ async fn what_was_encoded_while_connecting_is_not_sent() {
     );
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// The first remote video track `peer` is given.
+async fn remote_video(peer: &mut Peer) -> parlor_rtc::RemoteVideoTrack {
+    next_matching(&mut peer.events, "remote video", |e| match e {
+        PeerEvent::TrackAdded(RemoteTrack::Video(v)) => Some(v),
+        _ => None,
+    })
+    .await
+}
+
+/// `offer` as a peer without H.264 reads it: payload types 102 and 103 (our H.264 and its
+/// retransmissions, see `codecs.rs`) taken out of the video section.
+fn without_h264(offer: &SessionDescription) -> SessionDescription {
+    let h264 = |line: &str| {
+        ["102", "103"].iter().any(|pt| {
+            ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .any(|attribute| line.starts_with(&format!("{attribute}{pt} ")))
+        })
+    };
+    let sdp = offer
+        .sdp
+        .split("\r\n")
+        .filter(|line| !h264(line))
+        .map(|line| match line.strip_prefix("m=video ") {
+            Some(rest) => format!(
+                "m=video {}",
+                rest.split(' ')
+                    .filter(|field| *field != "102" && *field != "103")
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    SessionDescription {
+        sdp_type: offer.sdp_type,
+        sdp,
+    }
+}
+
+/// One camera in a mesh, sent to a peer with H.264 and to a peer without it: each connection
+/// gets its own codec (the track runs an encoder per codec), and both receivers see the
+/// pattern's frames in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_track_goes_out_in_h264_and_in_vp8_at_once() {
+    let video = LocalVideoTrack::new(pattern(), VideoTrackOptions::default()).unwrap();
+    let (a1, a1_events) = peer().await;
+    let (b, b_events) = peer().await;
+    let (a2, a2_events) = peer().await;
+    let (c, c_events) = peer().await;
+    a1.add_video_track(&video).await.unwrap();
+    a2.add_video_track(&video).await.unwrap();
+    let _a1_events = relay(a1_events, b.clone());
+    let mut b_events = Peer {
+        pc: b.clone(),
+        events: relay(b_events, a1.clone()),
+    };
+    let _a2_events = relay(a2_events, c.clone());
+    let mut c_events = Peer {
+        pc: c.clone(),
+        events: relay(c_events, a2.clone()),
+    };
+    negotiate(&a1, &b).await;
+    // c has no H.264: it reads a2's offer without it.
+    let offer = a2.create_offer().await.unwrap();
+    assert!(offer.sdp.contains("H264/90000") && offer.sdp.contains("VP8/90000"));
+    a2.set_local_description(offer.clone()).await.unwrap();
+    c.set_remote_description(without_h264(&offer))
+        .await
+        .unwrap();
+    let answer = c.create_answer().await.unwrap();
+    assert!(
+        answer.sdp.contains("VP8/90000") && !answer.sdp.contains("H264"),
+        "{}",
+        answer.sdp
+    );
+    c.set_local_description(answer.clone()).await.unwrap();
+    a2.set_remote_description(answer).await.unwrap();
+
+    let in_h264 = remote_video(&mut b_events).await;
+    let in_vp8 = remote_video(&mut c_events).await;
+    moving_frames(&in_h264, 15).await;
+    moving_frames(&in_vp8, 15).await;
+    for track in [&in_h264, &in_vp8] {
+        assert_eq!(track.counters().decode_errors, 0, "{:?}", track.counters());
+    }
+    for pc in [&a1, &b, &a2, &c] {
+        pc.close().await.unwrap();
+    }
 }
