@@ -105,6 +105,10 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Folder of the built web app (`ui/dist-web`, from `npm run --prefix ui build:web`),
+    /// served at `/` beside `/ws`. None by default: only the API is served.
+    #[arg(long, env = "PARLOR_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 /// Who may create an account.
@@ -152,6 +156,7 @@ pub struct Settings {
     pub sockets_per_address: u32,
     /// Canonical addresses (IPv4-mapped IPv6 as IPv4), as the TCP peer is compared.
     pub trusted_proxies: Vec<IpAddr>,
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Args {
@@ -196,6 +201,7 @@ impl Args {
                 .or(file.registrations_per_address),
             sockets_per_address: self.sockets_per_address.or(file.sockets_per_address),
             trusted_proxies: vec_or(self.trusted_proxies, file.trusted_proxies),
+            web_dir: self.web_dir.or(file.web_dir),
         }
     }
 
@@ -262,6 +268,7 @@ impl Args {
                 .iter()
                 .map(IpAddr::to_canonical)
                 .collect(),
+            web_dir: merged.web_dir,
         };
         settings.validate()?;
         Ok(settings)
@@ -285,6 +292,15 @@ impl Settings {
         }
         if self.session_check.is_zero() {
             return bad("session-check-ms must be positive");
+        }
+        if let Some(dir) = &self.web_dir {
+            if !dir.join("index.html").is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "web-dir {} has no index.html: build the web app first \
+                     (npm run --prefix ui build:web)",
+                    dir.display()
+                )));
+            }
         }
         if self.sockets_per_address == 0 {
             return bad("sockets-per-address must be positive");

@@ -16,3 +16,4 @@ pub mod store;
 pub mod test_pki;
 pub mod throttle;
 pub mod validate;
+pub mod web;

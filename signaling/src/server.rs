@@ -1,4 +1,5 @@
-//! The listening socket: HTTP routes (`/ws`, `/healthz`, `/metrics`), optional TLS, the call
+//! The listening socket: HTTP routes (`/ws`, `/healthz`, `/metrics`, and the web app when
+//! configured), optional TLS, the call
 //! timer and graceful shutdown.
 use std::future::Future;
 use std::net::SocketAddr;
@@ -98,11 +99,14 @@ impl Server {
             tls,
             state,
         } = self;
-        let router = Router::new()
+        let mut router = Router::new()
             .route("/ws", get(websocket))
             .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics))
-            .with_state(state.clone());
+            .route("/metrics", get(metrics));
+        if let Some(dir) = &state.service.settings.web_dir {
+            router = router.merge(crate::web::routes(dir));
+        }
+        let router = router.with_state(state.clone());
         let timer = tokio::spawn(call_timer(state.service.clone(), state.shutdown.clone()));
         let checks = tokio::spawn(session_checks(
             state.service.clone(),

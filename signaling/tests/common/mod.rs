@@ -107,6 +107,15 @@ impl TestServer {
 
     /// A plain HTTP GET on the server; returns (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = self.get_with_headers(path).await;
+        (status, body)
+    }
+
+    /// A plain HTTP GET on the server; returns (status, headers with lower-case names, body).
+    pub async fn get_with_headers(
+        &self,
+        path: &str,
+    ) -> (u16, std::collections::HashMap<String, String>, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = TcpStream::connect(&self.addr).await.expect("connect");
         let request = format!(
@@ -117,11 +126,14 @@ impl TestServer {
         let mut response = String::new();
         tcp.read_to_string(&mut response).await.unwrap();
         let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, headers, body.to_owned())
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
