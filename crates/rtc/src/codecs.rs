@@ -37,6 +37,14 @@ impl VideoCodec {
         }
     }
 
+    /// The MIME type as getStats spells it (`video/H264`, `video/VP8`).
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => MIME_TYPE_H264,
+            VideoCodec::Vp8 => MIME_TYPE_VP8,
+        }
+    }
+
     pub(crate) fn rtp_codec(self) -> RTCRtpCodec {
         match self {
             VideoCodec::H264 => h264(),

@@ -22,6 +22,8 @@ pub(crate) struct InboundSource {
     pub ssrc: u32,
     pub track_id: String,
     pub kind: &'static str,
+    /// The negotiated codec, as getStats' `codec.mimeType` spells it.
+    pub mime_type: &'static str,
     pub counters: Counters,
 }
 
@@ -254,6 +256,7 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
         stats.inbound.push(InboundTrack {
             track_id: source.track_id.clone(),
             kind: source.kind.into(),
+            mime_type: source.mime_type.into(),
             ssrc: source.ssrc,
             packets_received: packets.max(counters.packets),
             bytes_received: bytes.max(counters.bytes),
@@ -330,6 +333,8 @@ pub struct OutboundTrack {
 pub struct InboundTrack {
     pub track_id: String,
     pub kind: String,
+    /// The codec it arrives in: `video/H264`, `video/VP8`, `audio/opus`.
+    pub mime_type: String,
     pub ssrc: u32,
     pub packets_received: u64,
     pub bytes_received: u64,

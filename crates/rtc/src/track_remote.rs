@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parlor_media::frame::wall_clock;
 use parlor_media::opus_codec::OpusDecoder;
 use parlor_media::{AudioFrame, VideoFrame};
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::codec::vp8::Vp8Packet;
@@ -90,12 +91,14 @@ impl RemoteTrack {
                 let codec = crate::codecs::VideoCodec::from_mime(&mime)
                     .unwrap_or(crate::codecs::VideoCodec::H264);
                 let track = RemoteVideoTrack::start(id.clone(), ssrc, codec, raw, shared)?;
-                register_inbound(shared, ssrc, id, "video", track.counters.clone());
+                let counters = track.counters.clone();
+                register_inbound(shared, ssrc, id, "video", codec.mime_type(), counters);
                 Ok(RemoteTrack::Video(track))
             }
-            RtpCodecKind::Audio if mime.is_empty() || mime == "audio/opus" => {
+            RtpCodecKind::Audio if mime.is_empty() || mime == MIME_TYPE_OPUS => {
                 let track = RemoteAudioTrack::start(id.clone(), raw, shared)?;
-                register_inbound(shared, ssrc, id, "audio", track.counters.clone());
+                let counters = track.counters.clone();
+                register_inbound(shared, ssrc, id, "audio", MIME_TYPE_OPUS, counters);
                 Ok(RemoteTrack::Audio(track))
             }
             _ => Err(RtcError::Internal(format!(
@@ -110,6 +113,7 @@ fn register_inbound(
     ssrc: u32,
     track_id: String,
     kind: &'static str,
+    mime_type: &'static str,
     counters: Counters,
 ) {
     shared
@@ -120,6 +124,7 @@ fn register_inbound(
             ssrc,
             track_id,
             kind,
+            mime_type,
             counters,
         });
 }
