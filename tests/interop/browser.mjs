@@ -61,6 +61,7 @@ export async function launchFirefox(url) {
       'media.navigator.streams.fake': true,
       'media.navigator.permission.disabled': true,
       'media.autoplay.default': 0,
+      'media.autoplay.block-webaudio': false,
       'media.peerconnection.ice.loopback': true,
     },
   });

@@ -1,6 +1,8 @@
-// The Rust side's commands and events, typed. Nothing here touches the DOM.
-import { invoke } from '@tauri-apps/api/core';
-import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+// What the UI asks of its backend, and the one it has: the desktop app's Rust side (over Tauri
+// IPC) or, in the web build (`vite build --mode web`), the browser speaking the protocol to the
+// server itself. Components and state call `api`; neither knows which backend answers.
+import { desktop } from './desktop/api';
+import { web } from './web/backend';
 import type {
   CallEvent,
   CallStatus,
@@ -19,7 +21,6 @@ import type {
   ServerHealth,
   Settings,
   User,
-  VideoEndpoint,
 } from './types';
 
 export interface Session {
@@ -29,70 +30,71 @@ export interface Session {
   connection: ConnectionState;
 }
 
-export const api = {
-  settings: () => invoke<Settings>('get_settings'),
-  saveSettings: (settings: Settings) => invoke<void>('save_settings', { settings }),
-  health: (server: string) => invoke<ServerHealth>('server_health', { server }),
+export type Unlisten = () => void;
+
+export interface Api {
+  settings(): Promise<Settings>;
+  saveSettings(settings: Settings): Promise<void>;
+  health(server: string): Promise<ServerHealth>;
   /** Resumes the saved session, if there is one. */
-  resume: () => invoke<Session | null>('resume'),
-  login: (server: string, username: string, password: string) =>
-    invoke<Session>('login', { server, username, password }),
-  register: (server: string, username: string, displayName: string, password: string, invite: string | null) =>
-    invoke<Session>('register', { server, username, displayName, password, invite }),
-  logout: () => invoke<void>('logout'),
+  resume(): Promise<Session | null>;
+  login(server: string, username: string, password: string): Promise<Session>;
+  register(server: string, username: string, displayName: string, password: string, invite: string | null): Promise<Session>;
+  logout(): Promise<void>;
   /** Reconnects now instead of waiting out the backoff. */
-  retryNow: () => invoke<void>('retry_now'),
-  /** A desktop notification; clicking it sends `notification_opened` with the room. */
-  showNotification: (title: string, body: string, roomId: RoomId | null) =>
-    invoke<void>('show_notification', { title, body, roomId }),
-  rooms: () => invoke<RoomView[]>('rooms'),
-  createRoom: (name: string, isPublic: boolean) => invoke<Room>('create_room', { name, public: isPublic }),
-  joinRoom: (roomId: RoomId) => invoke<Room>('join_room', { roomId }),
-  leaveRoom: (roomId: RoomId) => invoke<void>('leave_room', { roomId }),
-  renameRoom: (roomId: RoomId, name: string) => invoke<Room>('rename_room', { roomId, name }),
-  deleteRoom: (roomId: RoomId) => invoke<void>('delete_room', { roomId }),
-  findRooms: (query: string) => invoke<Room[]>('find_rooms', { query }),
-  openDirect: (username: string) => invoke<Room>('open_direct', { username }),
-  addMember: (roomId: RoomId, username: string) => invoke<void>('add_member', { roomId, username }),
-  members: (roomId: RoomId) => invoke<Member[]>('members', { roomId }),
-  history: (roomId: RoomId, before: Seq | null, limit: number) =>
-    invoke<Message[]>('history', { roomId, before, limit }),
+  retryNow(): Promise<void>;
+  /** A system notification, where the user allows them; clicking it opens the room. */
+  notify(title: string, body: string, roomId: RoomId | null): Promise<void>;
+  rooms(): Promise<RoomView[]>;
+  createRoom(name: string, isPublic: boolean): Promise<Room>;
+  joinRoom(roomId: RoomId): Promise<Room>;
+  leaveRoom(roomId: RoomId): Promise<void>;
+  renameRoom(roomId: RoomId, name: string): Promise<Room>;
+  deleteRoom(roomId: RoomId): Promise<void>;
+  findRooms(query: string): Promise<Room[]>;
+  openDirect(username: string): Promise<Room>;
+  addMember(roomId: RoomId, username: string): Promise<void>;
+  members(roomId: RoomId): Promise<Member[]>;
+  history(roomId: RoomId, before: Seq | null, limit: number): Promise<Message[]>;
   /** The oldest `limit` messages after `after`, for reading forward from older ones. */
-  historyAfter: (roomId: RoomId, after: Seq, limit: number) =>
-    invoke<Message[]>('history_after', { roomId, after, limit }),
-  outbox: (roomId: RoomId) => invoke<OutboxView[]>('outbox', { roomId }),
-  send: (roomId: RoomId, text: string) => invoke<OutboxView>('send', { roomId, text }),
-  retry: (clientId: string) => invoke<void>('retry', { clientId }),
-  discard: (clientId: string) => invoke<void>('discard', { clientId }),
-  edit: (roomId: RoomId, seq: Seq, text: string) => invoke<void>('edit', { roomId, seq, text }),
-  remove: (roomId: RoomId, seq: Seq) => invoke<void>('delete_message', { roomId, seq }),
-  search: (query: string) => invoke<Message[]>('search', { query }),
-  markRead: (roomId: RoomId) => invoke<void>('mark_read', { roomId }),
-  typing: (roomId: RoomId, typing: boolean) => invoke<void>('typing', { roomId, typing }),
-  devices: () => invoke<Devices>('devices'),
-  joinCall: (roomId: RoomId) => invoke<CallStatus>('join_call', { roomId }),
-  declineCall: (roomId: RoomId) => invoke<void>('decline_call', { roomId }),
-  leaveCall: () => invoke<void>('leave_call'),
-  setMicrophone: (enabled: boolean) => invoke<void>('set_microphone', { enabled }),
-  setCamera: (enabled: boolean) => invoke<void>('set_camera', { enabled }),
-  useDevice: (kind: 'microphone' | 'speaker' | 'camera', id: string | null) =>
-    invoke<void>('use_device', { kind, id }),
-  callQuality: () => invoke<LinkQuality[]>('call_quality'),
-  videoEndpoint: () => invoke<VideoEndpoint>('video_endpoint'),
-};
-
-export function onClientEvent(handler: (event: ClientEvent) => void): Promise<UnlistenFn> {
-  return listen<ClientEvent>('client', (e) => handler(e.payload));
+  historyAfter(roomId: RoomId, after: Seq, limit: number): Promise<Message[]>;
+  outbox(roomId: RoomId): Promise<OutboxView[]>;
+  send(roomId: RoomId, text: string): Promise<OutboxView>;
+  retry(clientId: string): Promise<void>;
+  discard(clientId: string): Promise<void>;
+  edit(roomId: RoomId, seq: Seq, text: string): Promise<void>;
+  remove(roomId: RoomId, seq: Seq): Promise<void>;
+  search(query: string): Promise<Message[]>;
+  markRead(roomId: RoomId): Promise<void>;
+  typing(roomId: RoomId, typing: boolean): Promise<void>;
+  devices(): Promise<Devices>;
+  joinCall(roomId: RoomId): Promise<CallStatus>;
+  declineCall(roomId: RoomId): Promise<void>;
+  leaveCall(): Promise<void>;
+  setMicrophone(enabled: boolean): Promise<void>;
+  setCamera(enabled: boolean): Promise<void>;
+  useDevice(kind: 'microphone' | 'speaker' | 'camera', id: string | null): Promise<void>;
+  callQuality(): Promise<LinkQuality[]>;
 }
 
-/** A notification was clicked: the room it was about. */
-export function onNotificationOpened(handler: (room: RoomId | null) => void): Promise<UnlistenFn> {
-  return listen<RoomId | null>('notification_opened', (e) => handler(e.payload));
+export interface Backend {
+  kind: 'desktop' | 'web';
+  api: Api;
+  onClientEvent(handler: (event: ClientEvent) => void): Promise<Unlisten>;
+  onCallEvent(handler: (event: CallEvent) => void): Promise<Unlisten>;
+  /** A notification was clicked: the room it was about. */
+  onNotificationOpened(handler: (room: RoomId | null) => void): Promise<Unlisten>;
 }
 
-export function onCallEvent(handler: (event: CallEvent) => void): Promise<UnlistenFn> {
-  return listen<CallEvent>('call', (e) => handler(e.payload));
-}
+/** True in the web build: Vite replaces the mode with a constant, so the other backend is left out. */
+export const WEB_APP = import.meta.env.MODE === 'web';
+
+const backend: Backend = WEB_APP ? web() : desktop;
+
+export const api = backend.api;
+export const onClientEvent = backend.onClientEvent;
+export const onCallEvent = backend.onCallEvent;
+export const onNotificationOpened = backend.onNotificationOpened;
 
 /** A command's failure as `{code, message}` whatever was thrown. */
 export function asCommandError(e: unknown): CommandError {

@@ -1,6 +1,5 @@
 // The app's state and what changes it: events from the Rust side come in here, components
 // read from here and call the actions below.
-import { isPermissionGranted, requestPermission } from '@tauri-apps/plugin-notification';
 import { api, asCommandError, onCallEvent, onClientEvent, onNotificationOpened, type Session } from './api';
 import { t, useLanguage } from './locale.svelte';
 import { errorMessage, type ErrorContext } from './errors';
@@ -241,9 +240,7 @@ function upsertRoom(view: RoomView): void {
 
 async function notify(title: string, body: string, room: RoomId): Promise<void> {
   try {
-    let allowed = await isPermissionGranted();
-    if (!allowed) allowed = (await requestPermission()) === 'granted';
-    if (allowed) await api.showNotification(title, body, room);
+    await api.notify(title, body, room);
   } catch {
     // No notification service (a bare test display): the badge still shows.
   }

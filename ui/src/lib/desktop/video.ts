@@ -1,6 +1,6 @@
 // The page's end of the video socket: one connection, frames routed to the tiles that are
 // on screen. Tiles register while visible; the Rust side sends frames only for those.
-import { parseFrame, subscription, type Frame } from './frames';
+import { parseFrame, subscription, type Frame } from '../frames';
 
 type Draw = (frame: Frame) => void;
 

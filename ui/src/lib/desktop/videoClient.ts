@@ -1,5 +1,5 @@
 // One video socket for the whole page, opened on first use.
-import { api } from './api';
+import { desktopApi as api } from './api';
 import { VideoClient } from './video';
 
 let client: Promise<VideoClient> | null = null;

@@ -1,0 +1,127 @@
+//! The web app end to end in real browsers: `parlor-server` serves `ui/dist-web`, Debian's
+//! Chromium and Firefox ESR register, chat and call through it with the `parlor` CLI, inside a
+//! loopback-only network namespace (tests/interop/web-app.mjs drives the browser and reports).
+//! Needs root (for `unshare -n`), `chromium`, `firefox-esr`, `sqlite3`, `npm ci` in tests/interop
+//! and the web build (`npm run --prefix ui build`): the README's test command provides them all.
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A binary of the workspace, built next to this test by the workspace's test run.
+fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the workspace tests (cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+fn run(browser: &str) -> Value {
+    let interop = repository().join("tests/interop");
+    let web_dir = repository().join("ui/dist-web");
+    assert!(
+        web_dir.join("index.html").exists(),
+        "the web app is not built: run `npm run --prefix ui build`"
+    );
+    assert!(
+        interop.join("node_modules/puppeteer-core").exists(),
+        "run `npm ci` in tests/interop (scripts/test.sh does)"
+    );
+    let script = format!(
+        "ip link set lo up && exec node web-app.mjs --browser {browser} --server {} --cli {} --web-dir {}",
+        sibling_binary("parlor-server").display(),
+        env!("CARGO_BIN_EXE_parlor"),
+        web_dir.display()
+    );
+    let output = Command::new("timeout")
+        .args(["300", "unshare", "-n", "sh", "-c", &script])
+        .current_dir(&interop)
+        .output()
+        .expect("run web-app.mjs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "web-app.mjs failed ({}):\n{stderr}",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no result:\n{stderr}"));
+    serde_json::from_str(line).expect("result JSON")
+}
+
+/// Chat both ways with markup kept as text, and a call placed from each side with video and
+/// sound arriving at both ends, the video in `codec` (as the CLI received it).
+fn check(result: &Value, codec: &str) {
+    let chat = &result["chat"];
+    assert_eq!(chat["shown"], true, "{chat}");
+    assert_eq!(chat["markup_stays_text"], true, "{chat}");
+    let cli_saw: Vec<&str> = chat["cli_saw"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(cli_saw.contains(&"hello from the browser"), "{cli_saw:?}");
+    assert_eq!(
+        result["csp_violations"].as_array().map(Vec::len),
+        Some(0),
+        "{result}"
+    );
+    let calls = result["calls"].as_array().unwrap();
+    let callers: Vec<&str> = calls.iter().filter_map(|c| c["caller"].as_str()).collect();
+    assert_eq!(callers, ["cli", "browser"]);
+    for call in calls {
+        let browser = &call["browser"];
+        assert!(browser["frames"].as_u64().unwrap() > 10, "{call}");
+        let heard = browser["heard_hz"].as_f64().unwrap();
+        assert!((heard - 440.0).abs() < 20.0, "{call}");
+        let peers = call["cli"]["peers"].as_object().unwrap();
+        assert_eq!(peers.len(), 1, "{call}");
+        let from_browser = peers.values().next().unwrap();
+        assert!(
+            from_browser["video_frames"].as_u64().unwrap() > 10,
+            "{call}"
+        );
+        assert!(
+            from_browser["audio_frames"].as_u64().unwrap() > 10,
+            "{call}"
+        );
+        assert!(
+            from_browser["audio_hz"].as_f64().unwrap_or(0.0) > 0.0,
+            "{call}"
+        );
+        let inbound = call["cli"]["stats"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()["inbound"]
+            .as_array()
+            .unwrap();
+        let video: Vec<&Value> = inbound.iter().filter(|t| t["kind"] == "video").collect();
+        assert!(!video.is_empty(), "{call}");
+        assert!(video.iter().all(|t| t["mime_type"] == codec), "{call}");
+    }
+}
+
+#[test]
+fn chromium_uses_the_web_app_with_the_cli() {
+    check(&run("chromium"), "video/H264");
+}
+
+/// Debian's Firefox has no H.264: its calls with the CLI are in VP8.
+#[test]
+fn firefox_uses_the_web_app_with_the_cli() {
+    check(&run("firefox"), "video/VP8");
+}
