@@ -128,6 +128,8 @@ impl Drop for SocketSlot {
 pub struct Identity {
     pub user: User,
     pub session: SessionId,
+    /// For a guest, the one room they were let into.
+    pub guest_room: Option<parlor_protocol::RoomId>,
 }
 
 /// Per-socket state the handlers read and change.
@@ -347,6 +349,18 @@ impl Service {
         Ok(self.with_hub(|hub| hub.check_member(room, user))?)
     }
 
+    /// A member who owns the room, or the error saying why not (`what` they wanted to do).
+    async fn check_owner(&self, room: i64, user: i64, what: &str) -> Result<()> {
+        self.check_member(room, user)?;
+        let room = store::get_room(self.store.reader(), room).await?;
+        if room.owner_id != Some(user) {
+            return Err(Error::forbidden(format!(
+                "only the room's owner can {what}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Handles one request. Errors become `error` frames with the request's id.
     pub async fn handle(&self, conn: &mut ConnState, request: Request) -> Result<(Reply, After)> {
         if conn.identity.is_none() && !request.allowed_before_auth() {
@@ -355,8 +369,72 @@ impl Service {
                 "authenticate first: send `authenticate`, `login` or `register`",
             ));
         }
+        if let Some(Identity {
+            guest_room: Some(room),
+            ..
+        }) = &conn.identity
+        {
+            if !request.allowed_for_guest() {
+                return Err(Error::forbidden(format!(
+                    "a guest can only take part in room {room}, the one they were invited to"
+                )));
+            }
+        }
         let reply = match request {
             Request::Ping => Reply::Pong,
+            Request::GuestJoin { code, display_name } => {
+                self.guest_join(conn, &code, &display_name).await?
+            }
+            Request::CreateRoomInvite {
+                room_id,
+                uses,
+                expires_in_hours,
+            } => {
+                let me = Self::identity(conn)?.user.id;
+                self.check_owner(room_id, me, "make guest links to it")
+                    .await?;
+                let hours = expires_in_hours.unwrap_or(24);
+                if !(1..=720).contains(&hours) || uses.is_some_and(|n| !(1..=1000).contains(&n)) {
+                    return Err(Error::invalid(
+                        "expires_in_hours must be 1 to 720 and uses 1 to 1000",
+                    ));
+                }
+                let (code, hash) = credentials::new_token();
+                let now = now_millis();
+                let expires_at = now + i64::from(hours) * 3_600_000;
+                let mut w = self.store.writer().await;
+                let mut invite =
+                    store::create_room_invite(&mut w, room_id, me, &hash, now, expires_at, uses)
+                        .await?;
+                invite.code = Some(code);
+                Reply::RoomInvite { invite }
+            }
+            Request::ListRoomInvites { room_id } => {
+                let me = Self::identity(conn)?.user.id;
+                self.check_owner(room_id, me, "see its guest links").await?;
+                Reply::RoomInvites {
+                    invites: store::room_invites(self.store.reader(), room_id).await?,
+                }
+            }
+            Request::RevokeRoomInvite { room_id, invite_id } => {
+                let me = Self::identity(conn)?.user.id;
+                self.check_owner(room_id, me, "revoke its guest links")
+                    .await?;
+                let mut w = self.store.writer().await;
+                let revoked =
+                    store::revoke_room_invite(&mut w, room_id, invite_id, now_millis()).await?;
+                drop(w);
+                // Out of the room first (members see them leave), then their sockets closed.
+                self.with_hub(|hub| {
+                    for guest in &revoked.guests {
+                        hub.member_left(room_id, *guest, None);
+                    }
+                    hub.revoke_sessions(&revoked.sessions, None);
+                });
+                Reply::RoomInvite {
+                    invite: revoked.invite,
+                }
+            }
             Request::CreateInvite {
                 uses,
                 expires_in_days,
@@ -443,8 +521,13 @@ impl Service {
                     return Err(Error::forbidden("only the room's owner can delete it"));
                 }
                 let mut w = self.store.writer().await;
+                // Its guests had no rights anywhere else: their sessions end with it.
+                let guests = store::revoke_guests_of_room(&mut w, room_id, now_millis()).await?;
                 store::delete_room(&mut w, room_id).await?;
-                self.with_hub(|hub| hub.room_deleted(room_id, Some(conn.id)));
+                self.with_hub(|hub| {
+                    hub.room_deleted(room_id, Some(conn.id));
+                    hub.revoke_sessions(&guests, None);
+                });
                 Reply::Ok
             }
             Request::ListRooms => {
@@ -791,11 +874,50 @@ impl Service {
         let expires_at = now + self.settings.session_ttl.as_millis() as i64;
         let mut w = self.store.writer().await;
         let session = store::create_session(&mut w, user.id, &hash, now, expires_at).await?;
-        self.bind(conn, user.clone(), session);
+        self.bind(conn, user.clone(), session, None);
         Ok(Reply::Session {
             user,
             token,
             expires_at,
+            guest_room_id: None,
+        })
+    }
+
+    /// Someone without an account comes in through a room's guest link: a guest user, a
+    /// member of that room only, with a session that ends with the link.
+    async fn guest_join(
+        &self,
+        conn: &mut ConnState,
+        code: &str,
+        display_name: &str,
+    ) -> Result<Reply> {
+        already_authenticated(conn)?;
+        validate::display_name(display_name)?;
+        // Each guest is an account made: counted as a registration from the address.
+        self.throttled(|t, now| t.register(conn.from, now).err())?;
+        let (token, token_hash) = credentials::new_token();
+        let (suffix, _) = credentials::new_token();
+        let username = format!("guest-{}", &suffix[..12]);
+        let mut w = self.store.writer().await;
+        let guest = store::create_guest(
+            &mut w,
+            &credentials::token_hash(code),
+            &username,
+            display_name.trim(),
+            &token_hash,
+            now_millis(),
+        )
+        .await?;
+        drop(w);
+        // A member before the socket is bound, so that binding announces the room's call to
+        // them (`call_ongoing`) and their presence to the room.
+        self.with_hub(|hub| hub.member_joined(guest.room, &guest.user, None));
+        self.bind(conn, guest.user.clone(), guest.session, Some(guest.room));
+        Ok(Reply::Session {
+            user: guest.user,
+            token,
+            expires_at: guest.expires_at,
+            guest_room_id: Some(guest.room),
         })
     }
 
@@ -808,7 +930,7 @@ impl Service {
         let mut w = self.store.writer().await;
         let found =
             store::use_session(&mut w, &credentials::token_hash(token), now, expiry).await?;
-        let Some((session, user, expires_at)) = found else {
+        let Some(found) = found else {
             self.throttled(|t, now| {
                 t.authenticate_failed(from, now);
                 None
@@ -818,14 +940,28 @@ impl Service {
                 "the token is unknown, expired or revoked",
             ));
         };
-        self.bind(conn, user.clone(), session);
-        Ok(Reply::Authenticated { user, expires_at })
+        self.bind(conn, found.user.clone(), found.session, found.guest_room);
+        Ok(Reply::Authenticated {
+            user: found.user,
+            expires_at: found.expires_at,
+            guest_room_id: found.guest_room,
+        })
     }
 
     /// Marks the socket authenticated and lets the hub announce it.
-    fn bind(&self, conn: &mut ConnState, user: User, session: SessionId) {
+    fn bind(
+        &self,
+        conn: &mut ConnState,
+        user: User,
+        session: SessionId,
+        guest_room: Option<parlor_protocol::RoomId>,
+    ) {
         let user_id = user.id;
-        conn.identity = Some(Identity { user, session });
+        conn.identity = Some(Identity {
+            user,
+            session,
+            guest_room,
+        });
         self.with_hub(|hub| hub.connect(conn.id, user_id, session, Instant::now()));
     }
 

@@ -491,6 +491,10 @@ mod tests {
                 password: "pw123456".into(),
             },
             Request::Authenticate { token: "t".into() },
+            Request::GuestJoin {
+                code: "c".into(),
+                display_name: "Gus".into(),
+            },
             Request::Logout,
             Request::ChangePassword {
                 old_password: "a".into(),
@@ -519,6 +523,16 @@ mod tests {
                 username: "bob".into(),
             },
             Request::ListMembers { room_id: 1 },
+            Request::CreateRoomInvite {
+                room_id: 1,
+                uses: Some(2),
+                expires_in_hours: None,
+            },
+            Request::ListRoomInvites { room_id: 1 },
+            Request::RevokeRoomInvite {
+                room_id: 1,
+                invite_id: 2,
+            },
             Request::OpenDirect {
                 username: "bob".into(),
             },

@@ -42,6 +42,21 @@ pub struct Room {
     pub created_at: Millis,
 }
 
+/// A link that lets people without an account into one room as guests (`/join/CODE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInvite {
+    pub id: i64,
+    pub room_id: RoomId,
+    /// Only in the reply to `create_room_invite`: the server keeps a hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Guests it may still let in; `null`: any number until it expires.
+    pub uses_left: Option<u32>,
+    pub revoked: bool,
+}
+
 /// A room as the caller sees it in `list_rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSummary {

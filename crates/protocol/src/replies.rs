@@ -9,11 +9,15 @@ pub enum Reply {
     /// Done; nothing to return.
     Ok,
     Pong,
-    /// Answer to `register` and `login`: the socket is now authenticated as `user`.
+    /// Answer to `register`, `login` and `guest_join`: the socket is now authenticated as
+    /// `user`.
     Session {
         user: User,
         token: String,
         expires_at: Millis,
+        /// For a guest, the one room they may use; absent for an account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guest_room_id: Option<RoomId>,
     },
     /// Answer to `create_invite`. The code is shown once: the server keeps only its hash.
     Invite {
@@ -25,6 +29,15 @@ pub enum Reply {
     Authenticated {
         user: User,
         expires_at: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guest_room_id: Option<RoomId>,
+    },
+    /// Answer to `create_room_invite` (with its code) and `revoke_room_invite`.
+    RoomInvite {
+        invite: RoomInvite,
+    },
+    RoomInvites {
+        invites: Vec<RoomInvite>,
     },
     Room {
         room: Room,

@@ -22,6 +22,11 @@ pub enum Request {
     Authenticate {
         token: String,
     },
+    /// Someone without an account enters the one room a room invite is for, as a guest.
+    GuestJoin {
+        code: String,
+        display_name: String,
+    },
     // --- session (authenticated) ---
     Logout,
     ChangePassword {
@@ -67,6 +72,24 @@ pub enum Request {
     },
     ListMembers {
         room_id: RoomId,
+    },
+    /// The room's owner makes a guest link to it.
+    CreateRoomInvite {
+        room_id: RoomId,
+        /// How many guests it may let in. [default: any number, else at most 1000]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uses: Option<u32>,
+        /// Hours until it expires. [default: 24, at most 720]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_hours: Option<u32>,
+    },
+    ListRoomInvites {
+        room_id: RoomId,
+    },
+    /// Ends the link and the sessions of the guests who came in through it.
+    RevokeRoomInvite {
+        room_id: RoomId,
+        invite_id: i64,
     },
     OpenDirect {
         username: String,
@@ -144,6 +167,7 @@ impl Request {
         "register",
         "login",
         "authenticate",
+        "guest_join",
         "logout",
         "change_password",
         "ping",
@@ -157,6 +181,9 @@ impl Request {
         "leave_room",
         "add_member",
         "list_members",
+        "create_room_invite",
+        "list_room_invites",
+        "revoke_room_invite",
         "open_direct",
         "send_message",
         "edit_message",
@@ -181,6 +208,7 @@ impl Request {
             Request::Register { .. } => "register",
             Request::Login { .. } => "login",
             Request::Authenticate { .. } => "authenticate",
+            Request::GuestJoin { .. } => "guest_join",
             Request::Logout => "logout",
             Request::ChangePassword { .. } => "change_password",
             Request::Ping => "ping",
@@ -194,6 +222,9 @@ impl Request {
             Request::LeaveRoom { .. } => "leave_room",
             Request::AddMember { .. } => "add_member",
             Request::ListMembers { .. } => "list_members",
+            Request::CreateRoomInvite { .. } => "create_room_invite",
+            Request::ListRoomInvites { .. } => "list_room_invites",
+            Request::RevokeRoomInvite { .. } => "revoke_room_invite",
             Request::OpenDirect { .. } => "open_direct",
             Request::SendMessage { .. } => "send_message",
             Request::EditMessage { .. } => "edit_message",
@@ -220,7 +251,37 @@ impl Request {
             Request::Register { .. }
                 | Request::Login { .. }
                 | Request::Authenticate { .. }
+                | Request::GuestJoin { .. }
                 | Request::Ping
+        )
+    }
+
+    /// Requests a guest may send: those about the room they were let into (membership is
+    /// checked as for anyone) and about their own session. Nothing that reaches another room,
+    /// another person or the server's accounts.
+    pub fn allowed_for_guest(&self) -> bool {
+        matches!(
+            self,
+            Request::Ping
+                | Request::Logout
+                | Request::Authenticate { .. }
+                | Request::ListRooms
+                | Request::ListMembers { .. }
+                | Request::SendMessage { .. }
+                | Request::EditMessage { .. }
+                | Request::DeleteMessage { .. }
+                | Request::History { .. }
+                | Request::Sync { .. }
+                | Request::MarkRead { .. }
+                | Request::Typing { .. }
+                | Request::GetIceServers
+                | Request::CallJoin { .. }
+                | Request::CallLeave { .. }
+                | Request::CallDecline { .. }
+                | Request::CallBusy { .. }
+                | Request::CallOffer { .. }
+                | Request::CallAnswer { .. }
+                | Request::CallIce { .. }
         )
     }
 }

@@ -10,6 +10,8 @@ const REPLY_TYPES: &[&str] = &[
     "session",
     "authenticated",
     "invite",
+    "room_invite",
+    "room_invites",
     "room",
     "rooms",
     "public_rooms",

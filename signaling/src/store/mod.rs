@@ -6,6 +6,7 @@
 //! them run beside the writer).
 
 mod admin;
+mod guests;
 mod messages;
 mod rooms;
 mod users;
@@ -22,6 +23,7 @@ use sqlx::{ConnectOptions, Connection, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use admin::*;
+pub use guests::*;
 pub use messages::*;
 pub use rooms::*;
 pub use users::*;

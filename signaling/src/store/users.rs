@@ -80,11 +80,11 @@ pub struct Credentials {
     pub disabled: bool,
 }
 
-/// The user and their password hash, for login.
+/// The user and their password hash, for login. Guests have none: they are not found.
 pub async fn find_credentials(db: &SqlitePool, username: &str) -> Result<Option<Credentials>> {
     let row = sqlx::query(
         "SELECT id, username, display_name, password_hash, disabled_at IS NOT NULL AS disabled
-           FROM users WHERE username = ?",
+           FROM users WHERE username = ? AND guest_room_id IS NULL",
     )
     .bind(username)
     .fetch_optional(db)
@@ -109,9 +109,11 @@ pub async fn password_hash(db: &SqlitePool, user: UserId) -> Result<String> {
     )
 }
 
+/// An account by name, for adding to a room or a direct conversation: guests are not found,
+/// since their rights end at the room they were let into.
 pub async fn find_user(db: &SqlitePool, username: &str) -> Result<Option<User>> {
     Ok(sqlx::query_as::<_, UserRow>(
-        "SELECT id, username, display_name FROM users WHERE username = ?",
+        "SELECT id, username, display_name FROM users WHERE username = ? AND guest_room_id IS NULL",
     )
     .bind(username)
     .fetch_optional(db)
@@ -147,19 +149,31 @@ pub async fn create_session(
     .await?)
 }
 
-/// Looks a live session up by its token hash and slides its expiry to `new_expiry`.
+/// A live session found by its token.
+pub struct UsedSession {
+    pub session: SessionId,
+    pub user: User,
+    pub expires_at: Millis,
+    /// For a guest, their room.
+    pub guest_room: Option<parlor_protocol::RoomId>,
+}
+
+/// Looks a live session up by its token hash and slides its expiry to `new_expiry`; a guest's
+/// stays where it is, with their link's.
 pub async fn use_session(
     w: &mut SqliteConnection,
     token_hash: &[u8],
     now: Millis,
     new_expiry: Millis,
-) -> Result<Option<(SessionId, User, Millis)>> {
+) -> Result<Option<UsedSession>> {
     let mut tx = super::begin_write(w).await?;
     let row = sqlx::query(
-        "UPDATE sessions SET expires_at = ?
+        "UPDATE sessions SET expires_at = CASE
+             WHEN user_id IN (SELECT id FROM users WHERE guest_room_id IS NOT NULL) THEN expires_at
+             ELSE ? END
          WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?
            AND user_id NOT IN (SELECT id FROM users WHERE disabled_at IS NOT NULL)
-         RETURNING id, user_id",
+         RETURNING id, user_id, expires_at",
     )
     .bind(new_expiry)
     .bind(token_hash)
@@ -169,14 +183,24 @@ pub async fn use_session(
     let Some(row) = row else {
         return Ok(None);
     };
-    let (session, user_id): (i64, i64) = (row.get("id"), row.get("user_id"));
+    let (session, user_id, expires_at): (i64, i64, Millis) =
+        (row.get("id"), row.get("user_id"), row.get("expires_at"));
     let user =
-        sqlx::query_as::<_, UserRow>("SELECT id, username, display_name FROM users WHERE id = ?")
+        sqlx::query("SELECT id, username, display_name, guest_room_id FROM users WHERE id = ?")
             .bind(user_id)
             .fetch_one(&mut *tx)
             .await?;
     tx.commit().await?;
-    Ok(Some((session, user.into(), new_expiry)))
+    Ok(Some(UsedSession {
+        session,
+        user: User {
+            id: user.get("id"),
+            username: user.get("username"),
+            display_name: user.get("display_name"),
+        },
+        expires_at,
+        guest_room: user.get("guest_room_id"),
+    }))
 }
 
 pub async fn revoke_session(
@@ -233,7 +257,8 @@ pub async fn valid_sessions(
 
 /// Moves the expiry of those of `sessions` that are still valid at `now` but expire before
 /// `stale_before` to `new_expiry`, at most `limit` of them, the soonest to expire first.
-/// Returns how many moved. Validity is checked again here, in the write: a session that
+/// Returns how many moved; guests' sessions never move (they end with their link).
+/// Validity is checked again here, in the write: a session that
 /// expired, was revoked or lost its account since the caller read it must not come back.
 pub async fn slide_sessions(
     w: &mut SqliteConnection,
@@ -249,7 +274,9 @@ pub async fn slide_sessions(
           WHERE id IN (SELECT id FROM sessions
                         WHERE id IN (SELECT value FROM json_each(?))
                           AND revoked_at IS NULL AND expires_at > ? AND expires_at < ?
-                          AND user_id NOT IN (SELECT id FROM users WHERE disabled_at IS NOT NULL)
+                          AND user_id NOT IN (SELECT id FROM users
+                                               WHERE disabled_at IS NOT NULL
+                                                  OR guest_room_id IS NOT NULL)
                         ORDER BY expires_at LIMIT ?)",
     )
     .bind(new_expiry)
