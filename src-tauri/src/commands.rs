@@ -5,7 +5,7 @@ use parlor_client::call_session::{CallHandle, CallOptions};
 use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::store::RoomView;
 use parlor_client::{Client, ConnectionState, Credentials, OutboxView};
-use parlor_protocol::{Member, Message, Room, RoomId, Seq, User, UserId};
+use parlor_protocol::{Member, Message, Room, RoomId, RoomInvite, Seq, User, UserId};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, State};
 
@@ -277,6 +277,58 @@ pub async fn add_member(
     username: String,
 ) -> CommandResult<()> {
     Ok(state.client().await?.add_member(room_id, &username).await?)
+}
+
+/// A new guest link and the address to give out.
+#[derive(serde::Serialize)]
+pub struct GuestLink {
+    pub invite: RoomInvite,
+    /// `https://HOST/join/CODE` on the signed-in server (its web app opens it).
+    pub url: Option<String>,
+}
+
+#[tauri::command]
+pub async fn create_guest_link(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    hours: Option<u32>,
+    uses: Option<u32>,
+) -> CommandResult<GuestLink> {
+    let (client, server) = {
+        let session = state.session.lock().await;
+        let signed_in = session
+            .as_ref()
+            .ok_or_else(|| CommandError::new("unauthorized", "not signed in"))?;
+        (signed_in.client.clone(), signed_in.server.clone())
+    };
+    let invite = client.create_guest_link(room_id, hours, uses).await?;
+    let url = invite
+        .code
+        .as_deref()
+        .and_then(|code| parlor_client::endpoint::web_url(&server, &format!("/join/{code}")));
+    Ok(GuestLink { invite, url })
+}
+
+#[tauri::command]
+pub async fn guest_links(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+) -> CommandResult<Vec<RoomInvite>> {
+    Ok(state.client().await?.guest_links(room_id).await?)
+}
+
+#[tauri::command]
+pub async fn revoke_guest_link(
+    state: State<'_, AppState>,
+    room_id: RoomId,
+    invite_id: i64,
+) -> CommandResult<()> {
+    state
+        .client()
+        .await?
+        .revoke_guest_link(room_id, invite_id)
+        .await?;
+    Ok(())
 }
 
 #[tauri::command]

@@ -217,12 +217,52 @@ try {
     log(`call placed by the ${caller} done`);
   }
 
+  // 5. A guest: the owner makes a link in the page, signs out, and the link lets someone in
+  //    without an account, into that room only; they chat with the CLI and take its call.
+  await page.click('[data-testid=guest-links]');
+  await page.click('[data-testid=guest-link-create]');
+  const link = await waitInPage(page, 'the guest link', () => document.querySelector('[data-testid=guest-link-url]')?.value || null);
+  await page.click('[data-testid=guest-links-close]');
+  await page.click('[data-testid=logout]');
+  await waitInPage(page, 'the login page', exists(), '[data-testid=login-form]');
+  await page.goto(link);
+  await waitInPage(page, 'the guest form', exists(), '[data-testid=guest-join-form]');
+  await page.type('[data-testid=guest-name]', 'Guest Gus');
+  await page.click('[data-testid=guest-join]');
+  await waitInPage(page, "the guest's room", () => document.querySelector('[data-testid=room-title]')?.textContent === 'web');
+  const guestView = await page.evaluate(() => ({
+    note: document.querySelector('[data-testid=guest-note]') !== null,
+    can_create_rooms: document.querySelector('[data-testid=create-room]') !== null,
+    rooms: document.querySelectorAll('[data-testid=room]').length,
+    address: location.pathname,
+  }));
+  await page.type('[data-testid=composer]', 'hello from a guest');
+  await page.click('[data-testid=send]');
+  let cliSawGuest = false;
+  for (const until = Date.now() + PATIENCE_MS; !cliSawGuest && Date.now() < until; ) {
+    const lines = await cli(url, ['history', room]);
+    cliSawGuest = JSON.stringify(lines).includes('hello from a guest');
+    if (!cliSawGuest) await new Promise((r) => setTimeout(r, 200));
+  }
+  const guestReport = cliCall(url, room, 6);
+  await waitInPage(page, 'the ring, as a guest', exists(), '[data-testid=accept-call]');
+  await page.click('[data-testid=accept-call]');
+  const guestSaw = await waitInPage(page, "the CLI's video, as a guest", () => {
+    const remote = [...document.querySelectorAll('[data-testid=tile]')].find((t) => t.getAttribute('data-tile') !== '0');
+    const frames = Number(remote?.getAttribute('data-frames') ?? 0);
+    return frames > 10 ? { frames } : null;
+  });
+  const guestCall = await guestReport;
+  await page.click('[data-testid=hang-up]');
+  log('a guest came in, chatted and took a call');
+
   process.stdout.write(
     JSON.stringify({
       browser: browserName,
       served: true,
       chat: { shown, markup_stays_text: markupStaysText, cli_saw: cliSaw },
       calls,
+      guest: { link, view: guestView, cli_saw: cliSawGuest, browser: guestSaw, cli: guestCall },
       csp_violations: csp,
     }) + '\n',
   );

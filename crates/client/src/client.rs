@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use parlor_protocol::{
-    CallInfo, Event, Member, Message, Presence, Reply, Request, Room, RoomId, Seq, TimelineEntry,
-    User, UserId,
+    CallInfo, Event, Member, Message, Presence, Reply, Request, Room, RoomId, RoomInvite, Seq,
+    TimelineEntry, User, UserId,
 };
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
@@ -361,6 +361,56 @@ impl Client {
         })
         .await?;
         Ok(())
+    }
+
+    /// A guest link to `room` (its owner only): expiring after `hours` (default 24), letting in
+    /// at most `uses` guests (default: any number). Its code is in the result only.
+    pub async fn create_guest_link(
+        &self,
+        room: RoomId,
+        hours: Option<u32>,
+        uses: Option<u32>,
+    ) -> Result<RoomInvite, ClientError> {
+        match self
+            .request(Request::CreateRoomInvite {
+                room_id: room,
+                uses,
+                expires_in_hours: hours,
+            })
+            .await?
+        {
+            Reply::RoomInvite { invite } => Ok(invite),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The room's guest links, newest first (its owner only).
+    pub async fn guest_links(&self, room: RoomId) -> Result<Vec<RoomInvite>, ClientError> {
+        match self
+            .request(Request::ListRoomInvites { room_id: room })
+            .await?
+        {
+            Reply::RoomInvites { invites } => Ok(invites),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends a guest link and signs out the guests who came through it.
+    pub async fn revoke_guest_link(
+        &self,
+        room: RoomId,
+        invite: i64,
+    ) -> Result<RoomInvite, ClientError> {
+        match self
+            .request(Request::RevokeRoomInvite {
+                room_id: room,
+                invite_id: invite,
+            })
+            .await?
+        {
+            Reply::RoomInvite { invite } => Ok(invite),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A room's members with presence: from the server when reachable, else the local copy

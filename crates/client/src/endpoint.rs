@@ -153,6 +153,20 @@ async fn get_healthz(
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`, with `default_port` when none is given.
+/// The web address of `path` on the server whose socket is at `socket_url`: the same host and
+/// port over HTTP(S), where `parlor-server --web-dir` serves the web app. A guest link to give
+/// out is `web_url(server, "/join/CODE")`. `None` for an address that is not a server's.
+pub fn web_url(socket_url: &str, path: &str) -> Option<String> {
+    let url = socket_url.trim();
+    let (scheme, rest) = match url.strip_prefix("wss://") {
+        Some(rest) => ("https", rest),
+        None => ("http", url.strip_prefix("ws://")?),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    split_authority(authority, 80)?;
+    Some(format!("{scheme}://{authority}{path}"))
+}
+
 fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
     if authority.is_empty() || authority.contains('@') {
         return None;
@@ -253,6 +267,25 @@ fn describe(reason: &rustls::CertificateError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_addresses_follow_the_socket() {
+        assert_eq!(
+            web_url("wss://chat.example.org/ws", "/join/abc").as_deref(),
+            Some("https://chat.example.org/join/abc")
+        );
+        assert_eq!(
+            web_url(" ws://127.0.0.1:7700/ws ", "/join/abc").as_deref(),
+            Some("http://127.0.0.1:7700/join/abc")
+        );
+        assert_eq!(
+            web_url("wss://[::1]:8443/parlor/ws", "/").as_deref(),
+            Some("https://[::1]:8443/")
+        );
+        assert_eq!(web_url("https://example.org/ws", "/"), None);
+        assert_eq!(web_url("ws://user@host/ws", "/"), None);
+        assert_eq!(web_url("ws:///ws", "/"), None);
+    }
 
     #[test]
     fn authorities_with_and_without_ports() {

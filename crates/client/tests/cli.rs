@@ -598,3 +598,98 @@ async fn a_call_that_cannot_set_up_any_link_says_so_and_fails() {
     bob.close().await;
     server.stop().await;
 }
+
+/// `parlor guest-link` gives the address to share (the server's web app at `/join/CODE`), the
+/// code in it lets a guest in, `guest-links` counts what is left, only the owner may make one,
+/// and `revoke-guest-link` signs the guest out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_links_from_the_cli() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    registered(dir.path(), &server.url, "ann").await;
+    registered(dir.path(), &server.url, "bob").await;
+    let room = room_with(dir.path(), &server.url, "ann", &["bob"]).await;
+    let ann = dir.path().join("ann");
+
+    let made = stdout_json(
+        &parlor(
+            &ann,
+            &server.url,
+            "",
+            &["guest-link", &room, "--hours", "2", "--uses", "3"],
+        )
+        .await,
+    );
+    let url = made["url"].as_str().unwrap();
+    let web = server.url.replace("ws://", "http://").replace("/ws", "");
+    let code = url
+        .strip_prefix(&format!("{web}/join/"))
+        .unwrap_or_else(|| panic!("{url} is not on {web}"));
+    assert_eq!(made["invite"]["code"], code);
+    assert_eq!(made["invite"]["uses_left"], 3);
+    let invite_id = made["invite"]["id"].as_i64().unwrap().to_string();
+
+    // The code lets a guest into the room.
+    let (mut guest, _) = tokio_tungstenite::connect_async(server.url.as_str())
+        .await
+        .unwrap();
+    let join = serde_json::json!({"v": 1, "id": 1, "type": "guest_join",
+        "data": {"code": code, "display_name": "Gus"}});
+    guest.send(Message::text(join.to_string())).await.unwrap();
+    let reply = loop {
+        match guest.next().await.unwrap().unwrap() {
+            Message::Text(text) => {
+                let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                if frame["id"] == 1 {
+                    break frame;
+                }
+            }
+            _ => continue,
+        }
+    };
+    assert_eq!(reply["type"], "session", "{reply}");
+    assert_eq!(reply["data"]["guest_room_id"].to_string(), room);
+
+    let listed = stdout_json(&parlor(&ann, &server.url, "", &["guest-links", &room]).await);
+    assert_eq!(listed["invites"][0]["uses_left"], 2, "{listed}");
+    assert!(listed["invites"][0].get("code").is_none(), "{listed}");
+
+    let refused = parlor(
+        &dir.path().join("bob"),
+        &server.url,
+        "",
+        &["guest-link", &room],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("forbidden") && stderr.contains("owner"),
+        "{stderr}"
+    );
+
+    let revoked = stdout_json(
+        &parlor(
+            &ann,
+            &server.url,
+            "",
+            &["revoke-guest-link", &room, &invite_id],
+        )
+        .await,
+    );
+    assert_eq!(revoked["invite"]["revoked"], true);
+    let close = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), guest.next())
+            .await
+            .expect("the guest's socket closes")
+        {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(close, Some(4001));
+}

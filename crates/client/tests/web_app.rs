@@ -60,8 +60,9 @@ fn run(browser: &str) -> Value {
     serde_json::from_str(line).expect("result JSON")
 }
 
-/// Chat both ways with markup kept as text, and a call placed from each side with video and
-/// sound arriving at both ends, the video in `codec` (as the CLI received it).
+/// Chat both ways with markup kept as text, a call placed from each side with video and sound
+/// arriving at both ends (the video in `codec`, as the CLI received it), and a guest who came in
+/// through a link the owner made in the page: in that one room, chatting and taking a call.
 fn check(result: &Value, codec: &str) {
     let chat = &result["chat"];
     assert_eq!(chat["shown"], true, "{chat}");
@@ -113,6 +114,25 @@ fn check(result: &Value, codec: &str) {
         assert!(!video.is_empty(), "{call}");
         assert!(video.iter().all(|t| t["mime_type"] == codec), "{call}");
     }
+
+    let guest = &result["guest"];
+    let link = guest["link"].as_str().unwrap();
+    assert!(
+        link.starts_with("http://127.0.0.1:") && link.contains("/join/"),
+        "{link}"
+    );
+    let view = &guest["view"];
+    assert_eq!(view["note"], true, "{guest}");
+    assert_eq!(view["can_create_rooms"], false, "{guest}");
+    assert_eq!(view["rooms"], 1, "{guest}");
+    // The link is not left in the address bar once used.
+    assert_eq!(view["address"], "/", "{guest}");
+    assert_eq!(guest["cli_saw"], true, "{guest}");
+    assert!(guest["browser"]["frames"].as_u64().unwrap() > 10, "{guest}");
+    let peers = guest["cli"]["peers"].as_object().unwrap();
+    let from_guest = peers.values().next().unwrap();
+    assert!(from_guest["video_frames"].as_u64().unwrap() > 10, "{guest}");
+    assert!(from_guest["audio_frames"].as_u64().unwrap() > 10, "{guest}");
 }
 
 #[test]

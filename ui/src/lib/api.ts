@@ -9,6 +9,7 @@ import type {
   ClientEvent,
   CommandError,
   ConnectionState,
+  GuestLink,
   Devices,
   LinkQuality,
   Member,
@@ -16,6 +17,7 @@ import type {
   OutboxView,
   Room,
   RoomId,
+  RoomInvite,
   RoomView,
   Seq,
   ServerHealth,
@@ -28,6 +30,8 @@ export interface Session {
   server: string;
   /** Where the connection stands now: a resume returns before the server answers. */
   connection: ConnectionState;
+  /** For a guest (web app only), the one room they were let into. */
+  guest_room?: RoomId | null;
 }
 
 export type Unlisten = () => void;
@@ -54,6 +58,12 @@ export interface Api {
   findRooms(query: string): Promise<Room[]>;
   openDirect(username: string): Promise<Room>;
   addMember(roomId: RoomId, username: string): Promise<void>;
+  /** A guest link to a room the user owns: expiring after `hours`, for `uses` guests (null: any number). */
+  createGuestLink(roomId: RoomId, hours: number, uses: number | null): Promise<GuestLink>;
+  guestLinks(roomId: RoomId): Promise<RoomInvite[]>;
+  revokeGuestLink(roomId: RoomId, inviteId: number): Promise<void>;
+  /** Comes in through a guest link as `displayName` (the web app's `/join/CODE`). */
+  guestJoin(code: string, displayName: string): Promise<Session>;
   members(roomId: RoomId): Promise<Member[]>;
   history(roomId: RoomId, before: Seq | null, limit: number): Promise<Message[]>;
   /** The oldest `limit` messages after `after`, for reading forward from older ones. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatTime, healthUrl, initials, unreadBadge, validServer } from './format';
+import { formatTime, guestCode, healthUrl, initials, unreadBadge, validServer } from './format';
 import { quality, qualityDetails } from './quality';
 import { translate, type MessageKey } from '../i18n';
 import type { LinkQuality } from './types';
@@ -73,5 +73,19 @@ describe('display rules', () => {
       'Your picture is reduced: not enough bandwidth',
     ]);
     expect(qualityDetails(undefined, undefined, t)).toBe('');
+  });
+});
+
+describe('guestCode', () => {
+  it('reads the code of a guest link', () => {
+    expect(guestCode('/join/Hk3_-x')).toBe('Hk3_-x');
+    expect(guestCode('/join/Hk3_-x/')).toBe('Hk3_-x');
+    expect(guestCode('/join/a%2Bb')).toBe('a+b');
+  });
+
+  it('is null anywhere else, and for an empty or broken code', () => {
+    for (const path of ['/', '/join', '/join/', '/join/a/b', '/joins/a', '/x/join/a', '/join/%E0%A4%A']) {
+      expect(guestCode(path)).toBeNull();
+    }
   });
 });

@@ -37,3 +37,20 @@ export function initials(name: string): string {
 export function formatTime(ms: number, language: string): string {
   return new Date(ms).toLocaleTimeString(language, { hour: '2-digit', minute: '2-digit' });
 }
+
+/** The code of a guest link's path (`/join/CODE`), or null for any other page. */
+export function guestCode(pathname: string): string | null {
+  const match = /^\/join\/([^/]+)\/?$/.exec(pathname);
+  if (!match) return null;
+  try {
+    const code = decodeURIComponent(match[1]).trim();
+    return code || null;
+  } catch {
+    return null;
+  }
+}
+
+/** A moment in the app's chosen language, date and time. */
+export function formatDateTime(ms: number, language: string): string {
+  return new Date(ms).toLocaleString(language, { dateStyle: 'medium', timeStyle: 'short' });
+}

@@ -36,7 +36,7 @@ export interface CallView {
   notices: string[];
 }
 
-export type Dialog = 'create' | 'join' | 'direct' | 'settings' | 'rename' | 'add_member';
+export type Dialog = 'create' | 'join' | 'direct' | 'settings' | 'rename' | 'add_member' | 'guest_links';
 
 export const app = $state({
   ready: false,
@@ -87,6 +87,11 @@ export function showError(e: unknown, context?: ErrorContext): void {
 export function userName(id: UserId): string {
   if (app.session && id === app.session.user.id) return app.session.user.display_name;
   return app.users[id]?.display_name ?? `#${id}`;
+}
+
+/** Signed in as a guest (web app): only their one room, nothing of the account's. */
+export function isGuest(): boolean {
+  return app.session?.guest_room != null;
 }
 
 export function roomName(id: RoomId): string {

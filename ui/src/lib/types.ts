@@ -32,6 +32,23 @@ export interface Message {
   deleted: boolean;
 }
 
+/** A guest link to a room; `code` only when just made (the server keeps a hash). */
+export interface RoomInvite {
+  id: number;
+  room_id: RoomId;
+  code?: string;
+  created_at: number;
+  expires_at: number;
+  uses_left: number | null;
+  revoked: boolean;
+}
+
+/** A new guest link and the address to give out (null where the server's address is unknown). */
+export interface GuestLink {
+  invite: RoomInvite;
+  url: string | null;
+}
+
 export interface RoomView {
   room: Room;
   unread: number;

@@ -78,6 +78,26 @@ enum Command {
     Join {
         room_id: i64,
     },
+    /// Make a guest link to a room you own: someone without an account opens it in a browser
+    /// (the server's web app) and joins that room only.
+    GuestLink {
+        room_id: i64,
+        /// Hours until it expires (1 to 720). [default: 24]
+        #[arg(long)]
+        hours: Option<u32>,
+        /// How many guests it lets in (1 to 1000). [default: any number]
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+    /// A room's guest links (you own the room).
+    GuestLinks {
+        room_id: i64,
+    },
+    /// End a guest link; the guests who came through it are signed out.
+    RevokeGuestLink {
+        room_id: i64,
+        invite_id: i64,
+    },
     /// Send a message (queued and sent later if the server cannot be reached).
     Send {
         room_id: i64,
@@ -469,6 +489,66 @@ async fn command(
                 other => Err(fail(1, format!("unexpected reply {other:?}"))),
             }
         }
+        Command::GuestLink {
+            room_id,
+            hours,
+            uses,
+        } => match connection
+            .request(Request::CreateRoomInvite {
+                room_id: *room_id,
+                uses: *uses,
+                expires_in_hours: *hours,
+            })
+            .await
+            .map_err(Failure::from)?
+        {
+            Reply::RoomInvite { invite } => {
+                let code = invite.code.clone().unwrap_or_default();
+                let url = parlor_client::endpoint::web_url(server.url(), &format!("/join/{code}"));
+                print(
+                    json,
+                    serde_json::json!({ "invite": invite, "url": url }),
+                    || url.clone().unwrap_or(code.clone()),
+                );
+                Ok(())
+            }
+            other => Err(fail(1, format!("unexpected reply {other:?}"))),
+        },
+        Command::GuestLinks { room_id } => match connection
+            .request(Request::ListRoomInvites { room_id: *room_id })
+            .await
+            .map_err(Failure::from)?
+        {
+            Reply::RoomInvites { invites } => {
+                if json {
+                    println!("{}", serde_json::json!({ "invites": invites }));
+                } else {
+                    for i in invites {
+                        let state = if i.revoked { "revoked" } else { "open" };
+                        let uses = i.uses_left.map_or("any".to_owned(), |n| n.to_string());
+                        println!("{:>5}  {state}  uses left: {uses}", i.id);
+                    }
+                }
+                Ok(())
+            }
+            other => Err(fail(1, format!("unexpected reply {other:?}"))),
+        },
+        Command::RevokeGuestLink { room_id, invite_id } => match connection
+            .request(Request::RevokeRoomInvite {
+                room_id: *room_id,
+                invite_id: *invite_id,
+            })
+            .await
+            .map_err(Failure::from)?
+        {
+            Reply::RoomInvite { invite } => {
+                print(json, serde_json::json!({ "invite": invite }), || {
+                    format!("revoked guest link {}", invite.id)
+                });
+                Ok(())
+            }
+            other => Err(fail(1, format!("unexpected reply {other:?}"))),
+        },
         Command::Join { room_id } => match connection
             .request(Request::JoinRoom { room_id: *room_id })
             .await

@@ -8,11 +8,13 @@ import type {
   ClientEvent,
   ConnectionState,
   Devices,
+  GuestLink,
   Member,
   Message,
   OutboxView,
   Room,
   RoomId,
+  RoomInvite,
   RoomView,
   Seq,
   Settings,
@@ -41,6 +43,8 @@ const DEFAULT_SETTINGS: Settings = {
 interface Saved {
   token: string;
   user: User;
+  /** For a guest, their room. */
+  guest_room: RoomId | null;
 }
 
 /** A room as list_rooms gives it: the view, and the room's newest seq for the read marker. */
@@ -240,16 +244,16 @@ export function web(): Backend {
     }
   }
 
-  async function signIn(type: 'login' | 'register', data: object): Promise<Session> {
+  async function signIn(type: 'login' | 'register' | 'guest_join', data: object): Promise<Session> {
     saved = null;
     socket.stop();
     try {
       await socket.start();
       const reply = await socket.request(type, data);
-      saved = { token: reply.data.token, user: reply.data.user };
+      saved = { token: reply.data.token, user: reply.data.user, guest_room: reply.data.guest_room_id ?? null };
       localStorage.setItem(SESSION_KEY, JSON.stringify(saved));
       synced = true;
-      return { user: saved.user, server: socketUrl(location), connection };
+      return { user: saved.user, server: socketUrl(location), connection, guest_room: saved.guest_room };
     } catch (e) {
       socket.stop();
       throw e;
@@ -297,6 +301,7 @@ export function web(): Backend {
       saved = load<Saved>(SESSION_KEY);
       if (!saved) return null;
       const user = saved.user;
+      const guestRoom = saved.guest_room ?? null;
       try {
         await socket.start();
       } catch {
@@ -305,7 +310,7 @@ export function web(): Backend {
         if (!saved) return null;
       }
       synced = true;
-      return { user, server: socketUrl(location), connection };
+      return { user, server: socketUrl(location), connection, guest_room: guestRoom };
     },
     login: (_server, username, password) => signIn('login', { username, password }),
     register: (_server, username, displayName, password, invite) =>
@@ -369,6 +374,17 @@ export function web(): Backend {
     addMember: async (roomId, username) => {
       await socket.request('add_member', { room_id: roomId, username });
     },
+    createGuestLink: async (roomId, hours, uses) => {
+      const reply = await socket.request('create_room_invite', { room_id: roomId, expires_in_hours: hours, uses });
+      const invite = reply.data.invite as RoomInvite;
+      const link: GuestLink = { invite, url: `${location.origin}/join/${encodeURIComponent(invite.code ?? '')}` };
+      return link;
+    },
+    guestLinks: async (roomId) => (await socket.request('list_room_invites', { room_id: roomId })).data.invites as RoomInvite[],
+    revokeGuestLink: async (roomId, inviteId) => {
+      await socket.request('revoke_room_invite', { room_id: roomId, invite_id: inviteId });
+    },
+    guestJoin: (code, displayName) => signIn('guest_join', { code, display_name: displayName }),
     members: async (roomId) => (await socket.request('list_members', { room_id: roomId })).data.members as Member[],
     history: async (roomId, before, limit) => {
       const reply = await socket.request('history', { room_id: roomId, before_seq: before, limit });
