@@ -25,6 +25,12 @@ fn sibling_binary(name: &str) -> PathBuf {
 }
 
 fn run(browser: &str) -> Value {
+    run_script(&format!("web-app.mjs --browser {browser}"))
+}
+
+/// Runs `script` (with its options) in a loopback-only namespace with the server, the CLI and
+/// the web build it needs; returns the JSON line it printed last.
+fn run_script(script: &str) -> Value {
     let interop = repository().join("tests/interop");
     let web_dir = repository().join("ui/dist-web");
     assert!(
@@ -36,7 +42,7 @@ fn run(browser: &str) -> Value {
         "run `npm ci` in tests/interop (scripts/test.sh does)"
     );
     let script = format!(
-        "ip link set lo up && exec node web-app.mjs --browser {browser} --server {} --cli {} --web-dir {}",
+        "ip link set lo up && exec node {script} --server {} --cli {} --web-dir {}",
         sibling_binary("parlor-server").display(),
         env!("CARGO_BIN_EXE_parlor"),
         web_dir.display()
@@ -45,11 +51,11 @@ fn run(browser: &str) -> Value {
         .args(["300", "unshare", "-n", "sh", "-c", &script])
         .current_dir(&interop)
         .output()
-        .expect("run web-app.mjs");
+        .expect("run the browser script");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "web-app.mjs failed ({}):\n{stderr}",
+        "{script} failed ({}):\n{stderr}",
         output.status
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -115,6 +121,22 @@ fn check(result: &Value, codec: &str) {
         assert!(video.iter().all(|t| t["mime_type"] == codec), "{call}");
     }
 
+    // Search over what the page loaded; the quality badge from getStats; mute and camera off
+    // and on again, without an error.
+    assert!(
+        result["search"]
+            .as_str()
+            .unwrap()
+            .contains("hello from the browser"),
+        "{result}"
+    );
+    assert!(!result["quality"].as_str().unwrap().is_empty(), "{result}");
+    let controls = &result["controls"];
+    assert_eq!(controls["off"]["muted"], true, "{controls}");
+    assert_eq!(controls["off"]["local_video_tracks"], 0, "{controls}");
+    assert_eq!(controls["on_again"]["local_video_tracks"], 1, "{controls}");
+    assert!(controls["errors"].is_null(), "{controls}");
+
     let guest = &result["guest"];
     let link = guest["link"].as_str().unwrap();
     assert!(
@@ -144,4 +166,43 @@ fn chromium_uses_the_web_app_with_the_cli() {
 #[test]
 fn firefox_uses_the_web_app_with_the_cli() {
     check(&run("firefox"), "video/VP8");
+}
+
+/// Two browsers and the CLI in one mesh call: Chromium and Firefox each show both others'
+/// video and hear the CLI's tone, Chromium hears Firefox's, and the CLI decodes Chromium in
+/// H.264 and Firefox in VP8 at once.
+#[test]
+fn two_browsers_and_the_cli_in_one_call() {
+    let result = run_script("web-mesh.mjs");
+    for browser in ["chromium", "firefox"] {
+        let seen = &result["seen"][browser];
+        let frames = seen["frames"].as_array().unwrap();
+        assert_eq!(frames.len(), 2, "{seen}");
+        assert!(frames.iter().all(|f| f.as_u64().unwrap() > 10), "{seen}");
+        assert!(
+            (seen["cli_tone_hz"].as_f64().unwrap() - 440.0).abs() < 20.0,
+            "{seen}"
+        );
+    }
+    let firefox_tone = result["seen"]["chromium"]["firefox_tone_hz"]
+        .as_f64()
+        .unwrap();
+    assert!((firefox_tone - 1000.0).abs() < 20.0, "{result}");
+    let cli = &result["cli"];
+    let peers = cli["peers"].as_object().unwrap();
+    assert_eq!(peers.len(), 2, "{cli}");
+    for peer in peers.values() {
+        assert!(peer["video_frames"].as_u64().unwrap() > 10, "{cli}");
+        assert!(peer["audio_frames"].as_u64().unwrap() > 10, "{cli}");
+    }
+    let mut codecs: Vec<&str> = cli["stats"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|s| s["inbound"].as_array().unwrap())
+        .filter(|t| t["kind"] == "video")
+        .filter_map(|t| t["mime_type"].as_str())
+        .collect();
+    codecs.sort_unstable();
+    assert_eq!(codecs, ["video/H264", "video/VP8"], "{cli}");
 }
