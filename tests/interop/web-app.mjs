@@ -157,6 +157,21 @@ try {
   await page.click('[data-testid=hang-up]');
   log('a guest came in, chatted and took a call');
 
+  // 6. The server restarts mid-call (its calls live in memory): once the page is back, the
+  //    server did not resume the call, so the page ends it and says so.
+  const abandoned = stage.cliCall(room, 30).catch(() => null);
+  await waitInPage(page, 'the ring, again', exists(), '[data-testid=accept-call]');
+  await page.click('[data-testid=accept-call]');
+  await waitInPage(page, 'the call, again', remoteTilesPlaying(), { count: 1, frames: 10 });
+  await stage.restartServer();
+  const lost = await waitInPage(page, 'the lost call', () =>
+    document.querySelector('[data-testid=call]') === null && document.querySelector('[data-testid=connection]')?.classList.contains('connected')
+      ? document.querySelector('[data-testid=error]')?.textContent ?? null
+      : null,
+  );
+  void abandoned;
+  log('a call lost in a server restart was ended');
+
   process.stdout.write(
     JSON.stringify({
       browser: browserName,
@@ -167,6 +182,7 @@ try {
       controls,
       search,
       guest: { link, view: guestView, cli_saw: cliSawGuest, browser: guestSaw, cli: guestCall },
+      lost,
       csp_violations: csp,
     }) + '\n',
   );

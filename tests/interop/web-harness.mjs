@@ -27,14 +27,25 @@ export class Stage {
     this.children = [];
   }
 
-  /** Starts the server on a free port; resolves with its address once it listens. */
-  startServer() {
+  /** Stops the server (SIGTERM, as an upgrade would) and starts it again on the same address
+   * and database; resolves once it listens. */
+  async restartServer() {
+    const exited = new Promise((r) => this.server.once('exit', r));
+    this.server.kill('SIGTERM');
+    await exited;
+    await this.startServer(this.addr);
+  }
+
+  /** Starts the server on `addr` (default: a free port); resolves with its address once it
+   * listens. */
+  startServer(addr = '127.0.0.1:0') {
     const child = spawn(
       this.serverPath,
-      ['--listen', '127.0.0.1:0', '--database', join(this.dir, 'server.db'), '--web-dir', this.webDir],
+      ['--listen', addr, '--database', join(this.dir, 'server.db'), '--web-dir', this.webDir],
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: 'parlor_signaling=warn' } },
     );
     this.children.push(child);
+    this.server = child;
     return new Promise((resolve, reject) => {
       const lines = readline.createInterface({ input: child.stdout });
       lines.once('line', (line) => {

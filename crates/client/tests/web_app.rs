@@ -137,6 +137,10 @@ fn check(result: &Value, codec: &str) {
     assert_eq!(controls["on_again"]["local_video_tracks"], 1, "{controls}");
     assert!(controls["errors"].is_null(), "{controls}");
 
+    // A call the restarted server no longer knew of is ended, and the page says why.
+    let lost = result["lost"].as_str().unwrap_or_default();
+    assert!(lost.contains("call was lost"), "{result}");
+
     let guest = &result["guest"];
     let link = guest["link"].as_str().unwrap();
     assert!(

@@ -82,16 +82,7 @@ pub async fn revoke_room_invite(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| Error::not_found(format!("room {room} has no invite {id}")))?;
-    let sessions = sqlx::query_scalar(
-        "UPDATE sessions SET revoked_at = ?
-          WHERE revoked_at IS NULL
-            AND user_id IN (SELECT id FROM users WHERE guest_invite_id = ?)
-          RETURNING id",
-    )
-    .bind(now)
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let sessions = revoke_guest_sessions(&mut tx, GuestsOf::Invite(id), now).await?;
     let guests = sqlx::query_scalar(
         "DELETE FROM memberships
           WHERE room_id = ? AND user_id IN (SELECT id FROM users WHERE guest_invite_id = ?)
@@ -174,14 +165,32 @@ pub async fn revoke_guests_of_room(
     room: RoomId,
     now: Millis,
 ) -> Result<Vec<SessionId>> {
-    Ok(sqlx::query_scalar(
+    revoke_guest_sessions(w, GuestsOf::Room(room), now).await
+}
+
+/// Whose guests: those who came through one link, or all of a room's.
+enum GuestsOf {
+    Invite(i64),
+    Room(RoomId),
+}
+
+async fn revoke_guest_sessions(
+    w: &mut SqliteConnection,
+    guests: GuestsOf,
+    now: Millis,
+) -> Result<Vec<SessionId>> {
+    let (column, id) = match guests {
+        GuestsOf::Invite(id) => ("guest_invite_id", id),
+        GuestsOf::Room(room) => ("guest_room_id", room),
+    };
+    Ok(sqlx::query_scalar(&format!(
         "UPDATE sessions SET revoked_at = ?
           WHERE revoked_at IS NULL
-            AND user_id IN (SELECT id FROM users WHERE guest_room_id = ?)
-          RETURNING id",
-    )
+            AND user_id IN (SELECT id FROM users WHERE {column} = ?)
+          RETURNING id"
+    ))
     .bind(now)
-    .bind(room)
+    .bind(id)
     .fetch_all(w)
     .await?)
 }

@@ -125,6 +125,7 @@ export const en = {
   'call.no_common_video': 'No video with {name}: their app has none of our video formats (it offers {codecs})',
   'call.no_common_audio': 'No sound with {name}: their app has none of our audio formats (it offers {codecs})',
   'call.failed': 'The call could not be set up',
+  'call.lost': 'The call was lost while the connection to the server was down',
   'call.link_failed': 'The connection to {name} could not be set up',
   'call.microphone': 'Microphone',
   'call.speaker': 'Speaker',

@@ -125,6 +125,7 @@ export const ja: Dictionary = {
   'call.no_common_video': '{name} さんとは映像をやり取りできません: 共通の映像形式がありません（相手は {codecs}）',
   'call.no_common_audio': '{name} さんとは音声をやり取りできません: 共通の音声形式がありません（相手は {codecs}）',
   'call.failed': '通話を開始できませんでした',
+  'call.lost': 'サーバーとの接続が切れている間に通話が終了しました',
   'call.link_failed': '{name} さんとの接続を確立できませんでした',
   'call.microphone': 'マイク',
   'call.speaker': 'スピーカー',

@@ -125,6 +125,7 @@ export const ko: Dictionary = {
   'call.no_common_video': '{name} 님과 영상을 주고받을 수 없습니다: 공통 영상 형식이 없습니다 (상대: {codecs})',
   'call.no_common_audio': '{name} 님과 음성을 주고받을 수 없습니다: 공통 음성 형식이 없습니다 (상대: {codecs})',
   'call.failed': '통화를 연결할 수 없습니다',
+  'call.lost': '서버 연결이 끊긴 동안 통화가 끊어졌습니다',
   'call.link_failed': '{name} 님과 연결할 수 없습니다',
   'call.microphone': '마이크',
   'call.speaker': '스피커',

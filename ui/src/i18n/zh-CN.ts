@@ -125,6 +125,7 @@ export const zhCN: Dictionary = {
   'call.no_common_video': '无法与 {name} 互传视频：没有共同的视频格式（对方提供 {codecs}）',
   'call.no_common_audio': '无法与 {name} 互传声音：没有共同的音频格式（对方提供 {codecs}）',
   'call.failed': '无法建立通话',
+  'call.lost': '与服务器断开连接期间，通话已中断',
   'call.link_failed': '无法与 {name} 建立连接',
   'call.microphone': '麦克风',
   'call.speaker': '扬声器',

@@ -125,6 +125,7 @@ export const zhTW: Dictionary = {
   'call.no_common_video': '無法與 {name} 互傳視訊：沒有共同的視訊格式（對方提供 {codecs}）',
   'call.no_common_audio': '無法與 {name} 互傳聲音：沒有共同的音訊格式（對方提供 {codecs}）',
   'call.failed': '無法建立通話',
+  'call.lost': '與伺服器斷線期間，通話已中斷',
   'call.link_failed': '無法與 {name} 建立連線',
   'call.microphone': '麥克風',
   'call.speaker': '喇叭',

@@ -393,6 +393,10 @@ function handleCallEvent(event: CallEvent): void {
     case 'ended':
       app.call = null;
       break;
+    case 'lost':
+      app.call = null;
+      app.error = t('call.lost');
+      break;
   }
 }
 

@@ -129,7 +129,9 @@ export type CallEvent =
   | { type: 'busy'; data: { user_id: UserId } }
   | { type: 'declined'; data: { user_id: UserId } }
   | { type: 'failed'; data: { user_id: UserId | null; error: string } }
-  | { type: 'ended' };
+  | { type: 'ended' }
+  /** Web app: the server no longer had us in the call when the connection came back. */
+  | { type: 'lost' };
 
 export interface Device {
   id: string;

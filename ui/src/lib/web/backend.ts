@@ -90,6 +90,8 @@ export function web(): Backend {
   let call: WebCall | null = null;
   let connection: ConnectionState = { state: 'offline' };
   let synced = false;
+  /** The room of the `call_resumed` this socket got, if any. */
+  let resumedRoom: RoomId | null = null;
 
   const emit = (event: ClientEvent) => clientEvents.emit(event);
   const me = (): UserId => saved?.user.id ?? -1;
@@ -102,6 +104,7 @@ export function web(): Backend {
       if (state.state === 'connected' && synced) void resync();
     },
     opened: async () => {
+      resumedRoom = null;
       if (!saved) return;
       try {
         await socket.request('authenticate', { token: saved.token }, true);
@@ -154,10 +157,17 @@ export function web(): Backend {
     return views;
   }
 
-  /** After a reconnect: the rooms again, the open room re-read, unsent messages resent. */
+  /** After a reconnect: the rooms again, the open room re-read, unsent messages resent. A
+   * call goes on only if the server resumed it (it says so before it answers anything). */
   async function resync(): Promise<void> {
     try {
-      emit({ type: 'rooms', data: { rooms: await listRooms() } });
+      const views = await listRooms();
+      if (call && resumedRoom !== call.room) {
+        const lost = call;
+        call = null;
+        lost.end('lost');
+      }
+      emit({ type: 'rooms', data: { rooms: views } });
       emit({ type: 'synced' });
       for (const o of outbox.values()) if (o.state === 'pending') void deliver(o);
     } catch {
@@ -228,8 +238,11 @@ export function web(): Backend {
       case 'call_started':
         emit({ type: 'incoming_call', data: { call: data.call as CallInfo, by: data.by } });
         break;
-      case 'call_ongoing':
       case 'call_resumed':
+        resumedRoom = (data.call as CallInfo).room_id;
+        emit({ type: 'call_ongoing', data: { call: data.call as CallInfo } });
+        break;
+      case 'call_ongoing':
         emit({ type: 'call_ongoing', data: { call: data.call as CallInfo } });
         break;
       case 'call_ended':
@@ -475,7 +488,7 @@ export function web(): Backend {
       if (call) throw { code: 'conflict', message: 'already in a call' };
       const s = settings();
       const joined = await WebCall.join(roomId, me(), socket, (e) => {
-        if (e.type === 'ended') call = null;
+        if (e.type === 'ended' || e.type === 'lost') call = null;
         callEvents.emit(e);
       }, { microphone: s.microphone, camera: s.camera, speaker: s.speaker, voice: s.voice });
       call = joined.call;

@@ -267,15 +267,16 @@ export class WebCall {
     this.emit({ type: 'participant_left', data: { user_id: user } });
   }
 
-  /** The call is over for us: every link closed, the devices released. */
-  end(): void {
+  /** The call is over for us: every link closed, the devices released; `lost` when the server
+   * no longer had us in it after the connection came back. */
+  end(how: 'ended' | 'lost' = 'ended'): void {
     if (this.ended) return;
     this.ended = true;
     for (const link of this.links.values()) link.pc.close();
     this.links.clear();
     for (const track of this.local.getTracks()) track.stop();
     clearStreams();
-    this.emit({ type: 'ended' });
+    this.emit({ type: how });
   }
 
   async leave(): Promise<void> {
