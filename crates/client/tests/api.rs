@@ -349,6 +349,59 @@ async fn rooms_are_renamed_left_deleted_and_opened_directly() {
     server.stop().await;
 }
 
+/// The owner's guest links through the client API (what the app's dialog calls): made with a
+/// lifetime and a number of uses, listed without codes, revoked; a member who is not the owner
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_makes_lists_and_revokes_guest_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let bob = register(&server.url, dir.path(), "bob").await;
+    let room = ann.create_room("design", true).await.unwrap().id;
+    bob.join_room(room).await.unwrap();
+
+    let link = ann.create_guest_link(room, Some(2), Some(3)).await.unwrap();
+    assert!(
+        link.code.as_deref().is_some_and(|c| c.len() >= 40),
+        "{link:?}"
+    );
+    assert_eq!(link.expires_at - link.created_at, 2 * 3_600_000);
+    assert_eq!(link.uses_left, Some(3));
+    let any = ann.create_guest_link(room, None, None).await.unwrap();
+    assert_eq!(any.uses_left, None);
+
+    let listed = ann.guest_links(room).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [any.id, link.id]
+    );
+    assert!(listed.iter().all(|l| l.code.is_none() && !l.revoked));
+
+    let revoked = ann.revoke_guest_link(room, link.id).await.unwrap();
+    assert!(revoked.revoked);
+    assert!(ann
+        .guest_links(room)
+        .await
+        .unwrap()
+        .iter()
+        .any(|l| l.id == link.id && l.revoked));
+
+    for refused in [
+        bob.create_guest_link(room, None, None).await.map(|_| ()),
+        bob.guest_links(room).await.map(|_| ()),
+        bob.revoke_guest_link(room, any.id).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(parlor_client::ClientError::Refused(ref e)) if e.code == parlor_protocol::ErrorCode::Forbidden),
+            "{refused:?}"
+        );
+    }
+    ann.close().await;
+    bob.close().await;
+    server.stop().await;
+}
+
 /// What the client shows of a room from its local store alone.
 async fn texts(client: &Client, room: i64) -> Vec<String> {
     client
