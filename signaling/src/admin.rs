@@ -113,6 +113,7 @@ impl From<crate::error::Error> for AdminError {
             crate::error::Error::Refused(body) => AdminError::Refused(body.message),
             crate::error::Error::Database(e) => AdminError::Database(e),
             crate::error::Error::Internal(m) => AdminError::Refused(m),
+            crate::error::Error::Hashing(e) => AdminError::Refused(format!("hashing failed: {e}")),
         }
     }
 }
@@ -183,7 +184,7 @@ async fn hash(password: String) -> Result<String, AdminError> {
     tokio::task::spawn_blocking(move || credentials::hash_password(&password))
         .await
         .map_err(|e| AdminError::Refused(format!("hashing failed: {e}")))?
-        .map_err(AdminError::Refused)
+        .map_err(|e| AdminError::Refused(format!("hashing failed: {e}")))
 }
 
 /// `YYYY-MM-DD HH:MM` UTC, without a date library for one column.

@@ -13,12 +13,11 @@ use sha2::{Digest, Sha256};
 
 /// Hashes a password with argon2id (the crate's default parameters) and a fresh random salt.
 /// Deliberately slow: call it off the async executor.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| format!("hashing failed: {e}"))
 }
 
 /// Checks a password against a stored PHC string. Slow, like [`hash_password`].

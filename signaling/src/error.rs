@@ -8,6 +8,8 @@ pub enum Error {
     Refused(#[from] ErrorBody),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("hashing a password: {0}")]
+    Hashing(#[from] argon2::password_hash::Error),
     #[error("{0}")]
     Internal(String),
 }
@@ -35,7 +37,7 @@ impl Error {
     pub fn to_body(&self) -> ErrorBody {
         match self {
             Error::Refused(body) => body.clone(),
-            Error::Database(_) | Error::Internal(_) => {
+            Error::Database(_) | Error::Hashing(_) | Error::Internal(_) => {
                 ErrorBody::new(ErrorCode::Internal, "internal server error")
             }
         }

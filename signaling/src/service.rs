@@ -1079,9 +1079,3 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .await
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
 }
-
-impl From<String> for Error {
-    fn from(s: String) -> Self {
-        Error::Internal(s)
-    }
-}

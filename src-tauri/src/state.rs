@@ -47,7 +47,7 @@ impl From<parlor_client::ClientError> for CommandError {
             }
             E::Invalid(message) => CommandError::new("invalid", message.clone()),
             E::CallEnded => CommandError::new("call_ended", e.to_string()),
-            E::Media(message) => CommandError::new("media", message.clone()),
+            E::Media(source) => CommandError::new("media", source.to_string()),
             E::Tls(parlor_client::TlsError::NotTrusted(_)) => {
                 CommandError::new("certificate_not_trusted", e.to_string())
             }

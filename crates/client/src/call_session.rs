@@ -237,14 +237,6 @@ fn to_wire(c: parlor_rtc::IceCandidate) -> WireCandidate {
     }
 }
 
-fn rtc_error(e: parlor_rtc::RtcError) -> ClientError {
-    ClientError::Protocol(format!("rtc: {e}"))
-}
-
-fn media_error(e: parlor_media::MediaError) -> ClientError {
-    ClientError::Media(e.to_string())
-}
-
 /// Joins `room`'s call. `server_events` must carry the call events of the signaling connection
 /// (the [`crate::Client`] routes them); the call runs until [`CallHandle::leave`] or its end.
 pub async fn start_call(
@@ -268,14 +260,11 @@ pub async fn start_call(
             .collect();
     }
     let video = match &options.video {
-        Some(make) => Some(
-            LocalVideoTrack::new(make().map_err(media_error)?, VideoTrackOptions::default())
-                .map_err(rtc_error)?,
-        ),
+        Some(make) => Some(LocalVideoTrack::new(make()?, VideoTrackOptions::default())?),
         None => None,
     };
     let audio = match &options.audio {
-        Some(make) => Some(LocalAudioTrack::new(make().map_err(media_error)?).map_err(rtc_error)?),
+        Some(make) => Some(LocalAudioTrack::new(make()?)?),
         None => None,
     };
     let mut machine = CallMachine::new(me);
@@ -578,7 +567,7 @@ impl Session {
     async fn use_video(&mut self, make: VideoMaker) -> (Result<(), ClientError>, bool) {
         let source = match make() {
             Ok(source) => source,
-            Err(e) => return (Err(media_error(e)), false),
+            Err(e) => return (Err(e.into()), false),
         };
         if let Some(v) = &self.video {
             v.replace_source(source);
@@ -586,11 +575,11 @@ impl Session {
         }
         let track = match LocalVideoTrack::new(source, VideoTrackOptions::default()) {
             Ok(t) => t,
-            Err(e) => return (Err(rtc_error(e)), false),
+            Err(e) => return (Err(e.into()), false),
         };
         for pc in self.links.values() {
             if let Err(e) = pc.add_video_track(&track).await {
-                return (Err(rtc_error(e)), false);
+                return (Err(e.into()), false);
             }
         }
         self.video = Some(track);
@@ -600,7 +589,7 @@ impl Session {
     async fn use_audio(&mut self, make: AudioMaker) -> (Result<(), ClientError>, bool) {
         let source = match make() {
             Ok(source) => source,
-            Err(e) => return (Err(media_error(e)), false),
+            Err(e) => return (Err(e.into()), false),
         };
         if let Some(a) = &self.audio {
             a.replace_source(source);
@@ -608,11 +597,11 @@ impl Session {
         }
         let track = match LocalAudioTrack::new(source) {
             Ok(t) => t,
-            Err(e) => return (Err(rtc_error(e)), false),
+            Err(e) => return (Err(e.into()), false),
         };
         for pc in self.links.values() {
             if let Err(e) = pc.add_audio_track(&track).await {
-                return (Err(rtc_error(e)), false);
+                return (Err(e.into()), false);
             }
         }
         self.audio = Some(track);
@@ -647,20 +636,15 @@ impl Session {
                     .await;
             }
             Action::CreateLink { user } => {
-                let pc = Arc::new(
-                    self.client
-                        .create_peer_connection()
-                        .await
-                        .map_err(rtc_error)?,
-                );
+                let pc = Arc::new(self.client.create_peer_connection().await?);
                 // Audio first: the first section of an offer carries the BUNDLE transport,
                 // and a peer that refuses our video (Debian's Firefox has no H.264) then
                 // refuses the transport with it, and audio dies too.
                 if let Some(a) = &self.audio {
-                    pc.add_audio_track(a).await.map_err(rtc_error)?;
+                    pc.add_audio_track(a).await?;
                 }
                 if let Some(v) = &self.video {
-                    pc.add_video_track(v).await.map_err(rtc_error)?;
+                    pc.add_video_track(v).await?;
                 }
                 let mut events = pc.take_events().expect("fresh connection");
                 let tx = peer_tx.clone();
@@ -682,12 +666,10 @@ impl Session {
             Action::Offer { user, restart_ice } => {
                 if let Some(pc) = self.links.get(&user) {
                     if restart_ice {
-                        pc.restart_ice().await.map_err(rtc_error)?;
+                        pc.restart_ice().await?;
                     }
-                    let offer = pc.create_offer().await.map_err(rtc_error)?;
-                    pc.set_local_description(offer.clone())
-                        .await
-                        .map_err(rtc_error)?;
+                    let offer = pc.create_offer().await?;
+                    pc.set_local_description(offer.clone()).await?;
                     self.connection
                         .request(Request::CallOffer {
                             room_id: room,
@@ -706,7 +688,7 @@ impl Session {
                     return Ok(vec![]);
                 };
                 if rollback {
-                    pc.rollback().await.map_err(rtc_error)?;
+                    pc.rollback().await?;
                 }
                 // An offer from a side without a camera has no video section to put ours in.
                 let lacks_room = (self.video.is_some() && !offers_kind(&sdp, "video"))
@@ -715,12 +697,9 @@ impl Session {
                     sdp_type: SdpType::Offer,
                     sdp,
                 })
-                .await
-                .map_err(rtc_error)?;
-                let answer = pc.create_answer().await.map_err(rtc_error)?;
-                pc.set_local_description(answer.clone())
-                    .await
-                    .map_err(rtc_error)?;
+                .await?;
+                let answer = pc.create_answer().await?;
+                pc.set_local_description(answer.clone()).await?;
                 self.connection
                     .request(Request::CallAnswer {
                         room_id: room,
@@ -742,8 +721,7 @@ impl Session {
                     sdp_type: SdpType::Answer,
                     sdp,
                 })
-                .await
-                .map_err(rtc_error)?;
+                .await?;
                 return Ok(vec![Input::RemoteDescriptionSet { user }]);
             }
             Action::ApplyCandidate { user, candidate } => {
