@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use parlor_client::call_session::{AudioMaker, MediaSink, VideoMaker};
 use parlor_media::source::VideoConstraints;
+use parlor_media::spec::{AudioSpec, VideoSpec, TEST_TONE_HZ};
 use parlor_media::voice::VoiceSettings;
 use parlor_media::{AudioFrame, AudioSource, MediaError, VideoFrame, VideoSource};
 use parlor_protocol::UserId;
@@ -15,7 +16,6 @@ use crate::video::{VideoHub, LOCAL_TILE};
 pub const TEST_PATTERN: &str = "test-pattern";
 /// The microphone choice that means "a steady 440 Hz tone" (for machines without one).
 pub const TEST_TONE: &str = "test-tone";
-const TEST_TONE_HZ: f64 = 440.0;
 
 /// Passes frames through to the encoder and shows them in the local preview tile.
 struct PreviewTap {
@@ -39,6 +39,7 @@ impl VideoSource for PreviewTap {
     }
 }
 
+/// A maker asked a second time: its one source is already in use.
 fn no_device(kind: &'static str) -> MediaError {
     MediaError::DeviceNotFound {
         kind,
@@ -46,30 +47,26 @@ fn no_device(kind: &'static str) -> MediaError {
     }
 }
 
-/// Opens the chosen camera: `test-pattern`, a camera id, or (none) the first camera found.
-pub fn open_camera(choice: Option<&str>) -> Result<Box<dyn VideoSource>, MediaError> {
-    let constraints = VideoConstraints::default();
+/// What a camera choice names: `test-pattern`, a camera id, or (none) the first camera found.
+fn camera_spec(choice: Option<&str>) -> VideoSpec {
     match choice {
-        Some(TEST_PATTERN) => Ok(Box::new(parlor_media::pattern::TestPattern::new(
-            constraints,
-        )?)),
-        #[cfg(not(any(target_os = "android", target_os = "ios")))]
-        Some(id) => Ok(Box::new(parlor_media::camera::Camera::open(
-            id,
-            constraints,
-        )?)),
-        #[cfg(not(any(target_os = "android", target_os = "ios")))]
-        None => {
-            let cameras = parlor_media::camera::cameras();
-            let first = cameras.first().ok_or(no_device("camera"))?;
-            Ok(Box::new(parlor_media::camera::Camera::open(
-                &first.id,
-                constraints,
-            )?))
-        }
-        #[cfg(any(target_os = "android", target_os = "ios"))]
-        _ => Err(no_device("camera")),
+        Some(TEST_PATTERN) => VideoSpec::TestPattern,
+        Some(id) => VideoSpec::Camera(Some(id.to_owned())),
+        None => VideoSpec::Camera(None),
     }
+}
+
+/// What a microphone choice names: `test-tone`, a microphone id, or (none) the default one.
+fn microphone_spec(choice: Option<&str>) -> AudioSpec {
+    match choice {
+        Some(TEST_TONE) => AudioSpec::Tone(TEST_TONE_HZ),
+        other => AudioSpec::Microphone(other.map(str::to_owned)),
+    }
+}
+
+/// Opens the chosen camera.
+pub fn open_camera(choice: Option<&str>) -> Result<Box<dyn VideoSource>, MediaError> {
+    camera_spec(choice).open(VideoConstraints::default())
 }
 
 /// The microphone's voice processing for the whole app: the speaker feeds it what it plays
@@ -114,26 +111,23 @@ pub fn open_microphone(
     choice: Option<&str>,
     voice: &Voice,
 ) -> Result<Box<dyn AudioSource>, MediaError> {
-    if choice == Some(TEST_TONE) {
-        // A synthetic tone has no room and no noise; noise suppression would only eat it.
-        return Ok(Box::new(parlor_media::tone::Tone::new(
-            TEST_TONE_HZ,
-            1,
-            std::time::Duration::from_millis(20),
-        )?));
+    let spec = microphone_spec(choice);
+    let source = spec.open()?;
+    // A synthetic tone has no room and no noise; noise suppression would only eat it.
+    if !spec.is_microphone() {
+        return Ok(source);
     }
     #[cfg(not(any(target_os = "android", target_os = "ios")))]
     {
-        let microphone = Box::new(parlor_media::audio_io::Microphone::open(choice, 1)?);
         Ok(match &voice.processor {
-            Some(processor) => Box::new(processor.wrap(microphone)?),
-            None => microphone,
+            Some(processor) => Box::new(processor.wrap(source)?),
+            None => source,
         })
     }
     #[cfg(any(target_os = "android", target_os = "ios"))]
     {
-        let _ = (choice, voice);
-        Err(no_device("microphone"))
+        let _ = voice;
+        Ok(source)
     }
 }
 

@@ -121,6 +121,28 @@ async fn cli_errors_are_clear_and_exit_non_zero() {
         String::from_utf8_lossy(&refused.stderr)
     );
 
+    // A source name that means nothing says which would do, before anything is joined.
+    for (flag, value, forms) in [
+        (
+            "--video",
+            "webcam",
+            "test-pattern, camera, camera:ID or file:PATH.y4m",
+        ),
+        (
+            "--audio",
+            "tone:loud",
+            "tone:HZ, test-tone, mic, mic:ID or file:PATH.wav",
+        ),
+    ] {
+        let bad = parlor(&ann, &server.url, "", &["call", &room, flag, value]).await;
+        assert_eq!(bad.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            said.contains(&format!("`{value}`")) && said.contains(forms),
+            "{said}"
+        );
+    }
+
     // With the server gone, a send is queued (exit 3) and goes out with the next command.
     let url = server.url.clone();
     server.stop().await;

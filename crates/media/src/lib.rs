@@ -21,6 +21,7 @@ pub mod playout;
 pub mod resample;
 pub mod scale;
 pub mod source;
+pub mod spec;
 pub mod tone;
 pub mod video_codec;
 pub mod voice;

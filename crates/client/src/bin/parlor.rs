@@ -18,6 +18,7 @@ use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::recorder::Recorder;
 use parlor_client::store::Store;
 use parlor_client::{outbox, Client, ClientError, Connection, ServerEndpoint, TlsError};
+use parlor_media::spec::{AudioSpec, VideoSpec};
 use parlor_protocol::{Reply, Request, User};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -117,10 +118,10 @@ enum Command {
     /// Join a room's call (mesh) for a while, sending the chosen media; prints what arrived.
     Call {
         room_id: i64,
-        /// test-pattern | file:PATH.y4m | camera:ID | none
+        /// test-pattern | camera[:ID] | file:PATH.y4m | none
         #[arg(long, default_value = "test-pattern")]
         video: String,
-        /// tone:HZ | file:PATH.wav | mic:ID | mic | none
+        /// tone:HZ | test-tone | mic[:ID] | file:PATH.wav | none
         #[arg(long, default_value = "tone:440")]
         audio: String,
         #[arg(long, default_value_t = 10.0)]
@@ -784,16 +785,18 @@ impl CallOutcome {
     }
 }
 
-/// Opens a microphone, with noise suppression and gain control unless `raw`.
-fn microphone(
-    id: Option<&str>,
+/// Opens the `--audio` source; a microphone with noise suppression and gain control unless
+/// `raw`.
+fn open_audio(
+    spec: &AudioSpec,
     raw: bool,
 ) -> Result<Box<dyn parlor_media::AudioSource>, parlor_media::MediaError> {
     use parlor_media::voice::{VoiceProcessor, VoiceSettings};
-    let microphone = Box::new(parlor_media::audio_io::Microphone::open(id, 1)?);
-    if raw {
-        return Ok(microphone);
+    let source = spec.open()?;
+    if raw || !spec.is_microphone() {
+        return Ok(source);
     }
+    let microphone = source;
     let settings = VoiceSettings {
         echo_cancellation: false,
         ..VoiceSettings::default()
@@ -811,66 +814,20 @@ fn call_options(
     use parlor_media::source::VideoConstraints;
     let video: Option<VideoMaker> = match video {
         "none" => None,
-        "test-pattern" => Some(Box::new(|| {
-            Ok(Box::new(parlor_media::pattern::TestPattern::new(
-                VideoConstraints::default(),
-            )?) as Box<dyn parlor_media::VideoSource>)
-        })),
-        other if other.starts_with("file:") => {
-            let path = PathBuf::from(&other[5..]);
-            Some(Box::new(move || {
-                Ok(Box::new(parlor_media::y4m::Y4mSource::open(&path, true)?)
-                    as Box<dyn parlor_media::VideoSource>)
-            }))
-        }
-        #[cfg(not(any(target_os = "android", target_os = "ios")))]
-        other if other.starts_with("camera:") => {
-            let id = other[7..].to_owned();
-            Some(Box::new(move || {
-                Ok(Box::new(parlor_media::camera::Camera::open(
-                    &id,
-                    VideoConstraints::default(),
-                )?) as Box<dyn parlor_media::VideoSource>)
-            }))
-        }
-        other => {
-            return Err(fail(
-                2,
-                format!("--video {other}: use test-pattern, file:PATH, camera:ID or none"),
-            ))
+        text => {
+            let spec: VideoSpec = text
+                .parse()
+                .map_err(|e| fail(2, format!("--video: {e} or none")))?;
+            Some(Box::new(move || spec.open(VideoConstraints::default())))
         }
     };
     let audio: Option<AudioMaker> = match audio {
         "none" => None,
-        other if other.starts_with("tone:") => {
-            let hz: f64 = other[5..]
+        text => {
+            let spec: AudioSpec = text
                 .parse()
-                .map_err(|_| fail(2, format!("--audio {other}: tone:HZ")))?;
-            Some(Box::new(move || {
-                Ok(Box::new(parlor_media::tone::Tone::new(
-                    hz,
-                    1,
-                    Duration::from_millis(20),
-                )?) as Box<dyn parlor_media::AudioSource>)
-            }))
-        }
-        other if other.starts_with("file:") => {
-            let path = PathBuf::from(&other[5..]);
-            Some(Box::new(move || {
-                Ok(Box::new(parlor_media::wav::WavSource::open(&path, true)?)
-                    as Box<dyn parlor_media::AudioSource>)
-            }))
-        }
-        "mic" => Some(Box::new(move || microphone(None, raw_microphone))),
-        other if other.starts_with("mic:") => {
-            let id = other[4..].to_owned();
-            Some(Box::new(move || microphone(Some(&id), raw_microphone)))
-        }
-        other => {
-            return Err(fail(
-                2,
-                format!("--audio {other}: use tone:HZ, file:PATH, mic[:ID] or none"),
-            ))
+                .map_err(|e| fail(2, format!("--audio: {e} or none")))?;
+            Some(Box::new(move || open_audio(&spec, raw_microphone)))
         }
     };
     let mut rtc = parlor_rtc::RtcConfig::default();
