@@ -531,6 +531,8 @@ pub async fn join_call(
         audio: audio.map(media::audio_once),
         rtc: parlor_rtc::RtcConfig::default(),
         sink: Some(sink.clone()),
+        // The window shows what arrives; nothing reads test stamps or tones from it.
+        analyze: false,
     };
     let handle = client.join_call(room_id, options).await?;
     state

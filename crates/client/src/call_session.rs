@@ -78,6 +78,9 @@ pub struct CallOptions {
     pub audio: Option<AudioMaker>,
     pub rtc: RtcConfig,
     pub sink: Option<Arc<dyn MediaSink>>,
+    /// Analyse what arrives for the report: the test pattern's stamps (latency) and the
+    /// dominant tone. For the CLI and tests; the app only counts frames.
+    pub analyze: bool,
 }
 
 /// What happens in a call, for a UI.
@@ -295,6 +298,7 @@ pub async fn start_call(
         room,
         client: RtcClient::new(options.rtc.clone()),
         sink: options.sink.take(),
+        analyze: options.analyze,
         machine,
         video,
         audio,
@@ -341,6 +345,7 @@ struct Session {
     room: RoomId,
     client: RtcClient,
     sink: Option<Arc<dyn MediaSink>>,
+    analyze: bool,
     machine: CallMachine,
     video: Option<LocalVideoTrack>,
     audio: Option<LocalAudioTrack>,
@@ -508,7 +513,13 @@ impl Session {
                     user_id: user,
                     kind: kind.into(),
                 });
-                spawn_receiver(user, track, self.received.clone(), self.sink.clone());
+                spawn_receiver(
+                    user,
+                    track,
+                    self.received.clone(),
+                    self.sink.clone(),
+                    self.analyze,
+                );
                 None
             }
             PeerEvent::MediaRefused { kind, offered } => {
@@ -766,6 +777,7 @@ fn spawn_receiver(
     track: RemoteTrack,
     received: Arc<std::sync::Mutex<HashMap<UserId, Received>>>,
     sink: Option<Arc<dyn MediaSink>>,
+    analyze: bool,
 ) {
     tokio::spawn(async move {
         match track {
@@ -777,6 +789,9 @@ fn spawn_receiver(
                     let Ok(mut all) = received.lock() else { break };
                     let r = all.entry(user).or_default();
                     r.video_frames += 1;
+                    if !analyze {
+                        continue;
+                    }
                     if let Some(stamp) = read_stamp(&frame) {
                         r.stamped_frames += 1;
                         let age =
@@ -793,7 +808,9 @@ fn spawn_receiver(
                     let Ok(mut all) = received.lock() else { break };
                     let r = all.entry(user).or_default();
                     r.audio_frames += 1;
-                    r.tone.push(&first_channel(&frame.samples, frame.channels));
+                    if analyze {
+                        r.tone.push(&first_channel(&frame.samples, frame.channels));
+                    }
                 }
             }
         }

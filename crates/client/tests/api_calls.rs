@@ -169,6 +169,7 @@ async fn a_ring_is_declined_and_accepted_and_the_call_changes_as_it_runs() {
                 audio: Some(tone(660.0)),
                 rtc: loopback(),
                 sink: Some(bob_sees.clone()),
+                ..CallOptions::default()
             },
         )
         .await
@@ -295,7 +296,7 @@ async fn an_offer_with_a_camera_and_a_microphone_lists_audio_first() {
                 video: Some(pattern()),
                 audio: Some(tone(440.0)),
                 rtc: loopback(),
-                sink: None,
+                ..CallOptions::default()
             },
         )
         .await

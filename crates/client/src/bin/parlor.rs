@@ -840,6 +840,8 @@ fn call_options(
         audio,
         rtc,
         sink: None,
+        // The report says which test pattern frames and which tone arrived.
+        analyze: true,
     })
 }
 
