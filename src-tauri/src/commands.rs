@@ -429,59 +429,12 @@ pub async fn typing(
     Ok(state.client().await?.set_typing(room_id, typing).await?)
 }
 
-#[derive(Serialize)]
-pub struct Device {
-    id: String,
-    name: String,
-    default: bool,
-}
-
-#[derive(Serialize)]
-pub struct Devices {
-    microphones: Vec<Device>,
-    speakers: Vec<Device>,
-    cameras: Vec<Device>,
-}
-
 #[tauri::command]
-pub async fn devices() -> Devices {
+pub async fn devices() -> parlor_media::devices::Devices {
     // Device enumeration may block (it talks to the sound server).
-    tokio::task::spawn_blocking(|| {
-        let list = parlor_media::devices::list_devices();
-        let audio = |devices: &[parlor_media::audio_io::AudioDevice]| {
-            devices
-                .iter()
-                .map(|d| Device {
-                    id: d.id.clone(),
-                    name: d.name.clone(),
-                    default: d.is_default,
-                })
-                .collect()
-        };
-        #[cfg(not(any(target_os = "android", target_os = "ios")))]
-        let cameras = list
-            .cameras
-            .iter()
-            .map(|c| Device {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                default: false,
-            })
-            .collect();
-        #[cfg(any(target_os = "android", target_os = "ios"))]
-        let cameras = Vec::new();
-        Devices {
-            microphones: audio(&list.microphones),
-            speakers: audio(&list.speakers),
-            cameras,
-        }
-    })
-    .await
-    .unwrap_or(Devices {
-        microphones: Vec::new(),
-        speakers: Vec::new(),
-        cameras: Vec::new(),
-    })
+    tokio::task::spawn_blocking(parlor_media::devices::devices)
+        .await
+        .unwrap_or_default()
 }
 
 #[derive(Serialize)]

@@ -15,6 +15,70 @@ pub struct DeviceList {
     pub cameras: Vec<crate::camera::CameraInfo>,
 }
 
+/// One device as a picker shows it (and `parlor devices --json` prints it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    /// Pass it back to open the device (`mic:ID`, `camera:ID`).
+    pub id: String,
+    pub name: String,
+    /// The system's default for its kind.
+    pub default: bool,
+}
+
+/// Every device by kind, in the one shape the app's pickers and the CLI show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Devices {
+    pub microphones: Vec<Device>,
+    pub speakers: Vec<Device>,
+    pub cameras: Vec<Device>,
+}
+
+impl From<&DeviceList> for Devices {
+    fn from(list: &DeviceList) -> Devices {
+        #[cfg(feature = "audio-devices")]
+        let audio = |devices: &[crate::audio_io::AudioDevice]| {
+            devices
+                .iter()
+                .map(|d| Device {
+                    id: d.id.clone(),
+                    name: d.name.clone(),
+                    default: d.is_default,
+                })
+                .collect::<Vec<_>>()
+        };
+        // Without device features nothing is filled in.
+        #[cfg_attr(
+            not(any(feature = "audio-devices", feature = "camera")),
+            allow(unused_mut)
+        )]
+        let mut devices = Devices::default();
+        #[cfg(feature = "audio-devices")]
+        {
+            devices.microphones = audio(&list.microphones);
+            devices.speakers = audio(&list.speakers);
+        }
+        #[cfg(all(feature = "camera", not(any(target_os = "android", target_os = "ios"))))]
+        {
+            devices.cameras = list
+                .cameras
+                .iter()
+                .map(|c| Device {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    default: false,
+                })
+                .collect();
+        }
+        let _ = list;
+        devices
+    }
+}
+
+/// Lists everything now, as pickers show it. Blocking (it asks the sound server).
+pub fn devices() -> Devices {
+    Devices::from(&list_devices())
+}
+
 /// Lists everything now.
 pub fn list_devices() -> DeviceList {
     DeviceList {
@@ -93,6 +157,32 @@ mod tests {
     use super::*;
     use crate::audio_io::AudioDevice;
     use std::sync::Mutex;
+
+    #[test]
+    fn devices_are_shown_in_one_shape_whatever_their_kind() {
+        let list = DeviceList {
+            microphones: vec![AudioDevice {
+                id: "alsa_input.usb".into(),
+                name: "USB mic".into(),
+                is_default: true,
+            }],
+            speakers: vec![AudioDevice {
+                id: "alsa_output.hdmi".into(),
+                name: "HDMI".into(),
+                is_default: false,
+            }],
+            ..DeviceList::default()
+        };
+        let shown = serde_json::to_value(Devices::from(&list)).unwrap();
+        assert_eq!(
+            shown,
+            serde_json::json!({
+                "microphones": [{"id": "alsa_input.usb", "name": "USB mic", "default": true}],
+                "speakers": [{"id": "alsa_output.hdmi", "name": "HDMI", "default": false}],
+                "cameras": [],
+            })
+        );
+    }
 
     #[test]
     fn reports_the_first_list_and_then_only_changes() {

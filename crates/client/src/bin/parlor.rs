@@ -292,26 +292,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         _ => None,
     };
     if let Command::Devices = cli.command {
-        let list = parlor_media::devices::list_devices();
-        #[cfg(not(any(target_os = "android", target_os = "ios")))]
-        let cameras: Vec<serde_json::Value> = list
-            .cameras
-            .iter()
-            .map(|c| serde_json::json!({ "id": c.id, "name": c.name }))
-            .collect();
-        #[cfg(any(target_os = "android", target_os = "ios"))]
-        let cameras: Vec<serde_json::Value> = Vec::new();
-        let audio = |devices: &[parlor_media::audio_io::AudioDevice]| -> Vec<serde_json::Value> {
-            devices
-                .iter()
-                .map(|d| serde_json::json!({ "id": d.id, "name": d.name, "default": d.is_default }))
-                .collect()
-        };
-        let value = serde_json::json!({
-            "microphones": audio(&list.microphones),
-            "speakers": audio(&list.speakers),
-            "cameras": cameras,
-        });
+        let value = serde_json::to_value(parlor_media::devices::devices())
+            .map_err(|e| fail(1, format!("listing devices: {e}")))?;
         print(json, value.clone(), || {
             let mut lines = Vec::new();
             for (kind, key) in [
