@@ -364,6 +364,9 @@ impl Pipeline {
             let _guard = guard;
             let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
             let mut negotiated: Option<Negotiated> = None;
+            // When the codec was last looked up and none found (a section the far side
+            // refused): asked again after a renegotiation, or a second later, not every frame.
+            let mut none_since: Option<Instant> = None;
             // Packetized here for the negotiated codec, and written as RTP: the binding names
             // no codec when it is made (see `binding`). One sequence for the link's life, and
             // a packetizer kept until the codec itself changes: a renegotiation (a track added
@@ -393,9 +396,13 @@ impl Pipeline {
                             if negotiations.has_changed().unwrap_or(false) {
                                 negotiations.mark_unchanged();
                                 negotiated = None;
+                                none_since = None;
                             }
-                            if negotiated.is_none() {
+                            let asked_lately = none_since
+                                .is_some_and(|at| at.elapsed() < NO_CODEC_RECHECK);
+                            if negotiated.is_none() && !asked_lately {
                                 negotiated = negotiated_codec(&sender).await;
+                                none_since = negotiated.is_none().then(Instant::now);
                                 if let Some(n) = &negotiated {
                                     let mime = n.codec.rtp_codec.mime_type.to_ascii_lowercase();
                                     if packetizer.as_ref().is_none_or(|(m, _)| *m != mime) {
@@ -469,6 +476,10 @@ impl Pipeline {
 async fn stats_pipeline_kind_is_video(rtp: &Arc<TrackLocalStaticRTP>) -> bool {
     rtp.kind().await == RtpCodecKind::Video
 }
+
+/// How often a link whose sender has no negotiated codec (its section was refused) asks again
+/// when no renegotiation says it changed.
+const NO_CODEC_RECHECK: Duration = Duration::from_secs(1);
 
 /// What a connection negotiated for a sender: its first codec, with the payload type the
 /// connection gave it, and which video codec that is (`None` for audio).
