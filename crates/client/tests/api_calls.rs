@@ -16,7 +16,8 @@ use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::{Client, ClientEvent};
 use parlor_media::analysis::{dominant_frequency, first_channel};
 use parlor_media::source::VideoConstraints;
-use parlor_media::{AudioFrame, AudioSource, VideoFrame, VideoSource};
+use parlor_media::spec::{AudioSpec, VideoSpec};
+use parlor_media::{AudioFrame, VideoFrame};
 use parlor_protocol::UserId;
 
 async fn register(url: &str, dir: &Path, name: &str) -> Client {
@@ -24,21 +25,11 @@ async fn register(url: &str, dir: &Path, name: &str) -> Client {
 }
 
 fn pattern() -> VideoMaker {
-    Box::new(|| {
-        Ok(Box::new(parlor_media::pattern::TestPattern::new(
-            VideoConstraints::default(),
-        )?) as Box<dyn VideoSource>)
-    })
+    Box::new(|| VideoSpec::TestPattern.open(VideoConstraints::default()))
 }
 
 fn tone(hz: f64) -> AudioMaker {
-    Box::new(move || {
-        Ok(Box::new(parlor_media::tone::Tone::new(
-            hz,
-            1,
-            Duration::from_millis(20),
-        )?) as Box<dyn AudioSource>)
-    })
+    Box::new(move || AudioSpec::Tone(hz).open())
 }
 
 fn loopback() -> parlor_rtc::RtcConfig {

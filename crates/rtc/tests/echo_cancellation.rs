@@ -6,13 +6,11 @@
 //! back, first with echo cancellation off, then on.
 mod common;
 
-use std::time::Duration;
-
 use common::sound::{listed, SoundServer};
 use common::*;
 use parlor_media::analysis::tone_level_db;
 use parlor_media::audio_io::{microphones, speakers, Microphone, Speaker};
-use parlor_media::tone::Tone;
+use parlor_media::spec::AudioSpec;
 use parlor_media::voice::{VoiceProcessor, VoiceSettings};
 use parlor_rtc::{LocalAudioTrack, PeerEvent, RemoteAudioTrack, RemoteTrack};
 
@@ -81,10 +79,7 @@ async fn echo_cancellation_takes_the_far_end_out_of_the_microphone() {
     let microphone = Microphone::open(Some(&monitor.id), 1).expect("open the monitor");
     let near_end =
         LocalAudioTrack::new(Box::new(processor.wrap(Box::new(microphone)).unwrap())).unwrap();
-    let far_end = LocalAudioTrack::new(Box::new(
-        Tone::new(FAR_TONE_HZ, 1, Duration::from_millis(20)).unwrap(),
-    ))
-    .unwrap();
+    let far_end = LocalAudioTrack::new(AudioSpec::Tone(FAR_TONE_HZ).open().unwrap()).unwrap();
 
     let (far_sending, near_sending) = (far_end.clone(), near_end.clone());
     let (mut far, mut near) = connected_pair(|a, b| async move {

@@ -5,26 +5,25 @@ use std::time::Duration;
 
 use common::*;
 use parlor_media::analysis::{dominant_frequency, first_channel};
-use parlor_media::pattern::{read_stamp, TestPattern};
-use parlor_media::source::VideoConstraints;
-use parlor_media::tone::Tone;
+use parlor_media::pattern::read_stamp;
+use parlor_media::source::{AudioSource, VideoConstraints, VideoSource};
+use parlor_media::spec::{AudioSpec, VideoSpec};
 use parlor_rtc::{
     LocalAudioTrack, LocalVideoTrack, PeerEvent, RemoteTrack, SessionDescription, VideoTrackOptions,
 };
 
-fn pattern() -> Box<TestPattern> {
-    Box::new(
-        TestPattern::new(VideoConstraints {
+fn pattern() -> Box<dyn VideoSource> {
+    VideoSpec::TestPattern
+        .open(VideoConstraints {
             width: 320,
             height: 240,
             fps: 30,
         })
-        .unwrap(),
-    )
+        .unwrap()
 }
 
-fn tone(hz: f64) -> Box<Tone> {
-    Box::new(Tone::new(hz, 1, Duration::from_millis(20)).unwrap())
+fn tone(hz: f64) -> Box<dyn AudioSource> {
+    AudioSpec::Tone(hz).open().unwrap()
 }
 
 struct Media {
@@ -259,13 +258,14 @@ async fn switching_the_source_needs_no_renegotiation() {
     let (video, audio) = remote_tracks(&mut b).await;
     moving_frames(&video, 5).await;
     // Switch to a pattern at another size and a tone at another pitch.
-    let other = TestPattern::new(VideoConstraints {
-        width: 640,
-        height: 480,
-        fps: 30,
-    })
-    .unwrap();
-    a_media.video.replace_source(Box::new(other));
+    let other = VideoSpec::TestPattern
+        .open(VideoConstraints {
+            width: 640,
+            height: 480,
+            fps: 30,
+        })
+        .unwrap();
+    a_media.video.replace_source(other);
     a_media.audio.replace_source(tone(880.0));
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {

@@ -2,12 +2,9 @@
 //! and VP9 only (no H.264 for WebRTC), audio in Opus, and a data channel.
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use parlor_media::pattern::TestPattern;
 use parlor_media::source::VideoConstraints;
-use parlor_media::tone::Tone;
+use parlor_media::spec::{AudioSpec, VideoSpec};
 use parlor_rtc::{
     LocalAudioTrack, LocalVideoTrack, MediaKind, PeerEvent, SdpType, SessionDescription,
     VideoTrackOptions,
@@ -113,15 +110,15 @@ async fn answer(
     String,
 ) {
     let (pc, events) = peer().await;
-    let pattern = TestPattern::new(VideoConstraints {
-        width: 320,
-        height: 240,
-        fps: 30,
-    })
-    .unwrap();
-    let video = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).unwrap();
-    let tone = Tone::new(440.0, 1, Duration::from_millis(20)).unwrap();
-    let audio = LocalAudioTrack::new(Box::new(tone)).unwrap();
+    let pattern = VideoSpec::TestPattern
+        .open(VideoConstraints {
+            width: 320,
+            height: 240,
+            fps: 30,
+        })
+        .unwrap();
+    let video = LocalVideoTrack::new(pattern, VideoTrackOptions::default()).unwrap();
+    let audio = LocalAudioTrack::new(AudioSpec::Tone(440.0).open().unwrap()).unwrap();
     pc.add_audio_track(&audio).await.unwrap();
     pc.add_video_track(&video).await.unwrap();
     pc.set_remote_description(SessionDescription {

@@ -20,6 +20,7 @@ use parlor_media::frame::wall_clock;
 use parlor_media::h264::{H264Decoder, H264Encoder};
 use parlor_media::pattern::{read_stamp, TestPattern};
 use parlor_media::source::VideoConstraints;
+use parlor_media::spec::VideoSpec;
 use parlor_media::video_codec::{EncoderConfig, VideoDecoder, VideoEncoder};
 use parlor_rtc::{
     DataChannelEvent, DataChannelOptions, LocalVideoTrack, PeerConnection, PeerEvent, RemoteTrack,
@@ -159,13 +160,14 @@ struct PatternCall {
 async fn pattern_call(width: usize, height: usize) -> PatternCall {
     let (a, a_events) = peer().await;
     let (b, b_events) = peer().await;
-    let pattern = TestPattern::new(VideoConstraints {
-        width,
-        height,
-        fps: 30,
-    })
-    .unwrap();
-    let track = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default()).unwrap();
+    let pattern = VideoSpec::TestPattern
+        .open(VideoConstraints {
+            width,
+            height,
+            fps: 30,
+        })
+        .unwrap();
+    let track = LocalVideoTrack::new(pattern, VideoTrackOptions::default()).unwrap();
     a.add_video_track(&track).await.unwrap();
     PatternCall {
         a_events: relay(a_events, b.clone()),

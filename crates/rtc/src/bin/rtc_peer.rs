@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use parlor_media::analysis::{first_channel, percentile, ToneMeter};
 use parlor_media::frame::wall_clock;
-use parlor_media::pattern::{read_stamp, TestPattern};
+use parlor_media::pattern::read_stamp;
 use parlor_media::source::VideoConstraints;
-use parlor_media::tone::Tone;
+use parlor_media::spec::{AudioSpec, VideoSpec};
 use parlor_rtc::{
     DataChannel, DataChannelEvent, DataChannelOptions, IceCandidate, LocalAudioTrack,
     LocalVideoTrack, Message, PeerEvent, RemoteTrack, RtcClient, RtcConfig, SessionDescription,
@@ -172,13 +172,14 @@ async fn run(
     let mut events = pc.take_events().ok_or("no events")?;
     let mut tracks = Vec::new();
     if !args.no_video {
-        let pattern = TestPattern::new(VideoConstraints {
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-        })
-        .map_err(|e| e.to_string())?;
-        let video = LocalVideoTrack::new(Box::new(pattern), VideoTrackOptions::default())
+        let pattern = VideoSpec::TestPattern
+            .open(VideoConstraints {
+                width: args.width,
+                height: args.height,
+                fps: args.fps,
+            })
+            .map_err(|e| e.to_string())?;
+        let video = LocalVideoTrack::new(pattern, VideoTrackOptions::default())
             .map_err(|e| e.to_string())?;
         pc.add_video_track(&video)
             .await
@@ -186,8 +187,10 @@ async fn run(
         tracks.push(Box::new(move || video.stop()) as Box<dyn Fn() + Send>);
     }
     if !args.no_audio {
-        let tone = Tone::new(args.tone, 1, Duration::from_millis(20)).map_err(|e| e.to_string())?;
-        let audio = LocalAudioTrack::new(Box::new(tone)).map_err(|e| e.to_string())?;
+        let tone = AudioSpec::Tone(args.tone)
+            .open()
+            .map_err(|e| e.to_string())?;
+        let audio = LocalAudioTrack::new(tone).map_err(|e| e.to_string())?;
         pc.add_audio_track(&audio)
             .await
             .map_err(|e| e.to_string())?;
