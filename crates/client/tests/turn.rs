@@ -27,51 +27,68 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn start_turn(port: u16) -> Turn {
-    let child = Command::new("turnserver")
-        .args([
-            "-n",
-            "--listening-ip",
-            "127.0.0.1",
-            "--relay-ip",
-            "127.0.0.1",
-        ])
-        .args([
-            "--listening-port",
-            &port.to_string(),
-            "--min-port",
-            "49160",
-            "--max-port",
-            "49260",
-        ])
-        .args([
-            "--use-auth-secret",
-            "--static-auth-secret",
-            SECRET,
-            "--realm",
-            "parlor.test",
-        ])
-        .args([
-            "--allow-loopback-peers",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--fingerprint",
-        ])
-        .args(["--log-file", "stdout", "--simple-log"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("turnserver (apt package coturn) must be installed");
-    let mut turn = Turn(child);
-    wait_until_answering(&mut turn, port);
-    turn
+/// coturn on a free loopback port; returns it with the port. A port free when looked at can be
+/// taken before coturn binds it, and coturn does not exit then: it retries the bind for ever
+/// (a loaded CI run waited out its 10 s on one). Its log says so, and it is started again on
+/// another port.
+fn start_turn(log_dir: &std::path::Path) -> (Turn, u16) {
+    for attempt in 0..5 {
+        let port = free_udp_port();
+        let log = log_dir.join(format!("turn-{attempt}.log"));
+        let child = Command::new("turnserver")
+            .args([
+                "-n",
+                "--listening-ip",
+                "127.0.0.1",
+                "--relay-ip",
+                "127.0.0.1",
+            ])
+            .args([
+                "--listening-port",
+                &port.to_string(),
+                "--min-port",
+                "49160",
+                "--max-port",
+                "49260",
+            ])
+            .args([
+                "--use-auth-secret",
+                "--static-auth-secret",
+                SECRET,
+                "--realm",
+                "parlor.test",
+            ])
+            .args([
+                "--allow-loopback-peers",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--fingerprint",
+            ])
+            .arg("--log-file")
+            .arg(&log)
+            .arg("--simple-log")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver (apt package coturn) must be installed");
+        let mut turn = Turn(child);
+        match wait_until_answering(&mut turn, port, &log) {
+            Answered::Yes => return (turn, port),
+            Answered::PortTaken => eprintln!("port {port} was taken before coturn bound it"),
+        }
+    }
+    panic!("coturn found no free port in 5 tries");
 }
 
-/// Waits until coturn answers a STUN Binding request on `port`: up, and listening where the
-/// test thinks (a port freed by `free_udp_port` could have been taken meanwhile; then coturn
-/// exits, and this says so).
-fn wait_until_answering(turn: &mut Turn, port: u16) {
+enum Answered {
+    Yes,
+    PortTaken,
+}
+
+/// Waits until coturn answers a STUN Binding request on `port`, or its log says it cannot bind
+/// it.
+fn wait_until_answering(turn: &mut Turn, port: u16, log: &std::path::Path) -> Answered {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -85,11 +102,14 @@ fn wait_until_answering(turn: &mut Turn, port: u16) {
         if let Some(status) = turn.0.try_wait().unwrap() {
             panic!("turnserver exited ({status}) before answering on port {port}");
         }
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains("Cannot bind")) {
+            return Answered::PortTaken;
+        }
         socket.send_to(&request, ("127.0.0.1", port)).unwrap();
         if let Ok((n, _)) = socket.recv_from(&mut reply) {
             // A Binding success response (0x0101) to our transaction.
             if n >= 20 && reply[..2] == [0x01, 0x01] && reply[8..20] == transaction {
-                return;
+                return Answered::Yes;
             }
         }
     }
@@ -98,9 +118,8 @@ fn wait_until_answering(turn: &mut Turn, port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_call_goes_through_coturn_with_server_issued_credentials() {
-    let turn_port = free_udp_port();
-    let _turn = start_turn(turn_port);
     let dir = tempfile::tempdir().unwrap();
+    let (_turn, turn_port) = start_turn(dir.path());
     let mut settings =
         parlor_signaling::config::Settings::for_database(&dir.path().join("server.db"));
     settings.listen = "127.0.0.1:0".parse().unwrap();
