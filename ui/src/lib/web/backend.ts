@@ -22,6 +22,7 @@ import type {
   User,
   UserId,
 } from '../types';
+import { applyEntry } from '../timeline';
 import { WebCall } from './call';
 import { ProtocolSocket, socketUrl, type Incoming } from './socket';
 
@@ -189,12 +190,8 @@ export function web(): Backend {
     } else {
       const key = `${entry.room_id}:${entry.target_seq}`;
       const m = loaded.get(key);
-      if (m) {
-        loaded.set(
-          key,
-          entry.kind === 'edit' ? { ...m, text: entry.text, edited_at: entry.at } : { ...m, text: '', deleted: true },
-        );
-      }
+      // The same rule the message list applies (an edit does not bring a deleted one back).
+      if (m) loaded.set(key, applyEntry([m], entry)[0]);
       const state = rooms.get(entry.room_id);
       if (state) state.lastSeq = Math.max(state.lastSeq, entry.seq);
     }
