@@ -19,6 +19,7 @@ mod drop_recovery;
 mod encoder_budget;
 mod error;
 pub mod freezes;
+mod ice_timing;
 mod jitter;
 mod keyframes;
 mod ladder;

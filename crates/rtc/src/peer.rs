@@ -19,6 +19,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::client::{IceTransportPolicy, RtcConfig};
 use crate::data_channel::{DataChannel, DataChannelOptions};
+use crate::ice_timing::IceTiming;
 use crate::track_local::{LocalAudioTrack, LocalVideoTrack};
 use crate::track_remote::RemoteTrack;
 use crate::{codecs, Result, RtcError};
@@ -466,7 +467,8 @@ async fn build_raw(
     } else {
         rtc::ice::mdns::MulticastDnsMode::Disabled
     };
-    let settings = SettingEngineBuilder::new()
+    let settings = IceTiming::new(config.ice_check_interval)
+        .apply(SettingEngineBuilder::new())
         .with_multicast_dns_mode(mdns)
         .with_sctp_max_message_size(
             rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
@@ -475,21 +477,6 @@ async fn build_raw(
         )
         .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
         .with_sctp_max_receive_buffer_size(config.sctp_receive_window)
-        // webrtc-rs sends queued DTLS/SCTP packets on its ICE ticks (200 ms by default), which
-        // made setup take 200 or 400 ms. A 20 ms tick keeps the same 1.4 s before a pair is
-        // given up (70 attempts); connectivity checks are only sent while checking.
-        .with_ice_connection_attempts(
-            Some(config.ice_check_interval),
-            Some((1400 / config.ice_check_interval.as_millis().max(1)).clamp(7, 1000) as u16),
-        )
-        // The other side's first connectivity check often comes before its trickled candidate
-        // (the direct path is faster than signaling), so its address is first learned as peer
-        // reflexive; webrtc-rs keeps it so when the same address is trickled as a host
-        // candidate, and nominates a peer-reflexive pair only a second after ICE started. The
-        // DTLS client's first flights, sent the moment its side connected, are dropped in that
-        // second, and its next retransmission came ~1.9 s into the call: 6 of 20 calls we
-        // offered to Chromium. libwebrtc has no such wait; a working pair is taken when found.
-        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
         .build();
     let raw = PeerConnectionBuilder::new()
         .with_configuration(configuration)
