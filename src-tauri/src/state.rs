@@ -184,7 +184,7 @@ impl AppState {
         // other side: everyone left, or the room was deleted).
         tauri::async_runtime::spawn(async move {
             while let Some(event) = events.next_event().await {
-                let ended = event == parlor_client::call_session::CallEvent::Ended;
+                let ended = matches!(event, parlor_client::call_session::CallEvent::Ended { .. });
                 let _ = app.emit("call", &event);
                 if ended {
                     break;

@@ -1,15 +1,22 @@
-//! A call, end to end: the [`CallMachine`] decides, this shell does. It joins the room's call
-//! through the signaling connection, keeps one peer connection per other participant, relays
-//! offers, answers and candidates, and reports what it received. A [`CallHandle`] controls the
-//! running call (mute, camera, device switching, stats, leave) and streams [`CallEvent`]s.
+//! The client's calls, carried out: the [`CallMachine`] decides, this executor does. One runs
+//! for the client's whole life (started by [`crate::Client`]). It feeds the machine, with the
+//! time, the call events the server sends, the state of the signaling connection, the user's
+//! commands and what the peer connections report; it carries out the machine's actions
+//! (signaling requests, peer connections, local tracks) and feeds their results back; it
+//! passes the machine's events on: a ring to the client's event stream, the rest to the
+//! running call's [`CallHandle`], which also controls the call (mute, camera, device
+//! switching, stats, leave) and returns its report. It decides nothing about the call.
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parlor_media::analysis::{first_channel, percentile, ToneMeter};
 use parlor_media::frame::{AudioFrame, VideoFrame};
 use parlor_media::pattern::read_stamp;
 use parlor_media::{AudioSource, VideoSource};
-use parlor_protocol::{Event, IceCandidate as WireCandidate, Reply, Request, RoomId, UserId};
+use parlor_protocol::{
+    CallInfo, Event, IceCandidate as WireCandidate, Reply, Request, RoomId, UserId,
+};
 use parlor_rtc::stats::CallStats;
 use parlor_rtc::{
     IceServer, LocalAudioTrack, LocalVideoTrack, PeerConnection, PeerEvent, RemoteTrack, RtcClient,
@@ -18,7 +25,7 @@ use parlor_rtc::{
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::call::{Action, CallMachine, CallState, Input};
+use crate::call::{Action, CallMachine, CallState, CallTiming, Input, LocalMedia, Step};
 use crate::connection::Connection;
 use crate::ClientError;
 
@@ -83,51 +90,10 @@ pub struct CallOptions {
     pub analyze: bool,
 }
 
-/// What happens in a call, for a UI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-pub enum CallEvent {
-    ParticipantJoined {
-        user_id: UserId,
-    },
-    ParticipantLeft {
-        user_id: UserId,
-    },
-    /// The peer connection to `user_id` changed state.
-    Link {
-        user_id: UserId,
-        state: parlor_rtc::ConnectionState,
-    },
-    /// Media from `user_id` started arriving (`kind` is `audio` or `video`).
-    RemoteTrack {
-        user_id: UserId,
-        kind: String,
-    },
-    /// `user_id` offered `kind` media (`audio` or `video`) only in codecs Parlor does not have
-    /// (`offered`: a browser without H.264 offers VP8 and VP9): that part is refused, the rest
-    /// of the call goes on.
-    MediaRefused {
-        user_id: UserId,
-        kind: String,
-        offered: Vec<String>,
-    },
-    Busy {
-        user_id: UserId,
-    },
-    Declined {
-        user_id: UserId,
-    },
-    /// A step of the call failed (a link could not be set up or negotiated): with `user_id`,
-    /// that link's; the rest of the call goes on.
-    Failed {
-        user_id: Option<UserId>,
-        error: String,
-    },
-    /// The call is over (everyone left, or the room is gone); the handle's `leave` returns the report.
-    Ended,
-}
+pub use crate::call::{CallEvent, EndReason};
 
-enum Command {
+/// What a [`CallHandle`] asks of its call.
+pub(crate) enum Command {
     SetMicrophoneEnabled(bool),
     SetCameraEnabled(bool),
     UseVideo(VideoMaker, oneshot::Sender<Result<(), ClientError>>),
@@ -136,81 +102,114 @@ enum Command {
     Leave,
 }
 
+/// What the client hands its call engine.
+pub(crate) enum EngineInput {
+    /// A call event from the server: signaling, participants, rings.
+    Server(Event),
+    /// The connection to the server dropped.
+    SignalingLost,
+    /// The connection is back; `resumed` is the call the server took us back into.
+    SignalingBack {
+        resumed: Option<CallInfo>,
+    },
+    Join {
+        room: RoomId,
+        direct: bool,
+        options: CallOptions,
+        reply: oneshot::Sender<Result<CallHandle, ClientError>>,
+    },
+    Decline {
+        room: RoomId,
+    },
+    SetTiming(CallTiming),
+    /// A command from the handle of call number `generation` (a stale handle's is ignored).
+    Call {
+        generation: u64,
+        command: Command,
+    },
+}
+
 /// A running call. Dropping it leaves the call.
 pub struct CallHandle {
-    room: RoomId,
-    call_id: String,
-    commands: mpsc::UnboundedSender<Command>,
+    call: CallInfo,
+    generation: u64,
+    engine: mpsc::UnboundedSender<EngineInput>,
     events: Mutex<mpsc::UnboundedReceiver<CallEvent>>,
-    task: Option<tokio::task::JoinHandle<Result<CallReport, ClientError>>>,
+    report: Option<oneshot::Receiver<CallReport>>,
 }
 
 impl CallHandle {
     pub fn room(&self) -> RoomId {
-        self.room
+        self.call.room_id
     }
 
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        &self.call.call_id
+    }
+
+    /// The call as it was when we joined: who was in it.
+    pub fn joined(&self) -> &CallInfo {
+        &self.call
+    }
+
+    fn send(&self, command: Command) -> Result<(), ClientError> {
+        self.engine
+            .send(EngineInput::Call {
+                generation: self.generation,
+                command,
+            })
+            .map_err(|_| ClientError::CallEnded)
     }
 
     /// Mutes or unmutes the microphone. Nothing is sent while muted; the track stays
     /// negotiated, so unmuting is instant.
     pub fn set_microphone_enabled(&self, enabled: bool) {
-        let _ = self.commands.send(Command::SetMicrophoneEnabled(enabled));
+        let _ = self.send(Command::SetMicrophoneEnabled(enabled));
     }
 
     /// Turns the camera off (nothing is sent; the track stays negotiated) or on again (starting
     /// with a keyframe).
     pub fn set_camera_enabled(&self, enabled: bool) {
-        let _ = self.commands.send(Command::SetCameraEnabled(enabled));
+        let _ = self.send(Command::SetCameraEnabled(enabled));
     }
 
     /// Sends video from a new source: switches the camera when video is already sent, and adds
     /// a video track (renegotiating every link) when the call started without one.
     pub async fn use_video(&self, make: VideoMaker) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::UseVideo(make, tx))
-            .map_err(|_| ClientError::CallEnded)?;
+        self.send(Command::UseVideo(make, tx))?;
         rx.await.map_err(|_| ClientError::CallEnded)?
     }
 
     /// Sends audio from a new source (a microphone switch), adding an audio track if needed.
     pub async fn use_audio(&self, make: AudioMaker) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::UseAudio(make, tx))
-            .map_err(|_| ClientError::CallEnded)?;
+        self.send(Command::UseAudio(make, tx))?;
         rx.await.map_err(|_| ClientError::CallEnded)?
     }
 
     /// Current statistics, per participant.
     pub async fn stats(&self) -> Result<HashMap<UserId, CallStats>, ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Stats(tx))
-            .map_err(|_| ClientError::CallEnded)?;
+        self.send(Command::Stats(tx))?;
         rx.await.map_err(|_| ClientError::CallEnded)
     }
 
-    /// The next call event; `None` once the call is over.
+    /// The next call event; `None` once the call is over (after [`CallEvent::Ended`]).
     pub async fn next_event(&self) -> Option<CallEvent> {
         self.events.lock().await.recv().await
     }
 
     /// Hangs up without waiting for the report (a `CallEvent::Ended` follows).
     pub fn hang_up(&self) {
-        let _ = self.commands.send(Command::Leave);
+        let _ = self.send(Command::Leave);
     }
 
     /// Hangs up (if still in the call) and returns what the call received.
     pub async fn leave(mut self) -> Result<CallReport, ClientError> {
-        let _ = self.commands.send(Command::Leave);
-        match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| ClientError::Protocol(format!("call task: {e}")))?,
+        let _ = self.send(Command::Leave);
+        match self.report.take() {
+            Some(report) => report.await.map_err(|_| ClientError::CallEnded),
             None => Err(ClientError::CallEnded),
         }
     }
@@ -218,7 +217,779 @@ impl CallHandle {
 
 impl Drop for CallHandle {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Leave);
+        let _ = self.send(Command::Leave);
+    }
+}
+
+/// The client's call engine: a handle on the task that runs its calls.
+pub(crate) struct CallEngine {
+    inputs: mpsc::UnboundedSender<EngineInput>,
+}
+
+impl CallEngine {
+    /// Starts the engine of user `me`'s client. `rings` gets the events of calls we are not in
+    /// (a ring, and its end); the running call's go to its handle.
+    pub(crate) fn start(
+        connection: Arc<Connection>,
+        me: UserId,
+        rings: impl Fn(CallEvent) + Send + Sync + 'static,
+    ) -> Self {
+        let (inputs, inputs_rx) = mpsc::unbounded_channel();
+        let (feedback, feedback_rx) = mpsc::unbounded_channel();
+        let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+        let (signaling, signaling_rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_in_order(connection.clone(), signaling_rx, feedback));
+        let executor = Executor {
+            connection,
+            machine: CallMachine::new(me),
+            rings: Box::new(rings),
+            engine: inputs.clone(),
+            peer_tx,
+            signaling,
+            generation: 0,
+            call: None,
+        };
+        tokio::spawn(executor.run(inputs_rx, feedback_rx, peer_rx));
+        CallEngine { inputs }
+    }
+
+    pub(crate) fn send(&self, input: EngineInput) {
+        let _ = self.inputs.send(input);
+    }
+
+    /// Starts or joins `room`'s call; returns once the server has let us in.
+    pub(crate) async fn join(
+        &self,
+        room: RoomId,
+        direct: bool,
+        options: CallOptions,
+    ) -> Result<CallHandle, ClientError> {
+        let (reply, result) = oneshot::channel();
+        self.send(EngineInput::Join {
+            room,
+            direct,
+            options,
+            reply,
+        });
+        result.await.map_err(|_| ClientError::CallEnded)?
+    }
+}
+
+/// What to do with the reply to a signaling request.
+enum OnReply {
+    Ignore,
+    /// A failure is this step's.
+    Step(Option<UserId>, Step),
+    /// The reply to joining `room`'s call.
+    Join(RoomId),
+}
+
+/// Results of work done off the executor's loop.
+enum Feedback {
+    Input(Input),
+    Joined(RoomId, Result<CallInfo, ClientError>),
+}
+
+/// Sends signaling requests in the order they were made (an answer must reach the other side
+/// before the offer that follows it), without holding up the executor for their replies.
+async fn send_in_order(
+    connection: Arc<Connection>,
+    mut requests: mpsc::UnboundedReceiver<(Request, OnReply)>,
+    feedback: mpsc::UnboundedSender<Feedback>,
+) {
+    while let Some((request, on_reply)) = requests.recv().await {
+        let reply = connection.queue(request).await;
+        let feedback = feedback.clone();
+        tokio::spawn(async move {
+            let result = reply.await;
+            let back = match (on_reply, result) {
+                (OnReply::Join(room), Ok(Reply::CallJoined { call })) => {
+                    Feedback::Joined(room, Ok(call))
+                }
+                (OnReply::Join(room), Ok(other)) => Feedback::Joined(
+                    room,
+                    Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+                ),
+                (OnReply::Join(room), Err(e)) => Feedback::Joined(room, Err(e)),
+                (OnReply::Step(user, step), Err(e)) => Feedback::Input(Input::StepFailed {
+                    user,
+                    step,
+                    error: e.to_string(),
+                }),
+                (OnReply::Ignore, Err(e)) => {
+                    tracing::debug!("call request failed: {e}");
+                    return;
+                }
+                (_, Ok(_)) => return,
+            };
+            let _ = feedback.send(back);
+        });
+    }
+}
+
+/// The resources of the call in progress (or being joined).
+struct ActiveCall {
+    generation: u64,
+    room: RoomId,
+    rtc: RtcClient,
+    sink: Option<Arc<dyn MediaSink>>,
+    analyze: bool,
+    video: Option<LocalVideoTrack>,
+    audio: Option<LocalAudioTrack>,
+    links: HashMap<UserId, Arc<PeerConnection>>,
+    /// Stats of links already closed: the report covers people who left too.
+    final_stats: HashMap<UserId, CallStats>,
+    report: CallReport,
+    received: Arc<std::sync::Mutex<HashMap<UserId, Received>>>,
+    events: mpsc::UnboundedSender<CallEvent>,
+    /// Until the machine says we are in: where `join` waits, and what the handle will hold.
+    joining: Option<Joining>,
+    join_error: Option<ClientError>,
+    report_tx: Option<oneshot::Sender<CallReport>>,
+}
+
+struct Joining {
+    reply: oneshot::Sender<Result<CallHandle, ClientError>>,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    report: oneshot::Receiver<CallReport>,
+}
+
+impl ActiveCall {
+    fn local_media(&self) -> LocalMedia {
+        LocalMedia {
+            audio: self.audio.is_some(),
+            video: self.video.is_some(),
+        }
+    }
+}
+
+struct Executor {
+    connection: Arc<Connection>,
+    machine: CallMachine,
+    rings: Box<dyn Fn(CallEvent) + Send + Sync>,
+    /// The engine's own input, for the handles it makes.
+    engine: mpsc::UnboundedSender<EngineInput>,
+    peer_tx: mpsc::UnboundedSender<(u64, UserId, PeerEvent)>,
+    signaling: mpsc::UnboundedSender<(Request, OnReply)>,
+    generation: u64,
+    call: Option<ActiveCall>,
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl Executor {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<EngineInput>,
+        mut feedback: mpsc::UnboundedReceiver<Feedback>,
+        mut peers: mpsc::UnboundedReceiver<(u64, UserId, PeerEvent)>,
+    ) {
+        loop {
+            self.carry_out_all().await;
+            let timeout = self.machine.poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input).await,
+                    // The client is gone: hang up.
+                    None => break,
+                },
+                Some(back) = feedback.recv() => self.on_feedback(back),
+                Some((generation, user, event)) = peers.recv() => {
+                    if self.call.as_ref().is_some_and(|c| c.generation == generation) {
+                        self.on_peer(user, event);
+                    }
+                }
+                () = sleep => self.machine.handle_timeout(now()),
+            }
+        }
+        self.machine.handle(now(), Input::Leave);
+        self.carry_out_all().await;
+    }
+
+    /// Carries out the machine's actions and passes on its events until it has none left.
+    async fn carry_out_all(&mut self) {
+        loop {
+            if let Some(action) = self.machine.poll_action() {
+                self.carry_out(action).await;
+            } else if let Some(event) = self.machine.poll_event() {
+                self.deliver(event).await;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn signal(&self, request: Request, on_reply: OnReply) {
+        let _ = self.signaling.send((request, on_reply));
+    }
+
+    async fn on_input(&mut self, input: EngineInput) {
+        match input {
+            EngineInput::Server(event) => {
+                if let Some(input) = self.server_input(event) {
+                    self.machine.handle(now(), input);
+                }
+            }
+            EngineInput::SignalingLost => self.machine.handle(now(), Input::SignalingLost),
+            EngineInput::SignalingBack { resumed } => {
+                self.machine.handle(now(), Input::SignalingBack { resumed })
+            }
+            EngineInput::Join {
+                room,
+                direct,
+                options,
+                reply,
+            } => self.join(room, direct, options, reply).await,
+            EngineInput::Decline { room } => self.machine.handle(now(), Input::Decline { room }),
+            EngineInput::SetTiming(timing) => self.machine.set_timing(timing),
+            EngineInput::Call {
+                generation,
+                command,
+            } => {
+                if self
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.command(command).await;
+                }
+            }
+        }
+    }
+
+    async fn join(
+        &mut self,
+        room: RoomId,
+        direct: bool,
+        mut options: CallOptions,
+        reply: oneshot::Sender<Result<CallHandle, ClientError>>,
+    ) {
+        if self.call.is_some() {
+            let _ = reply.send(Err(ClientError::Invalid("already in a call".into())));
+            return;
+        }
+        match self.prepare(room, &mut options).await {
+            Ok((video, audio)) => {
+                self.generation += 1;
+                let (events_tx, events_rx) = mpsc::unbounded_channel();
+                let (report_tx, report_rx) = oneshot::channel();
+                let call = ActiveCall {
+                    generation: self.generation,
+                    room,
+                    rtc: RtcClient::new(options.rtc.clone()),
+                    sink: options.sink.take(),
+                    analyze: options.analyze,
+                    video,
+                    audio,
+                    links: HashMap::new(),
+                    final_stats: HashMap::new(),
+                    report: CallReport {
+                        room,
+                        ..CallReport::default()
+                    },
+                    received: Arc::default(),
+                    events: events_tx,
+                    joining: Some(Joining {
+                        reply,
+                        events: events_rx,
+                        report: report_rx,
+                    }),
+                    join_error: None,
+                    report_tx: Some(report_tx),
+                };
+                let media = call.local_media();
+                self.call = Some(call);
+                self.machine
+                    .handle(now(), Input::StartCall { room, direct });
+                self.machine.handle(now(), Input::LocalMedia(media));
+                if self.machine.state() != &(CallState::Joining { room }) {
+                    self.finish_call(ClientError::Invalid("already in a call".into()))
+                        .await;
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Takes the ICE servers (and TURN credentials) from the server and opens the sources.
+    async fn prepare(
+        &self,
+        room: RoomId,
+        options: &mut CallOptions,
+    ) -> Result<(Option<LocalVideoTrack>, Option<LocalAudioTrack>), ClientError> {
+        if let Reply::IceServers { ice_servers, .. } =
+            self.connection.request(Request::GetIceServers).await?
+        {
+            options.rtc.ice_servers = ice_servers
+                .into_iter()
+                .map(|s| IceServer {
+                    urls: s.urls,
+                    username: s.username,
+                    credential: s.credential,
+                })
+                .collect();
+        }
+        tracing::debug!("joining room {room}'s call");
+        let video = match &options.video {
+            Some(make) => Some(LocalVideoTrack::new(make()?, VideoTrackOptions::default())?),
+            None => None,
+        };
+        let audio = match &options.audio {
+            Some(make) => match LocalAudioTrack::new(make()?) {
+                Ok(track) => Some(track),
+                Err(e) => {
+                    stop_tracks(&video, &None);
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
+        Ok((video, audio))
+    }
+
+    fn on_feedback(&mut self, back: Feedback) {
+        match back {
+            Feedback::Input(input) => self.machine.handle(now(), input),
+            Feedback::Joined(_, Ok(call)) => {
+                self.machine.handle(now(), Input::Joined { call });
+            }
+            Feedback::Joined(room, Err(e)) => {
+                if let Some(call) = self.call.as_mut().filter(|c| c.room == room) {
+                    call.join_error = Some(e);
+                }
+                self.machine.handle(now(), Input::JoinFailed { room });
+            }
+        }
+    }
+
+    /// The machine's input for a server event, if it concerns calls.
+    fn server_input(&mut self, event: Event) -> Option<Input> {
+        let room = self.machine.room();
+        let this_call = |room_id: RoomId| room == Some(room_id);
+        Some(match event {
+            Event::CallStarted { call, by } => Input::Ring { call, by },
+            Event::CallParticipantJoined {
+                room_id, user_id, ..
+            } => Input::ParticipantJoined {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallParticipantLeft {
+                room_id, user_id, ..
+            } => Input::ParticipantLeft {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallParticipantDisconnected {
+                room_id, user_id, ..
+            } => Input::ParticipantAway {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallParticipantReconnected {
+                room_id, user_id, ..
+            } => Input::ParticipantBack {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallEnded { room_id, .. } => Input::CallEnded { room: room_id },
+            Event::RoomDeleted { room_id } => Input::RoomGone { room: room_id },
+            Event::MemberLeft { room_id, user_id } if user_id == self.machine.me() => {
+                Input::RoomGone { room: room_id }
+            }
+            Event::CallDeclined {
+                room_id, user_id, ..
+            } => Input::Declined {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallBusy {
+                room_id, user_id, ..
+            } => Input::Busy {
+                room: room_id,
+                user: user_id,
+            },
+            // Signaling of another call (a stale one) is not this call's.
+            Event::CallOffer {
+                room_id, from, sdp, ..
+            } if this_call(room_id) => Input::Offer { from, sdp },
+            Event::CallAnswer {
+                room_id, from, sdp, ..
+            } if this_call(room_id) => Input::Answer { from, sdp },
+            Event::CallIce {
+                room_id,
+                from,
+                candidate,
+                ..
+            } if this_call(room_id) => Input::Candidate { from, candidate },
+            _ => return None,
+        })
+    }
+
+    fn on_peer(&mut self, user: UserId, event: PeerEvent) {
+        let Some(call) = self.call.as_ref() else {
+            return;
+        };
+        let input = match event {
+            PeerEvent::IceCandidate(candidate) => {
+                self.signal(
+                    Request::CallIce {
+                        room_id: call.room,
+                        to: user,
+                        candidate: to_wire(candidate),
+                    },
+                    OnReply::Ignore,
+                );
+                return;
+            }
+            PeerEvent::ConnectionState(state) => Input::LinkState { user, state },
+            PeerEvent::TrackAdded(track) => {
+                let kind = match &track {
+                    RemoteTrack::Video(_) => "video",
+                    RemoteTrack::Audio(_) => "audio",
+                };
+                spawn_receiver(
+                    user,
+                    track,
+                    call.received.clone(),
+                    call.sink.clone(),
+                    call.analyze,
+                );
+                Input::RemoteTrack {
+                    user,
+                    kind: kind.into(),
+                }
+            }
+            PeerEvent::MediaRefused { kind, offered } => Input::MediaRefused {
+                user,
+                kind: match kind {
+                    parlor_rtc::MediaKind::Audio => "audio",
+                    parlor_rtc::MediaKind::Video => "video",
+                }
+                .into(),
+                offered,
+            },
+            _ => return,
+        };
+        self.machine.handle(now(), input);
+    }
+
+    async fn command(&mut self, command: Command) {
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        match command {
+            Command::SetMicrophoneEnabled(on) => {
+                if let Some(a) = &call.audio {
+                    a.set_enabled(on);
+                }
+            }
+            Command::SetCameraEnabled(on) => {
+                if let Some(v) = &call.video {
+                    v.set_enabled(on);
+                }
+            }
+            Command::UseVideo(make, done) => {
+                let result = use_video(call, make).await;
+                let _ = done.send(result);
+                let media = call.local_media();
+                self.machine.handle(now(), Input::LocalMedia(media));
+            }
+            Command::UseAudio(make, done) => {
+                let result = use_audio(call, make).await;
+                let _ = done.send(result);
+                let media = call.local_media();
+                self.machine.handle(now(), Input::LocalMedia(media));
+            }
+            Command::Stats(reply) => {
+                let mut stats = HashMap::new();
+                for (user, pc) in &call.links {
+                    stats.insert(*user, pc.stats().await);
+                }
+                let _ = reply.send(stats);
+            }
+            Command::Leave => self.machine.handle(now(), Input::Leave),
+        }
+    }
+
+    /// Passes an event on: a ring to the client, the rest to the call's handle.
+    async fn deliver(&mut self, event: CallEvent) {
+        match &event {
+            CallEvent::Ringing { .. } | CallEvent::RingStopped { .. } => (self.rings)(event),
+            CallEvent::Joined { call: info } => {
+                if let Some(call) = self.call.as_mut() {
+                    if let Some(joining) = call.joining.take() {
+                        let handle = CallHandle {
+                            call: info.clone(),
+                            generation: call.generation,
+                            engine: self.engine.clone(),
+                            events: Mutex::new(joining.events),
+                            report: Some(joining.report),
+                        };
+                        let _ = call.events.send(event);
+                        if let Err(Ok(handle)) = joining.reply.send(Ok(handle)) {
+                            // Nobody waits for it any more: leave.
+                            drop(handle);
+                        }
+                    }
+                }
+            }
+            CallEvent::Ended { .. } => {
+                if let Some(call) = self.call.as_ref() {
+                    let _ = call.events.send(event);
+                }
+                self.finish_call(ClientError::CallEnded).await;
+            }
+            _ => {
+                if let Some(call) = self.call.as_mut() {
+                    match &event {
+                        CallEvent::Busy { user_id } => call.report.busy.push(*user_id),
+                        CallEvent::Declined { user_id } => call.report.declined.push(*user_id),
+                        CallEvent::Failed { user_id, error } => {
+                            // Said in the log too: a call that silently never connects looks
+                            // like a network problem.
+                            let link = user_id
+                                .map(|u| format!(" (link to user {u})"))
+                                .unwrap_or_default();
+                            tracing::warn!("call step failed{link}: {error}");
+                        }
+                        _ => {}
+                    }
+                    let _ = call.events.send(event);
+                }
+            }
+        }
+        // A join the machine gave up on (refused by the server).
+        if self.machine.state() == &CallState::Idle
+            && self.call.as_ref().is_some_and(|c| c.joining.is_some())
+        {
+            let error = self
+                .call
+                .as_mut()
+                .and_then(|c| c.join_error.take())
+                .unwrap_or(ClientError::CallEnded);
+            self.finish_call(error).await;
+        }
+    }
+
+    /// Releases the call's resources and hands over its report; a join still waiting gets
+    /// `join_error`.
+    async fn finish_call(&mut self, join_error: ClientError) {
+        let Some(mut call) = self.call.take() else {
+            return;
+        };
+        let mut peers = call.received.lock().map(|r| r.clone()).unwrap_or_default();
+        peers.values_mut().for_each(Received::summarize);
+        let mut report = std::mem::take(&mut call.report);
+        report.peers = peers;
+        report.stats = std::mem::take(&mut call.final_stats);
+        for (user, pc) in call.links.drain() {
+            report.stats.insert(user, pc.stats().await);
+            let _ = pc.close().await;
+        }
+        stop_tracks(&call.video, &call.audio);
+        if let Some(joining) = call.joining.take() {
+            let _ = joining.reply.send(Err(join_error));
+        }
+        if let Some(tx) = call.report_tx.take() {
+            let _ = tx.send(report);
+        }
+    }
+
+    async fn carry_out(&mut self, action: Action) {
+        let user = action.user();
+        if let Err((step, e)) = self.try_carry_out(action).await {
+            self.machine.handle(
+                now(),
+                Input::StepFailed {
+                    user,
+                    step,
+                    error: e.to_string(),
+                },
+            );
+        }
+    }
+
+    async fn try_carry_out(&mut self, action: Action) -> Result<(), (Step, ClientError)> {
+        let room = self.machine.room();
+        match action {
+            Action::JoinCall { room } => {
+                self.signal(Request::CallJoin { room_id: room }, OnReply::Join(room))
+            }
+            Action::LeaveCall { room } => {
+                self.signal(Request::CallLeave { room_id: room }, OnReply::Ignore)
+            }
+            Action::DeclineCall { room } => {
+                self.signal(Request::CallDecline { room_id: room }, OnReply::Ignore)
+            }
+            Action::BusyCall { room } => {
+                self.signal(Request::CallBusy { room_id: room }, OnReply::Ignore)
+            }
+            Action::CreateLink { user } => {
+                let Some(call) = self.call.as_mut() else {
+                    return Ok(());
+                };
+                let fail = |e: parlor_rtc::RtcError| (Step::CreateLink, e.into());
+                let pc = Arc::new(call.rtc.create_peer_connection().await.map_err(fail)?);
+                // Audio first: the first section of an offer carries the BUNDLE transport,
+                // and a peer that refuses our video (Debian's Firefox has no H.264) then
+                // refuses the transport with it, and audio dies too.
+                if let Some(a) = &call.audio {
+                    pc.add_audio_track(a).await.map_err(fail)?;
+                }
+                if let Some(v) = &call.video {
+                    pc.add_video_track(v).await.map_err(fail)?;
+                }
+                let mut events = pc.take_events().expect("fresh connection");
+                let tx = self.peer_tx.clone();
+                let generation = call.generation;
+                tokio::spawn(async move {
+                    while let Some(event) = events.recv().await {
+                        if tx.send((generation, user, event)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                call.links.insert(user, pc);
+            }
+            Action::CloseLink { user } => {
+                if let Some(call) = self.call.as_mut() {
+                    if let Some(pc) = call.links.remove(&user) {
+                        call.final_stats.insert(user, pc.stats().await);
+                        let _ = pc.close().await;
+                    }
+                }
+            }
+            Action::Offer { user, restart_ice } => {
+                let step = Step::Offer { restart_ice };
+                let (Some(pc), Some(room)) = (self.link(user), room) else {
+                    return Ok(());
+                };
+                let fail = |e: parlor_rtc::RtcError| (step, e.into());
+                if restart_ice {
+                    pc.restart_ice().await.map_err(fail)?;
+                }
+                let offer = pc.create_offer().await.map_err(fail)?;
+                pc.set_local_description(offer.clone())
+                    .await
+                    .map_err(fail)?;
+                self.signal(
+                    Request::CallOffer {
+                        room_id: room,
+                        to: user,
+                        sdp: offer.sdp,
+                    },
+                    OnReply::Step(Some(user), step),
+                );
+            }
+            Action::Answer {
+                user,
+                sdp,
+                rollback,
+            } => {
+                let (Some(pc), Some(room)) = (self.link(user), room) else {
+                    return Ok(());
+                };
+                let fail = |e: parlor_rtc::RtcError| (Step::Answer, e.into());
+                if rollback {
+                    pc.rollback().await.map_err(fail)?;
+                }
+                pc.set_remote_description(SessionDescription {
+                    sdp_type: SdpType::Offer,
+                    sdp,
+                })
+                .await
+                .map_err(fail)?;
+                let answer = pc.create_answer().await.map_err(fail)?;
+                pc.set_local_description(answer.clone())
+                    .await
+                    .map_err(fail)?;
+                self.signal(
+                    Request::CallAnswer {
+                        room_id: room,
+                        to: user,
+                        sdp: answer.sdp,
+                    },
+                    OnReply::Step(Some(user), Step::Answer),
+                );
+                self.machine
+                    .handle(now(), Input::RemoteDescriptionSet { user });
+            }
+            Action::ApplyAnswer { user, sdp } => {
+                let Some(pc) = self.link(user) else {
+                    return Ok(());
+                };
+                pc.set_remote_description(SessionDescription {
+                    sdp_type: SdpType::Answer,
+                    sdp,
+                })
+                .await
+                .map_err(|e| (Step::ApplyAnswer, e.into()))?;
+                self.machine
+                    .handle(now(), Input::RemoteDescriptionSet { user });
+            }
+            Action::ApplyCandidate { user, candidate } => {
+                if let Some(pc) = self.link(user) {
+                    if let Err(e) = pc.add_ice_candidate(to_rtc(candidate)).await {
+                        tracing::debug!("a candidate from user {user} was not taken: {e}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn link(&self, user: UserId) -> Option<Arc<PeerConnection>> {
+        self.call.as_ref()?.links.get(&user).cloned()
+    }
+}
+
+/// Sends video from a new source: switches the source of the track there is, or adds a track
+/// to every link.
+async fn use_video(call: &mut ActiveCall, make: VideoMaker) -> Result<(), ClientError> {
+    let source = make()?;
+    if let Some(v) = &call.video {
+        v.replace_source(source);
+        return Ok(());
+    }
+    let track = LocalVideoTrack::new(source, VideoTrackOptions::default())?;
+    for pc in call.links.values() {
+        pc.add_video_track(&track).await?;
+    }
+    call.video = Some(track);
+    Ok(())
+}
+
+async fn use_audio(call: &mut ActiveCall, make: AudioMaker) -> Result<(), ClientError> {
+    let source = make()?;
+    if let Some(a) = &call.audio {
+        a.replace_source(source);
+        return Ok(());
+    }
+    let track = LocalAudioTrack::new(source)?;
+    for pc in call.links.values() {
+        pc.add_audio_track(&track).await?;
+    }
+    call.audio = Some(track);
+    Ok(())
+}
+
+fn stop_tracks(video: &Option<LocalVideoTrack>, audio: &Option<LocalAudioTrack>) {
+    if let Some(v) = video {
+        v.stop();
+    }
+    if let Some(a) = audio {
+        a.stop();
     }
 }
 
@@ -237,538 +1008,6 @@ fn to_wire(c: parlor_rtc::IceCandidate) -> WireCandidate {
         sdp_mid: c.sdp_mid,
         sdp_mline_index: c.sdp_mline_index,
         username_fragment: c.username_fragment,
-    }
-}
-
-/// Joins `room`'s call. `server_events` must carry the call events of the signaling connection
-/// (the [`crate::Client`] routes them); the call runs until [`CallHandle::leave`] or its end.
-pub async fn start_call(
-    connection: Arc<Connection>,
-    mut server_events: mpsc::UnboundedReceiver<Event>,
-    me: UserId,
-    room: RoomId,
-    mut options: CallOptions,
-) -> Result<CallHandle, ClientError> {
-    // ICE servers (and TURN credentials) come from the server.
-    if let Reply::IceServers { ice_servers, .. } =
-        connection.request(Request::GetIceServers).await?
-    {
-        options.rtc.ice_servers = ice_servers
-            .into_iter()
-            .map(|s| IceServer {
-                urls: s.urls,
-                username: s.username,
-                credential: s.credential,
-            })
-            .collect();
-    }
-    let video = match &options.video {
-        Some(make) => Some(LocalVideoTrack::new(make()?, VideoTrackOptions::default())?),
-        None => None,
-    };
-    let audio = match &options.audio {
-        Some(make) => Some(LocalAudioTrack::new(make()?)?),
-        None => None,
-    };
-    let mut machine = CallMachine::new(me);
-    let mut queue = machine.handle(Input::StartCall { room });
-    let Some(Action::JoinCall { .. }) = queue.pop() else {
-        return Err(ClientError::Protocol(
-            "the call machine did not join".into(),
-        ));
-    };
-    // Events that arrive before the join's reply are kept in `server_events` for the loop.
-    let call = match connection
-        .request(Request::CallJoin { room_id: room })
-        .await
-    {
-        Ok(Reply::CallJoined { call }) => call,
-        Ok(other) => return Err(ClientError::Protocol(format!("unexpected {other:?}"))),
-        Err(e) => {
-            stop_tracks(&video, &audio);
-            return Err(e);
-        }
-    };
-    let call_id = call.call_id.clone();
-    queue.extend(machine.handle(Input::Joined { call }));
-    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let session = Session {
-        connection,
-        room,
-        client: RtcClient::new(options.rtc.clone()),
-        sink: options.sink.take(),
-        analyze: options.analyze,
-        machine,
-        video,
-        audio,
-        links: HashMap::new(),
-        final_stats: HashMap::new(),
-        report: CallReport {
-            room,
-            ..CallReport::default()
-        },
-        received: Arc::default(),
-        events: events_tx,
-    };
-    let task =
-        tokio::spawn(async move { session.run(queue, &mut server_events, commands_rx).await });
-    Ok(CallHandle {
-        room,
-        call_id,
-        commands: commands_tx,
-        events: Mutex::new(events_rx),
-        task: Some(task),
-    })
-}
-
-/// Whether an SDP has a media section of `kind` (`audio` or `video`) that is not rejected.
-fn offers_kind(sdp: &str, kind: &str) -> bool {
-    sdp.lines().any(|line| {
-        line.strip_prefix("m=")
-            .and_then(|m| m.strip_prefix(kind))
-            .is_some_and(|rest| !rest.trim_start().starts_with("0 "))
-    })
-}
-
-fn stop_tracks(video: &Option<LocalVideoTrack>, audio: &Option<LocalAudioTrack>) {
-    if let Some(v) = video {
-        v.stop();
-    }
-    if let Some(a) = audio {
-        a.stop();
-    }
-}
-
-struct Session {
-    connection: Arc<Connection>,
-    room: RoomId,
-    client: RtcClient,
-    sink: Option<Arc<dyn MediaSink>>,
-    analyze: bool,
-    machine: CallMachine,
-    video: Option<LocalVideoTrack>,
-    audio: Option<LocalAudioTrack>,
-    links: HashMap<UserId, Arc<PeerConnection>>,
-    /// Stats of links already closed: the report covers people who left too.
-    final_stats: HashMap<UserId, CallStats>,
-    report: CallReport,
-    received: Arc<std::sync::Mutex<HashMap<UserId, Received>>>,
-    events: mpsc::UnboundedSender<CallEvent>,
-}
-
-/// Why the loop stopped.
-enum Exit {
-    Leave,
-    Ended,
-}
-
-impl Session {
-    async fn run(
-        mut self,
-        mut queue: Vec<Action>,
-        server_events: &mut mpsc::UnboundedReceiver<Event>,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-    ) -> Result<CallReport, ClientError> {
-        let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<(UserId, PeerEvent)>();
-        let exit = loop {
-            // Carry out what the machine asked for; some steps feed it new inputs.
-            while !queue.is_empty() {
-                let action = queue.remove(0);
-                let user_id = action.user();
-                match self.carry_out(action, &peer_tx).await {
-                    Ok(inputs) => {
-                        for input in inputs {
-                            queue.extend(self.machine.handle(input));
-                        }
-                    }
-                    // One link's negotiation failing must not end everyone's call, but it is
-                    // said: a call that silently never connects looks like a network problem.
-                    Err(e) => {
-                        let link = user_id
-                            .map(|u| format!(" (link to user {u})"))
-                            .unwrap_or_default();
-                        tracing::warn!("call step failed{link}: {e}");
-                        self.emit(CallEvent::Failed {
-                            user_id,
-                            error: e.to_string(),
-                        });
-                    }
-                }
-            }
-            if self.machine.state() == &CallState::Idle {
-                break Exit::Ended;
-            }
-            let input = tokio::select! {
-                event = server_events.recv() => match event {
-                    Some(event) => self.server_input(event),
-                    None => break Exit::Ended,
-                },
-                event = peer_rx.recv() => match event {
-                    Some((user, event)) => self.peer_input(user, event).await,
-                    None => None,
-                },
-                command = commands.recv() => match command {
-                    Some(Command::Leave) | None => break Exit::Leave,
-                    Some(command) => self.command(command).await,
-                },
-            };
-            if let Some(input) = input {
-                queue.extend(self.machine.handle(input));
-            }
-        };
-        self.finish(exit).await
-    }
-
-    fn emit(&self, event: CallEvent) {
-        let _ = self.events.send(event);
-    }
-
-    fn server_input(&mut self, event: Event) -> Option<Input> {
-        let room = self.room;
-        match event {
-            Event::CallParticipantJoined {
-                room_id, user_id, ..
-            } if room_id == room => {
-                self.emit(CallEvent::ParticipantJoined { user_id });
-                Some(Input::ParticipantJoined {
-                    room: room_id,
-                    user: user_id,
-                })
-            }
-            Event::CallParticipantLeft {
-                room_id, user_id, ..
-            } if room_id == room => {
-                self.emit(CallEvent::ParticipantLeft { user_id });
-                Some(Input::ParticipantLeft {
-                    room: room_id,
-                    user: user_id,
-                })
-            }
-            Event::CallEnded { room_id, .. } => Some(Input::CallEnded { room: room_id }),
-            Event::CallOffer {
-                room_id, from, sdp, ..
-            } if room_id == room => Some(Input::Offer { from, sdp }),
-            Event::CallAnswer {
-                room_id, from, sdp, ..
-            } if room_id == room => Some(Input::Answer { from, sdp }),
-            Event::CallIce {
-                room_id,
-                from,
-                candidate,
-                ..
-            } if room_id == room => Some(Input::Candidate { from, candidate }),
-            Event::CallStarted { call, by } => Some(Input::Ring { call, by }),
-            Event::CallBusy {
-                room_id, user_id, ..
-            } if room_id == room => {
-                self.report.busy.push(user_id);
-                self.emit(CallEvent::Busy { user_id });
-                None
-            }
-            Event::CallDeclined {
-                room_id, user_id, ..
-            } if room_id == room => {
-                self.report.declined.push(user_id);
-                self.emit(CallEvent::Declined { user_id });
-                None
-            }
-            Event::RoomDeleted { room_id } if room_id == room => {
-                Some(Input::CallEnded { room: room_id })
-            }
-            _ => None,
-        }
-    }
-
-    async fn peer_input(&mut self, user: UserId, event: PeerEvent) -> Option<Input> {
-        match event {
-            PeerEvent::IceCandidate(candidate) => {
-                let _ = self
-                    .connection
-                    .request(Request::CallIce {
-                        room_id: self.room,
-                        to: user,
-                        candidate: to_wire(candidate),
-                    })
-                    .await;
-                None
-            }
-            PeerEvent::ConnectionState(state) => {
-                self.emit(CallEvent::Link {
-                    user_id: user,
-                    state,
-                });
-                match state {
-                    parlor_rtc::ConnectionState::Connected => Some(Input::LinkConnected { user }),
-                    parlor_rtc::ConnectionState::Failed => Some(Input::LinkFailed { user }),
-                    _ => None,
-                }
-            }
-            PeerEvent::TrackAdded(track) => {
-                let kind = match &track {
-                    RemoteTrack::Video(_) => "video",
-                    RemoteTrack::Audio(_) => "audio",
-                };
-                self.emit(CallEvent::RemoteTrack {
-                    user_id: user,
-                    kind: kind.into(),
-                });
-                spawn_receiver(
-                    user,
-                    track,
-                    self.received.clone(),
-                    self.sink.clone(),
-                    self.analyze,
-                );
-                None
-            }
-            PeerEvent::MediaRefused { kind, offered } => {
-                self.emit(CallEvent::MediaRefused {
-                    user_id: user,
-                    kind: match kind {
-                        parlor_rtc::MediaKind::Audio => "audio",
-                        parlor_rtc::MediaKind::Video => "video",
-                    }
-                    .into(),
-                    offered,
-                });
-                None
-            }
-            _ => None,
-        }
-    }
-
-    async fn command(&mut self, command: Command) -> Option<Input> {
-        match command {
-            Command::SetMicrophoneEnabled(on) => {
-                if let Some(a) = &self.audio {
-                    a.set_enabled(on);
-                }
-                None
-            }
-            Command::SetCameraEnabled(on) => {
-                if let Some(v) = &self.video {
-                    v.set_enabled(on);
-                }
-                None
-            }
-            Command::UseVideo(make, done) => {
-                let (result, added) = self.use_video(make).await;
-                let _ = done.send(result);
-                added.then_some(Input::TracksChanged)
-            }
-            Command::UseAudio(make, done) => {
-                let (result, added) = self.use_audio(make).await;
-                let _ = done.send(result);
-                added.then_some(Input::TracksChanged)
-            }
-            Command::Stats(reply) => {
-                let mut stats = HashMap::new();
-                for (user, pc) in &self.links {
-                    stats.insert(*user, pc.stats().await);
-                }
-                let _ = reply.send(stats);
-                None
-            }
-            Command::Leave => None,
-        }
-    }
-
-    /// Returns the outcome and whether a track was added (the links need a new offer).
-    async fn use_video(&mut self, make: VideoMaker) -> (Result<(), ClientError>, bool) {
-        let source = match make() {
-            Ok(source) => source,
-            Err(e) => return (Err(e.into()), false),
-        };
-        if let Some(v) = &self.video {
-            v.replace_source(source);
-            return (Ok(()), false);
-        }
-        let track = match LocalVideoTrack::new(source, VideoTrackOptions::default()) {
-            Ok(t) => t,
-            Err(e) => return (Err(e.into()), false),
-        };
-        for pc in self.links.values() {
-            if let Err(e) = pc.add_video_track(&track).await {
-                return (Err(e.into()), false);
-            }
-        }
-        self.video = Some(track);
-        (Ok(()), true)
-    }
-
-    async fn use_audio(&mut self, make: AudioMaker) -> (Result<(), ClientError>, bool) {
-        let source = match make() {
-            Ok(source) => source,
-            Err(e) => return (Err(e.into()), false),
-        };
-        if let Some(a) = &self.audio {
-            a.replace_source(source);
-            return (Ok(()), false);
-        }
-        let track = match LocalAudioTrack::new(source) {
-            Ok(t) => t,
-            Err(e) => return (Err(e.into()), false),
-        };
-        for pc in self.links.values() {
-            if let Err(e) = pc.add_audio_track(&track).await {
-                return (Err(e.into()), false);
-            }
-        }
-        self.audio = Some(track);
-        (Ok(()), true)
-    }
-
-    async fn carry_out(
-        &mut self,
-        action: Action,
-        peer_tx: &mpsc::UnboundedSender<(UserId, PeerEvent)>,
-    ) -> Result<Vec<Input>, ClientError> {
-        let room = self.room;
-        match action {
-            // Joining happens before the loop; ringing is the client's business.
-            Action::JoinCall { .. } | Action::Ring { .. } => {}
-            Action::LeaveCall { room } => {
-                let _ = self
-                    .connection
-                    .request(Request::CallLeave { room_id: room })
-                    .await;
-            }
-            Action::DeclineCall { room } => {
-                let _ = self
-                    .connection
-                    .request(Request::CallDecline { room_id: room })
-                    .await;
-            }
-            Action::BusyCall { room } => {
-                let _ = self
-                    .connection
-                    .request(Request::CallBusy { room_id: room })
-                    .await;
-            }
-            Action::CreateLink { user } => {
-                let pc = Arc::new(self.client.create_peer_connection().await?);
-                // Audio first: the first section of an offer carries the BUNDLE transport,
-                // and a peer that refuses our video (Debian's Firefox has no H.264) then
-                // refuses the transport with it, and audio dies too.
-                if let Some(a) = &self.audio {
-                    pc.add_audio_track(a).await?;
-                }
-                if let Some(v) = &self.video {
-                    pc.add_video_track(v).await?;
-                }
-                let mut events = pc.take_events().expect("fresh connection");
-                let tx = peer_tx.clone();
-                tokio::spawn(async move {
-                    while let Some(event) = events.recv().await {
-                        if tx.send((user, event)).is_err() {
-                            break;
-                        }
-                    }
-                });
-                self.links.insert(user, pc);
-            }
-            Action::CloseLink { user } => {
-                if let Some(pc) = self.links.remove(&user) {
-                    self.final_stats.insert(user, pc.stats().await);
-                    let _ = pc.close().await;
-                }
-            }
-            Action::Offer { user, restart_ice } => {
-                if let Some(pc) = self.links.get(&user) {
-                    if restart_ice {
-                        pc.restart_ice().await?;
-                    }
-                    let offer = pc.create_offer().await?;
-                    pc.set_local_description(offer.clone()).await?;
-                    self.connection
-                        .request(Request::CallOffer {
-                            room_id: room,
-                            to: user,
-                            sdp: offer.sdp,
-                        })
-                        .await?;
-                }
-            }
-            Action::Answer {
-                user,
-                sdp,
-                rollback,
-            } => {
-                let Some(pc) = self.links.get(&user).cloned() else {
-                    return Ok(vec![]);
-                };
-                if rollback {
-                    pc.rollback().await?;
-                }
-                // An offer from a side without a camera has no video section to put ours in.
-                let lacks_room = (self.video.is_some() && !offers_kind(&sdp, "video"))
-                    || (self.audio.is_some() && !offers_kind(&sdp, "audio"));
-                pc.set_remote_description(SessionDescription {
-                    sdp_type: SdpType::Offer,
-                    sdp,
-                })
-                .await?;
-                let answer = pc.create_answer().await?;
-                pc.set_local_description(answer.clone()).await?;
-                self.connection
-                    .request(Request::CallAnswer {
-                        room_id: room,
-                        to: user,
-                        sdp: answer.sdp,
-                    })
-                    .await?;
-                let mut inputs = vec![Input::RemoteDescriptionSet { user }];
-                if lacks_room {
-                    inputs.push(Input::NegotiationNeeded { user });
-                }
-                return Ok(inputs);
-            }
-            Action::ApplyAnswer { user, sdp } => {
-                let Some(pc) = self.links.get(&user).cloned() else {
-                    return Ok(vec![]);
-                };
-                pc.set_remote_description(SessionDescription {
-                    sdp_type: SdpType::Answer,
-                    sdp,
-                })
-                .await?;
-                return Ok(vec![Input::RemoteDescriptionSet { user }]);
-            }
-            Action::ApplyCandidate { user, candidate } => {
-                if let Some(pc) = self.links.get(&user) {
-                    let _ = pc.add_ice_candidate(to_rtc(candidate)).await;
-                }
-            }
-        }
-        Ok(vec![])
-    }
-
-    async fn finish(mut self, exit: Exit) -> Result<CallReport, ClientError> {
-        let mut peers = self.received.lock().map(|r| r.clone()).unwrap_or_default();
-        peers.values_mut().for_each(Received::summarize);
-        let mut report = std::mem::take(&mut self.report);
-        report.peers = peers;
-        report.stats = std::mem::take(&mut self.final_stats);
-        for (user, pc) in &self.links {
-            report.stats.insert(*user, pc.stats().await);
-        }
-        if let Exit::Leave = exit {
-            for action in self.machine.handle(Input::Leave) {
-                if let Action::LeaveCall { room } | Action::DeclineCall { room } = action {
-                    let _ = self
-                        .connection
-                        .request(Request::CallLeave { room_id: room })
-                        .await;
-                }
-            }
-        }
-        for (_, pc) in self.links.drain() {
-            let _ = pc.close().await;
-        }
-        stop_tracks(&self.video, &self.audio);
-        self.emit(CallEvent::Ended);
-        Ok(report)
     }
 }
 

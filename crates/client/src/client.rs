@@ -12,10 +12,11 @@ use parlor_protocol::{
     TimelineEntry, User, UserId,
 };
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::account;
-use crate::call_session::{self, CallHandle, CallOptions};
+use crate::call::CallTiming;
+use crate::call_session::{CallEngine, CallEvent, CallHandle, CallOptions, EngineInput};
 use crate::connection::{Connection, ConnectionEvent, ConnectionState, Credentials};
 use crate::endpoint::{ServerEndpoint, TlsError};
 use crate::outbox::{self, Delivery};
@@ -111,12 +112,19 @@ pub enum ClientEvent {
         user_id: UserId,
         typing: bool,
     },
-    /// Someone started a call in one of our rooms: ring (accept with `join_call`).
+    /// Someone started a call in one of our rooms: ring (accept with `join_call`, refuse
+    /// with `decline_call`).
     IncomingCall {
         call: CallInfo,
         by: UserId,
     },
-    /// A call is in progress in one of our rooms (sent after connecting).
+    /// The ring for `room_id` is over: answered (here or on another device), declined, the
+    /// call ended, or nobody answered in time (`missed`).
+    RingStopped {
+        room_id: RoomId,
+        missed: bool,
+    },
+    /// A call is in progress in one of our rooms (sent after connecting, and when one starts).
     CallOngoing {
         call: CallInfo,
     },
@@ -147,8 +155,8 @@ struct Inner {
     /// not lost to the UI that subscribes right after `connect` or `resume` returns.
     first_subscriber: Mutex<Option<broadcast::Receiver<ClientEvent>>>,
     presence: Mutex<HashMap<UserId, Presence>>,
-    /// The call in progress: its room and where its signaling goes.
-    call: Mutex<Option<(RoomId, mpsc::UnboundedSender<Event>)>>,
+    /// Runs this client's calls.
+    calls: CallEngine,
     /// One outbox delivery at a time (two would send the same message twice; harmless
     /// thanks to client ids, but wasteful).
     delivering: tokio::sync::Mutex<()>,
@@ -165,17 +173,18 @@ impl Client {
         policy: ReconnectPolicy,
     ) -> Result<Client, ClientError> {
         let connection = Arc::new(Connection::open(server, credentials, policy));
-        let mut early = Vec::new();
-        let me = loop {
+        let (me, early) = loop {
             match tokio::time::timeout(Duration::from_secs(30), connection.next_event()).await {
-                Ok(Some(ConnectionEvent::Connected { user, .. })) => break user,
+                Ok(Some(ConnectionEvent::Connected { user, welcome, .. })) => {
+                    break (user, welcome)
+                }
                 Ok(Some(ConnectionEvent::Refused(error))) => {
                     return Err(ClientError::Refused(error))
                 }
                 Ok(Some(ConnectionEvent::CertificateNotTrusted { reason })) => {
                     return Err(TlsError::NotTrusted(reason).into())
                 }
-                Ok(Some(ConnectionEvent::Server(event))) => early.push(event),
+                Ok(Some(ConnectionEvent::Server(_) | ConnectionEvent::Dropped)) => {}
                 Ok(None) | Err(_) => {
                     connection.close().await;
                     return Err(ClientError::Disconnected);
@@ -221,6 +230,17 @@ impl Client {
             }
         };
         let (events, first_subscriber) = broadcast::channel(EVENT_BUFFER);
+        let rings = events.clone();
+        let calls = CallEngine::start(connection.clone(), me.id, move |event| {
+            let event = match event {
+                CallEvent::Ringing { call, by } => ClientEvent::IncomingCall { call, by },
+                CallEvent::RingStopped { room_id, missed } => {
+                    ClientEvent::RingStopped { room_id, missed }
+                }
+                _ => return,
+            };
+            let _ = rings.send(event);
+        });
         let inner = Arc::new(Inner {
             connection,
             store,
@@ -228,7 +248,7 @@ impl Client {
             events,
             first_subscriber: Mutex::new(Some(first_subscriber)),
             presence: Mutex::default(),
-            call: Mutex::default(),
+            calls,
             delivering: tokio::sync::Mutex::default(),
         });
         tokio::spawn(forward_state(
@@ -600,42 +620,33 @@ impl Client {
 
     // --- calls ---
 
-    /// Starts or joins `room`'s call (also how an incoming call is accepted).
+    /// Starts or joins `room`'s call (also how an incoming call is accepted). Returns once the
+    /// server has let us in; the handle says who was in the call then.
     pub async fn join_call(
         &self,
         room: RoomId,
         options: CallOptions,
     ) -> Result<CallHandle, ClientError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        {
-            let mut call = self.inner.call.lock().map_err(|_| ClientError::CallEnded)?;
-            if let Some((_, existing)) = call.as_ref() {
-                if !existing.is_closed() {
-                    return Err(ClientError::Invalid("already in a call".into()));
-                }
-            }
-            *call = Some((room, tx));
-        }
-        let started = call_session::start_call(
-            self.inner.connection.clone(),
-            rx,
-            self.inner.me.id,
-            room,
-            options,
-        )
-        .await;
-        if started.is_err() {
-            if let Ok(mut call) = self.inner.call.lock() {
-                *call = None;
-            }
-        }
-        started
+        // A direct room's call is a 1:1 call: it rings, and ends when the other side hangs up.
+        let direct = self
+            .inner
+            .store
+            .room(self.inner.me.id, room)
+            .await?
+            .is_some_and(|view| view.room.kind == parlor_protocol::RoomKind::Direct);
+        self.inner.calls.join(room, direct, options).await
     }
 
-    /// Declines an incoming call.
+    /// Declines the call ringing for `room` (nothing happens if it no longer rings).
     pub async fn decline_call(&self, room: RoomId) -> Result<(), ClientError> {
-        self.request(Request::CallDecline { room_id: room }).await?;
+        self.inner.calls.send(EngineInput::Decline { room });
         Ok(())
+    }
+
+    /// Changes how long calls ring and how links are repaired (for tests and special setups;
+    /// the defaults suit people).
+    pub fn set_call_timing(&self, timing: CallTiming) {
+        self.inner.calls.send(EngineInput::SetTiming(timing));
     }
 
     // --- session ---
@@ -696,7 +707,20 @@ async fn pump(inner: Arc<Inner>, early: Vec<Event>, connected: bool) {
                     reason: "the session belongs to another account".into(),
                 });
             }
-            ConnectionEvent::Connected { .. } => inner.resync().await,
+            ConnectionEvent::Connected { welcome, .. } => {
+                // The call first: whether the server kept our place decides what the rest of
+                // its events mean to it.
+                let resumed = welcome.iter().find_map(|event| match event {
+                    Event::CallResumed { call } => Some(call.clone()),
+                    _ => None,
+                });
+                inner.calls.send(EngineInput::SignalingBack { resumed });
+                for event in welcome {
+                    inner.on_server_event(event).await;
+                }
+                inner.resync().await;
+            }
+            ConnectionEvent::Dropped => inner.calls.send(EngineInput::SignalingLost),
             ConnectionEvent::Server(event) => inner.on_server_event(event).await,
             ConnectionEvent::Refused(error) => inner.emit(ClientEvent::SessionEnded {
                 reason: error.to_string(),
@@ -872,48 +896,38 @@ impl Inner {
         }
     }
 
-    /// Hands call signaling to the call in progress; true if it took it.
-    fn route_to_call(&self, event: &Event) -> bool {
-        let Ok(mut call) = self.call.lock() else {
-            return false;
-        };
-        let Some((room, tx)) = call.as_ref() else {
-            return false;
-        };
-        let concerns_call = match event {
-            // A ring elsewhere is the call's to answer (busy).
-            Event::CallStarted { call, .. } => call.room_id != *room,
-            Event::CallParticipantJoined { room_id, .. }
-            | Event::CallParticipantLeft { room_id, .. }
-            | Event::CallEnded { room_id, .. }
-            | Event::CallDeclined { room_id, .. }
-            | Event::CallBusy { room_id, .. }
-            | Event::CallOffer { room_id, .. }
-            | Event::CallAnswer { room_id, .. }
-            | Event::CallIce { room_id, .. }
-            | Event::RoomDeleted { room_id } => room_id == room,
+    /// Hands the call engine the events that concern calls.
+    fn route_to_calls(&self, event: &Event) {
+        let for_calls = match event {
+            Event::CallStarted { .. }
+            | Event::CallParticipantJoined { .. }
+            | Event::CallParticipantLeft { .. }
+            | Event::CallParticipantDisconnected { .. }
+            | Event::CallParticipantReconnected { .. }
+            | Event::CallEnded { .. }
+            | Event::CallDeclined { .. }
+            | Event::CallBusy { .. }
+            | Event::CallOffer { .. }
+            | Event::CallAnswer { .. }
+            | Event::CallIce { .. }
+            | Event::RoomDeleted { .. } => true,
+            Event::MemberLeft { user_id, .. } => *user_id == self.me.id,
             _ => false,
         };
-        if !concerns_call {
-            return false;
+        if for_calls {
+            self.calls.send(EngineInput::Server(event.clone()));
         }
-        if tx.send(event.clone()).is_err() {
-            // That call is over.
-            *call = None;
-            return false;
-        }
-        true
     }
 
     async fn on_server_event(&self, event: Event) {
-        let routed = self.route_to_call(&event);
-        let result = self.apply_event(event, routed).await;
+        self.route_to_calls(&event);
+        let result = self.apply_event(event).await;
         if let Err(e) = result {
             tracing::warn!("applying a server event: {e}");
         }
     }
 
-    async fn apply_event(&self, event: Event, routed: bool) -> Result<(), ClientError> {
+    async fn apply_event(&self, event: Event) -> Result<(), ClientError> {
         match event {
             Event::Timeline { entry } => self.apply_entry(entry).await?,
             Event::RoomUpdated { room } => {
@@ -957,10 +971,10 @@ impl Inner {
                 self.store.set_read_marker(room_id, seq).await?;
                 self.emit_room(room_id).await;
             }
-            Event::CallStarted { call, by } if !routed && by != self.me.id => {
-                self.emit(ClientEvent::IncomingCall { call, by })
+            // Whether it rings here is the call engine's to say (IncomingCall).
+            Event::CallStarted { call, .. } | Event::CallOngoing { call } => {
+                self.emit(ClientEvent::CallOngoing { call })
             }
-            Event::CallOngoing { call } => self.emit(ClientEvent::CallOngoing { call }),
             Event::CallEnded { room_id, .. } => self.emit(ClientEvent::CallEnded { room_id }),
             Event::SessionRevoked => self.emit(ClientEvent::SessionEnded {
                 reason: "the session was ended elsewhere".into(),

@@ -22,6 +22,10 @@ use crate::ClientError;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The id of the ping that marks the end of the server's welcome (ids of requests on a served
+/// socket start at 1).
+const WELCOME_END: u64 = 0x7e1c;
+
 /// How long one request may wait for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -55,11 +59,16 @@ impl ConnectionState {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectionEvent {
-    /// Authenticated; `resumed` is true after a reconnect.
+    /// Authenticated; `resumed` is true after a reconnect. `welcome` is everything the server
+    /// pushed on authentication (`call_resumed`, `call_ongoing`, presence), complete: the
+    /// reply to a request sent right after authenticating came after it.
     Connected {
         user: User,
         resumed: bool,
+        welcome: Vec<Event>,
     },
+    /// The socket dropped; the connection is trying again.
+    Dropped,
     Server(Event),
     /// The server refused the credentials; the connection stops.
     Refused(parlor_protocol::ErrorBody),
@@ -169,15 +178,25 @@ impl Connection {
 
     /// Sends a request and waits for its reply. Fails fast with `Disconnected` while offline.
     pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        self.queue(request).await.await
+    }
+
+    /// Queues a request now and returns the wait for its reply: requests queued one after
+    /// another go out in that order, however their replies are awaited (an answer must not
+    /// be overtaken by the offer that follows it).
+    pub async fn queue(
+        &self,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<Reply, ClientError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Request(request, tx))
-            .await
-            .map_err(|_| ClientError::Disconnected)?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ClientError::Disconnected),
-            Err(_) => Err(ClientError::Timeout),
+        let queued = self.commands.send(Command::Request(request, tx)).await;
+        async move {
+            queued.map_err(|_| ClientError::Disconnected)?;
+            match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(ClientError::Disconnected),
+                Err(_) => Err(ClientError::Timeout),
+            }
         }
     }
 
@@ -213,17 +232,19 @@ impl Actor {
         let mut connected_before = false;
         loop {
             match self.connect().await {
-                Ok((socket, user)) => {
+                Ok((socket, user, welcome)) => {
                     attempt = 0;
                     self.state.send_replace(ConnectionState::Connected);
                     let _ = self.events.send(ConnectionEvent::Connected {
                         user,
                         resumed: connected_before,
+                        welcome,
                     });
                     connected_before = true;
                     if let Ended::Closed = self.serve(socket).await {
                         break;
                     }
+                    let _ = self.events.send(ConnectionEvent::Dropped);
                 }
                 // A signed-in socket being throttled waits as long as it is told, then tries
                 // its token again; a typed password is not tried again unasked.
@@ -302,7 +323,9 @@ impl Actor {
         }
     }
 
-    async fn connect(&mut self) -> Result<(Socket, User), ClientError> {
+    /// Opens a socket and authenticates it; returns it with the user and the events the
+    /// server pushed on authentication.
+    async fn connect(&mut self) -> Result<(Socket, User, Vec<Event>), ClientError> {
         // A server that accepts TCP but never answers (or a black-holed route) must not hold
         // the attempt for the operating system's connect timeout, minutes on some systems.
         let (mut socket, _) = tokio::time::timeout(
@@ -349,6 +372,9 @@ impl Actor {
             .send(Message::Text(encode_request(Some(0), &request).into()))
             .await
             .map_err(|_| ClientError::Disconnected)?;
+        let mut welcome = Vec::new();
+        let mut user = None;
+        let mut asked_welcome_end = false;
         loop {
             let frame = tokio::time::timeout(REQUEST_TIMEOUT, socket.next())
                 .await
@@ -364,25 +390,39 @@ impl Actor {
             {
                 ServerFrame::Reply {
                     id: 0,
-                    reply: Reply::Session { user, token, .. },
+                    reply: Reply::Session { user: u, token, .. },
                 } => {
                     self.token.send_replace(Some(token));
-                    return Ok((socket, user));
+                    user = Some(u);
                 }
                 ServerFrame::Reply {
                     id: 0,
-                    reply: Reply::Authenticated { user, .. },
-                } => return Ok((socket, user)),
+                    reply: Reply::Authenticated { user: u, .. },
+                } => user = Some(u),
                 ServerFrame::Error { id: Some(0), error } => {
                     return Err(ClientError::Refused(error))
                 }
-                // Events right after authenticating (ongoing calls) are kept for the caller.
-                ServerFrame::Event(event) => {
-                    let _ = self.events.send(ConnectionEvent::Server(event));
-                }
+                // The server pushes its welcome (a resumed call, ongoing calls, presence) on
+                // authentication but may write it after the reply; everything it pushed comes
+                // before the reply to the next request, so a ping marks its end.
+                ServerFrame::Reply {
+                    id: WELCOME_END,
+                    reply: Reply::Pong,
+                } => break,
+                ServerFrame::Event(event) => welcome.push(event),
                 other => return Err(ClientError::Protocol(format!("unexpected {other:?}"))),
             }
+            if user.is_some() && !std::mem::replace(&mut asked_welcome_end, true) {
+                socket
+                    .send(Message::Text(
+                        encode_request(Some(WELCOME_END), &Request::Ping).into(),
+                    ))
+                    .await
+                    .map_err(|_| ClientError::Disconnected)?;
+            }
         }
+        let user = user.ok_or_else(|| ClientError::Protocol("no authentication reply".into()))?;
+        Ok((socket, user, welcome))
     }
 
     async fn serve(&mut self, mut socket: Socket) -> Ended {

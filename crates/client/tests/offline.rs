@@ -89,12 +89,15 @@ async fn reconnects_after_the_server_restarts_and_keeps_the_session() {
     let server = Server::start(&db, addr).await;
     wait_state(&ann, |s| *s == ConnectionState::Connected).await;
     // Re-authenticated with the token, not the password.
+    let mut dropped = false;
     loop {
         match tokio::time::timeout(PATIENCE, ann.next_event())
             .await
             .unwrap()
         {
-            Some(ConnectionEvent::Connected { resumed, user }) => {
+            Some(ConnectionEvent::Dropped) => dropped = true,
+            Some(ConnectionEvent::Connected { resumed, user, .. }) => {
+                assert!(dropped, "the drop is told before the reconnect");
                 assert!(resumed);
                 assert_eq!(user.username, "ann");
                 break;

@@ -43,6 +43,7 @@ pub use peer::{
     ConnectionState, IceCandidate, IceConnectionState, PeerConnection, PeerEvent, SdpType,
     SessionDescription, SignalingState,
 };
+pub use sdp::OpenSections;
 pub use track_local::{
     LocalAudioTrack, LocalVideoTrack, MediaKind, QualityLimitation, VideoTrackOptions,
 };

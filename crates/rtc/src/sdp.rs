@@ -171,6 +171,35 @@ pub(crate) fn with_our_video_order(
     RTCSessionDescription::offer(parsed.marshal()).map_err(|e| RtcError::Sdp(e.to_string()))
 }
 
+/// Which kinds of media a description has a section open for (not refused with port 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenSections {
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl OpenSections {
+    /// The sections of `sdp`, an offer or answer as it came from the other side. A description
+    /// the parser refuses has none (applying it fails anyway).
+    pub fn of(sdp: &str) -> OpenSections {
+        let parsed = RTCSessionDescription::offer(sdp.to_owned())
+            .ok()
+            .and_then(|description| description.unmarshal().ok());
+        let mut open = OpenSections::default();
+        for section in parsed.iter().flat_map(|p| &p.media_descriptions) {
+            if section.media_name.port.value == 0 {
+                continue;
+            }
+            match section.media_name.media.as_str() {
+                "audio" => open.audio = true,
+                "video" => open.video = true,
+                _ => {}
+            }
+        }
+        open
+    }
+}
+
 /// The mid of the first section: the one whose transport a BUNDLE group uses.
 pub(crate) fn first_mid(description: &RTCSessionDescription) -> Option<String> {
     let parsed = description.unmarshal().ok()?;
@@ -202,6 +231,32 @@ mod tests {
 
     fn offer(body: &str) -> RTCSessionDescription {
         RTCSessionDescription::offer(format!("{HEAD}{body}")).unwrap()
+    }
+
+    #[test]
+    fn open_sections_leave_out_refused_ones_and_data_channels() {
+        let audio_and_refused_video = format!(
+            "{HEAD}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
+             m=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:v1\r\n\
+             m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:d2\r\n"
+        );
+        assert_eq!(
+            OpenSections::of(&audio_and_refused_video),
+            OpenSections {
+                audio: true,
+                video: false
+            }
+        );
+        let video_only =
+            format!("{HEAD}m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:v0\r\n");
+        assert_eq!(
+            OpenSections::of(&video_only),
+            OpenSections {
+                audio: false,
+                video: true
+            }
+        );
+        assert_eq!(OpenSections::of("not sdp"), OpenSections::default());
     }
 
     #[test]

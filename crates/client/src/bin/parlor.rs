@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use parlor_client::call_session::{AudioMaker, CallEvent, VideoMaker};
+use parlor_client::call_session::{AudioMaker, CallEvent, EndReason, VideoMaker};
 use parlor_client::connection::{ConnectionEvent, Credentials};
 use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::recorder::Recorder;
@@ -616,6 +616,7 @@ async fn command(
                     Some(ConnectionEvent::Refused(error)) => {
                         return Err(fail(1, format!("refused: {error}")))
                     }
+                    Some(ConnectionEvent::Dropped) => {}
                     Some(ConnectionEvent::CertificateNotTrusted { reason }) => {
                         let e = ClientError::Tls(TlsError::NotTrusted(reason));
                         return Err(unreachable_server(server, e));
@@ -701,7 +702,7 @@ async fn call(
             }
             // A failed step is already on stderr: the library logs it as a warning.
             outcome.record(&event);
-            if event == CallEvent::Ended {
+            if matches!(event, CallEvent::Ended { .. }) {
                 break;
             }
         }
@@ -735,11 +736,14 @@ async fn call(
             .collect::<Vec<_>>()
             .join("\n")
     });
-    match outcome.first_failure {
-        Some(error) if !outcome.connected => Err(fail(
+    match (outcome.first_failure, outcome.ended) {
+        (Some(error), _) if !outcome.connected => Err(fail(
             1,
             format!("the call failed, no link connected: {error}"),
         )),
+        (_, Some(reason)) if reason.is_failure() => {
+            Err(fail(1, format!("the call ended: {}", reason.describe())))
+        }
         _ => Ok(()),
     }
 }
@@ -750,6 +754,7 @@ struct CallOutcome {
     /// Some link reached `connected`.
     connected: bool,
     first_failure: Option<String>,
+    ended: Option<EndReason>,
 }
 
 impl CallOutcome {
@@ -762,6 +767,7 @@ impl CallOutcome {
             CallEvent::Failed { error, .. } => {
                 self.first_failure.get_or_insert_with(|| error.clone());
             }
+            CallEvent::Ended { reason } => self.ended = Some(*reason),
             _ => {}
         }
     }

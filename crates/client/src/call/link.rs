@@ -1,0 +1,69 @@
+//! One link of a mesh call (the peer connection to one other participant) as the call machine
+//! sees it: who offers, whether an offer is out, the remote candidates held until the remote
+//! description is set, and when to try an offer again.
+use std::time::Instant;
+
+use parlor_protocol::IceCandidate;
+
+/// Most candidates held for one link before its remote description (a bound on memory).
+pub(super) const MAX_HELD_CANDIDATES: usize = 64;
+
+/// An offer to make later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Retry {
+    pub at: Instant,
+    pub restart_ice: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Link {
+    /// This side makes the first offer (and the ICE restarts), and wins offer collisions.
+    pub offerer: bool,
+    /// An offer of ours is waiting for its answer.
+    pub offer_pending: bool,
+    /// Offer again once the pending offer is answered (tracks changed meanwhile).
+    pub offer_again: bool,
+    pub remote_description_set: bool,
+    pub held_candidates: Vec<IceCandidate>,
+    pub connected: bool,
+    /// We answered an offer with no section for one of our tracks: once that answer is in
+    /// place, this side offers to add it.
+    pub offer_after_answer: bool,
+    /// The next offer to try on a timer: an ICE restart (after `disconnected`, or again when
+    /// the last restart did not reconnect) or an offer that failed to go out.
+    pub retry: Option<Retry>,
+    /// Offers tried on a timer since the link last worked (for the backoff).
+    pub attempts: u32,
+}
+
+impl Link {
+    pub fn new(offerer: bool) -> Self {
+        Link {
+            offerer,
+            offer_pending: offerer,
+            offer_again: false,
+            remote_description_set: false,
+            held_candidates: Vec::new(),
+            connected: false,
+            offer_after_answer: false,
+            retry: None,
+            attempts: 0,
+        }
+    }
+
+    /// Keeps a candidate that came before the remote description, within the bound.
+    pub fn hold(&mut self, candidate: IceCandidate) {
+        if self.held_candidates.len() < MAX_HELD_CANDIDATES {
+            self.held_candidates.push(candidate);
+        }
+    }
+
+    /// The link works: whatever was scheduled to bring it back is not needed.
+    pub fn connected(&mut self) {
+        self.connected = true;
+        self.attempts = 0;
+        if self.retry.is_some_and(|r| r.restart_ice) {
+            self.retry = None;
+        }
+    }
+}
