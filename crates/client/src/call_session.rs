@@ -434,7 +434,7 @@ impl Executor {
     async fn on_input(&mut self, input: EngineInput) {
         match input {
             EngineInput::Server(event) => {
-                if let Some(input) = self.server_input(event) {
+                if let Some(input) = self.machine.input_for(event) {
                     self.machine.handle(now(), input);
                 }
             }
@@ -570,70 +570,6 @@ impl Executor {
                 self.machine.handle(now(), Input::JoinFailed { room });
             }
         }
-    }
-
-    /// The machine's input for a server event, if it concerns calls.
-    fn server_input(&mut self, event: Event) -> Option<Input> {
-        let room = self.machine.room();
-        let this_call = |room_id: RoomId| room == Some(room_id);
-        Some(match event {
-            Event::CallStarted { call, by } => Input::Ring { call, by },
-            Event::CallParticipantJoined {
-                room_id, user_id, ..
-            } => Input::ParticipantJoined {
-                room: room_id,
-                user: user_id,
-            },
-            Event::CallParticipantLeft {
-                room_id, user_id, ..
-            } => Input::ParticipantLeft {
-                room: room_id,
-                user: user_id,
-            },
-            Event::CallParticipantDisconnected {
-                room_id, user_id, ..
-            } => Input::ParticipantAway {
-                room: room_id,
-                user: user_id,
-            },
-            Event::CallParticipantReconnected {
-                room_id, user_id, ..
-            } => Input::ParticipantBack {
-                room: room_id,
-                user: user_id,
-            },
-            Event::CallEnded { room_id, .. } => Input::CallEnded { room: room_id },
-            Event::RoomDeleted { room_id } => Input::RoomGone { room: room_id },
-            Event::MemberLeft { room_id, user_id } if user_id == self.machine.me() => {
-                Input::RoomGone { room: room_id }
-            }
-            Event::CallDeclined {
-                room_id, user_id, ..
-            } => Input::Declined {
-                room: room_id,
-                user: user_id,
-            },
-            Event::CallBusy {
-                room_id, user_id, ..
-            } => Input::Busy {
-                room: room_id,
-                user: user_id,
-            },
-            // Signaling of another call (a stale one) is not this call's.
-            Event::CallOffer {
-                room_id, from, sdp, ..
-            } if this_call(room_id) => Input::Offer { from, sdp },
-            Event::CallAnswer {
-                room_id, from, sdp, ..
-            } if this_call(room_id) => Input::Answer { from, sdp },
-            Event::CallIce {
-                room_id,
-                from,
-                candidate,
-                ..
-            } if this_call(room_id) => Input::Candidate { from, candidate },
-            _ => return None,
-        })
     }
 
     fn on_peer(&mut self, user: UserId, event: PeerEvent) {

@@ -30,7 +30,7 @@ mod link;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use parlor_protocol::{CallInfo, IceCandidate, RoomId, UserId};
+use parlor_protocol::{CallInfo, Event, IceCandidate, RoomId, UserId};
 use parlor_rtc::{ConnectionState, OpenSections};
 
 pub use event::{CallEvent, EndReason};
@@ -896,6 +896,71 @@ impl CallMachine {
         if self.direct && present.is_empty() && self.answer_until.is_none() {
             self.end(EndReason::OtherLeft, true);
         }
+    }
+
+    /// The input a server event is, if it concerns calls. (`call_resumed` is not one: it is
+    /// part of [`Input::SignalingBack`].)
+    pub fn input_for(&self, event: Event) -> Option<Input> {
+        let room = self.room();
+        let this_call = |room_id: RoomId| room == Some(room_id);
+        Some(match event {
+            Event::CallStarted { call, by } => Input::Ring { call, by },
+            Event::CallParticipantJoined {
+                room_id, user_id, ..
+            } => Input::ParticipantJoined {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallParticipantLeft {
+                room_id, user_id, ..
+            } => Input::ParticipantLeft {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallParticipantDisconnected {
+                room_id, user_id, ..
+            } => Input::ParticipantAway {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallParticipantReconnected {
+                room_id, user_id, ..
+            } => Input::ParticipantBack {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallEnded { room_id, .. } => Input::CallEnded { room: room_id },
+            Event::RoomDeleted { room_id } => Input::RoomGone { room: room_id },
+            Event::MemberLeft { room_id, user_id } if user_id == self.me => {
+                Input::RoomGone { room: room_id }
+            }
+            Event::CallDeclined {
+                room_id, user_id, ..
+            } => Input::Declined {
+                room: room_id,
+                user: user_id,
+            },
+            Event::CallBusy {
+                room_id, user_id, ..
+            } => Input::Busy {
+                room: room_id,
+                user: user_id,
+            },
+            // Signaling of another call (a stale one) is not this call's.
+            Event::CallOffer {
+                room_id, from, sdp, ..
+            } if this_call(room_id) => Input::Offer { from, sdp },
+            Event::CallAnswer {
+                room_id, from, sdp, ..
+            } if this_call(room_id) => Input::Answer { from, sdp },
+            Event::CallIce {
+                room_id,
+                from,
+                candidate,
+                ..
+            } if this_call(room_id) => Input::Candidate { from, candidate },
+            _ => return None,
+        })
     }
 
     /// Runs the timers that are due.
