@@ -1,6 +1,8 @@
 //! Calls through the client API, against the real server and real peer connections on
 //! loopback: a ring that one member declines and another accepts, a video track added mid-call
-//! (renegotiation), camera off and on, mute, switching the microphone, stats, hanging up.
+//! (renegotiation), camera off and on, mute, switching the microphone, stats, hanging up; 1:1
+//! calls unanswered, declined and hung up on; a signaling drop the call survives with its
+//! media flowing, and one that outlasts the server's grace period.
 mod common;
 
 use std::collections::HashMap;
@@ -312,4 +314,232 @@ async fn an_offer_with_a_camera_and_a_microphone_lists_audio_first() {
         .collect();
     assert_eq!(sections, vec!["audio", "video"], "{offer}");
     bob.close().await;
+}
+
+/// The next client event `want` picks out, within 20 s.
+async fn client_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<ClientEvent>,
+    what: &str,
+    want: impl Fn(ClientEvent) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = want(event) {
+                        return found;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("waiting for {what}: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {what}"))
+}
+
+fn audio_only(hz: f64, sink: Option<Arc<Tally>>) -> CallOptions {
+    CallOptions {
+        audio: Some(tone(hz)),
+        rtc: loopback(),
+        sink: sink.map(|s| s as Arc<dyn MediaSink>),
+        ..CallOptions::default()
+    }
+}
+
+/// A direct room's call is a 1:1 call: it rings the other side until answered, and ends for
+/// the caller when nobody answers in time or the other side declines, and for either side when
+/// the other hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_one_calls_end_unanswered_declined_or_when_the_other_hangs_up() {
+    use parlor_client::call::{CallTiming, EndReason};
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir.path().join("server.db")).await;
+    let ann = register(&server.url, dir.path(), "ann").await;
+    let bob = register(&server.url, dir.path(), "bob").await;
+    let mut bob_events = bob.subscribe();
+    let room = ann.open_direct("bob").await.unwrap().id;
+    // Bob's client learns of the room (and that it is a direct one) from the server.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !bob.rooms().await.unwrap().iter().any(|v| v.room.id == room) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the direct room at bob's");
+    // Ann's calls ring for a second (people get 45 s; the rule is the same).
+    ann.set_call_timing(CallTiming {
+        ring_timeout: Duration::from_secs(1),
+        ..CallTiming::default()
+    });
+    let rung = |e: ClientEvent| match e {
+        ClientEvent::IncomingCall { call, .. } if call.room_id == room => Some(()),
+        _ => None,
+    };
+
+    // Nobody answers.
+    let call = ann.join_call(room, audio_only(440.0, None)).await.unwrap();
+    client_event(&mut bob_events, "the first ring", rung).await;
+    call_event(&call, "no answer", |e| {
+        *e == CallEvent::Ended {
+            reason: EndReason::NoAnswer,
+        }
+    })
+    .await;
+    assert!(call.next_event().await.is_none(), "nothing after the end");
+    let missed = client_event(&mut bob_events, "the ring's end", |e| match e {
+        ClientEvent::RingStopped { room_id, missed } if room_id == room => Some(missed),
+        _ => None,
+    })
+    .await;
+    assert!(missed, "bob missed the call");
+
+    // Declined.
+    let call = ann.join_call(room, audio_only(440.0, None)).await.unwrap();
+    client_event(&mut bob_events, "the second ring", rung).await;
+    bob.decline_call(room).await.unwrap();
+    call_event(&call, "the decline", |e| {
+        *e == CallEvent::Ended {
+            reason: EndReason::Declined,
+        }
+    })
+    .await;
+
+    // Answered: media flows, then ann hangs up and the call ends for bob too.
+    let ann_call = ann.join_call(room, audio_only(440.0, None)).await.unwrap();
+    client_event(&mut bob_events, "the third ring", rung).await;
+    let bob_hears = Arc::new(Tally::default());
+    let bob_call = bob
+        .join_call(room, audio_only(660.0, Some(bob_hears.clone())))
+        .await
+        .unwrap();
+    assert_eq!(bob_call.joined().participants.len(), 2, "ann is in it");
+    let a = ann.me().id;
+    eventually("bob hears ann's 440 Hz", || {
+        bob_hears
+            .heard_hz(a)
+            .is_some_and(|hz| (hz - 440.0).abs() < 5.0)
+    })
+    .await;
+    // Well past the ring timeout (1.5 s of audio heard), the answered call goes on.
+    eventually("bob hears 1.5 s of ann", || bob_hears.audio_frames(a) > 75).await;
+    ann_call.hang_up();
+    call_event(&bob_call, "ann hanging up", |e| {
+        *e == CallEvent::Ended {
+            reason: EndReason::OtherLeft,
+        }
+    })
+    .await;
+    let report = bob_call.leave().await.unwrap();
+    assert!(report.peers[&a].audio_frames > 50, "{report:?}");
+    for client in [ann, bob] {
+        client.close().await;
+    }
+    server.stop().await;
+}
+
+/// Ann reaches the server through a line the test cuts; her media to Bob goes directly. A
+/// drop within the server's grace period leaves the call and its media alone; a drop beyond it
+/// ends the call for Ann once she is back (the server gave her place up), and Bob's goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_survives_a_signaling_drop_within_the_grace_period_and_not_beyond() {
+    use parlor_client::call::EndReason;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings =
+        parlor_signaling::config::Settings::for_database(&dir.path().join("server.db"));
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.call_grace = Duration::from_secs(5);
+    let server = common::Server::start_with(settings).await;
+    let proxy = common::Proxy::start(server.addr).await;
+    let ann = register(&proxy.url, dir.path(), "ann").await;
+    let bob = register(&server.url, dir.path(), "bob").await;
+    let cat = register(&server.url, dir.path(), "cat").await;
+    let room = ann.create_room("standup", true).await.unwrap().id;
+    bob.join_room(room).await.unwrap();
+    cat.join_room(room).await.unwrap();
+    let (a, b) = (ann.me().id, bob.me().id);
+    let bob_sees = Arc::new(Tally::default());
+    let ann_call = ann
+        .join_call(
+            room,
+            CallOptions {
+                video: Some(pattern()),
+                audio: Some(tone(440.0)),
+                rtc: loopback(),
+                ..CallOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let bob_call = bob
+        .join_call(room, audio_only(660.0, Some(bob_sees.clone())))
+        .await
+        .unwrap();
+    eventually("bob sees ann", || bob_sees.video_frames(a) > 10).await;
+
+    // Within the grace period.
+    proxy.cut();
+    call_event(&ann_call, "ann's signaling drop", |e| {
+        *e == CallEvent::SignalingLost
+    })
+    .await;
+    call_event(&bob_call, "ann away", |e| {
+        *e == CallEvent::ParticipantAway { user_id: a }
+    })
+    .await;
+    let during = bob_sees.video_frames(a);
+    eventually("ann's video keeps coming while she is away", || {
+        bob_sees.video_frames(a) > during + 15
+    })
+    .await;
+    proxy.restore();
+    ann.retry_now().await;
+    call_event(&ann_call, "ann's call resumed", |e| {
+        *e == CallEvent::Resumed
+    })
+    .await;
+    call_event(&bob_call, "ann back", |e| {
+        *e == CallEvent::ParticipantBack { user_id: a }
+    })
+    .await;
+    // Signaling works again: a newcomer links to ann through the server.
+    let cat_sees = Arc::new(Tally::default());
+    let cat_call = cat
+        .join_call(room, audio_only(880.0, Some(cat_sees.clone())))
+        .await
+        .unwrap();
+    eventually("cat sees ann", || cat_sees.video_frames(a) > 10).await;
+    cat_call.leave().await.unwrap();
+
+    // Beyond it: bob is told ann left; ann's call ends when she is back; bob's goes on.
+    proxy.cut();
+    call_event(&bob_call, "ann's place given up", |e| {
+        *e == CallEvent::ParticipantLeft { user_id: a }
+    })
+    .await;
+    proxy.restore();
+    ann.retry_now().await;
+    call_event(&ann_call, "ann's call lost", |e| {
+        *e == CallEvent::Ended {
+            reason: EndReason::Lost,
+        }
+    })
+    .await;
+    assert_eq!(
+        bob_call.joined().room_id,
+        room,
+        "bob's handle still stands for the call"
+    );
+    let stats = bob_call.stats().await.expect("bob is still in the call");
+    assert!(!stats.contains_key(&a), "bob's link to ann is closed");
+    let report = bob_call.leave().await.unwrap();
+    assert!(report.peers[&a].video_frames > 25, "{report:?}");
+    let _ = b;
+    for client in [ann, bob, cat] {
+        client.close().await;
+    }
+    drop(proxy);
+    server.stop().await;
 }
