@@ -248,6 +248,7 @@ impl CallEngine {
             signaling,
             generation: 0,
             call: None,
+            left: None,
         };
         tokio::spawn(executor.run(inputs_rx, feedback_rx, peer_rx));
         CallEngine { inputs }
@@ -278,6 +279,8 @@ impl CallEngine {
 /// What to do with the reply to a signaling request.
 enum OnReply {
     Ignore,
+    /// Say when it came (or the request failed).
+    Notify(oneshot::Sender<()>),
     /// A failure is this step's.
     Step(Option<UserId>, Step),
     /// The reply to joining `room`'s call.
@@ -318,6 +321,13 @@ async fn send_in_order(
                 }),
                 (OnReply::Ignore, Err(e)) => {
                     tracing::debug!("call request failed: {e}");
+                    return;
+                }
+                (OnReply::Notify(done), result) => {
+                    if let Err(e) = result {
+                        tracing::debug!("call request failed: {e}");
+                    }
+                    let _ = done.send(());
                     return;
                 }
                 (_, Ok(_)) => return,
@@ -373,6 +383,10 @@ struct Executor {
     signaling: mpsc::UnboundedSender<(Request, OnReply)>,
     generation: u64,
     call: Option<ActiveCall>,
+    /// The server's reply to our leaving the call, which the report waits for: whoever
+    /// closes the connection right after hanging up must not leave a place behind that the
+    /// server would keep for its grace period.
+    left: Option<oneshot::Receiver<()>>,
 }
 
 fn now() -> Instant {
@@ -734,6 +748,9 @@ impl Executor {
             let _ = pc.close().await;
         }
         stop_tracks(&call.video, &call.audio);
+        if let Some(left) = self.left.take() {
+            let _ = left.await;
+        }
         if let Some(joining) = call.joining.take() {
             let _ = joining.reply.send(Err(join_error));
         }
@@ -763,7 +780,9 @@ impl Executor {
                 self.signal(Request::CallJoin { room_id: room }, OnReply::Join(room))
             }
             Action::LeaveCall { room } => {
-                self.signal(Request::CallLeave { room_id: room }, OnReply::Ignore)
+                let (done, left) = oneshot::channel();
+                self.left = Some(left);
+                self.signal(Request::CallLeave { room_id: room }, OnReply::Notify(done));
             }
             Action::DeclineCall { room } => {
                 self.signal(Request::CallDecline { room_id: room }, OnReply::Ignore)

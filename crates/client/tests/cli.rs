@@ -374,6 +374,25 @@ impl Call {
             .expect("a link connected");
     }
 
+    /// The first thing this call prints about `user` leaving: `participant_left`, or
+    /// `participant_away` when their connection dropped.
+    async fn first_departure_of(&mut self, user: i64) -> String {
+        let wait = async {
+            while let Some(event) = self.events.recv().await {
+                let kind = event["type"].as_str().unwrap_or_default();
+                if ["participant_left", "participant_away"].contains(&kind)
+                    && event["data"]["user_id"] == user
+                {
+                    return kind.to_owned();
+                }
+            }
+            panic!("the call ended before user {user} left it");
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+            .await
+            .expect("a departure")
+    }
+
     async fn report(self) -> serde_json::Value {
         self.report.await.unwrap()
     }
@@ -475,6 +494,9 @@ async fn one_leaves_and_another_joins_late() {
     let mut bob_call = call(dir.path(), &url, "bob", &room, "14", "660");
     bob_call.link_connected().await;
     let ann_report = ann_call.report().await;
+    // Ann's process hung up before it exited: Bob hears she left, not that her line dropped
+    // (which would keep her place, and the call, for the server's grace period).
+    assert_eq!(bob_call.first_departure_of(ann).await, "participant_left");
     let cat_report = call(dir.path(), &url, "cat", &room, "4", "880")
         .report()
         .await;
