@@ -443,6 +443,8 @@ pub struct CallStatus {
     /// Whether a microphone / camera is sending (false when none could be opened).
     microphone: bool,
     camera: bool,
+    /// Who was in the call when we joined, ourselves included.
+    participants: Vec<UserId>,
 }
 
 /// Starts or joins a room's call (also how an incoming call is accepted), with the devices
@@ -474,11 +476,7 @@ pub async fn join_call(
         settings.speaker.as_deref(),
         state.voice.clone(),
     );
-    let status = CallStatus {
-        room_id,
-        microphone: audio.is_some(),
-        camera: video.is_some(),
-    };
+    let (microphone, camera) = (audio.is_some(), video.is_some());
     let options = CallOptions {
         video: video.map(|v| media::video_once(v, hub)),
         audio: audio.map(media::audio_once),
@@ -488,15 +486,19 @@ pub async fn join_call(
         analyze: false,
     };
     let handle = client.join_call(room_id, options).await?;
+    let status = CallStatus {
+        room_id,
+        microphone,
+        camera,
+        participants: handle
+            .joined()
+            .participants
+            .iter()
+            .map(|p| p.user_id)
+            .collect(),
+    };
     state
-        .keep_call(
-            &app,
-            handle,
-            room_id,
-            sink,
-            status.microphone,
-            status.camera,
-        )
+        .keep_call(&app, handle, room_id, sink, microphone, camera)
         .await;
     Ok(status)
 }

@@ -2,6 +2,7 @@
 // read from here and call the actions below.
 import { api, asCommandError, onCallEvent, onClientEvent, onNotificationOpened, type Session } from './api';
 import { t, useLanguage } from './locale.svelte';
+import type { MessageKey } from '../i18n';
 import { errorMessage, type ErrorContext } from './errors';
 import { TypingTracker } from './typing';
 import { applyEntryToWindow, applyOutbox, mergeMessages, roomOfEntry, withNewer, withOlder } from './timeline';
@@ -10,6 +11,7 @@ import type {
   CallInfo,
   ClientEvent,
   ConnectionState,
+  EndReason,
   LinkQuality,
   LinkState,
   Member,
@@ -318,7 +320,12 @@ function handleClientEvent(event: ClientEvent): void {
       break;
     case 'call_ended':
       delete app.ongoing[event.data.room_id];
-      if (app.incoming?.room === event.data.room_id) app.incoming = null;
+      break;
+    case 'ring_stopped':
+      if (app.incoming?.room === event.data.room_id) {
+        if (event.data.missed) app.error = t('incoming.missed', { name: userName(app.incoming.by) });
+        app.incoming = null;
+      }
       break;
     case 'synced':
       if (app.current !== null) void refreshCurrent();
@@ -353,10 +360,24 @@ async function refreshCurrent(): Promise<void> {
   app.outbox = outbox;
 }
 
+/** What ending a call tells the user, by why it ended (nothing when they chose it). */
+const END_NOTICE: Partial<Record<EndReason, MessageKey>> = {
+  no_answer: 'call.ended.no_answer',
+  declined: 'call.ended.declined',
+  busy: 'call.ended.busy',
+  lost: 'call.lost',
+};
+
 function handleCallEvent(event: CallEvent): void {
   const call = app.call;
   if (!call) return;
+  const notice = (text: string) => (call.notices = [...call.notices, text]);
   switch (event.type) {
+    case 'joined':
+      call.participants = event.data.call.participants
+        .map((p) => p.user_id)
+        .filter((u) => u !== app.session?.user.id);
+      break;
     case 'participant_joined':
       if (!call.participants.includes(event.data.user_id)) call.participants.push(event.data.user_id);
       break;
@@ -374,49 +395,65 @@ function handleCallEvent(event: CallEvent): void {
     case 'media_refused': {
       const key = event.data.kind === 'video' ? 'call.no_common_video' : 'call.no_common_audio';
       const codecs = event.data.offered.join(', ') || '—';
-      call.notices = [...call.notices, t(key, { name: userName(event.data.user_id), codecs })];
+      notice(t(key, { name: userName(event.data.user_id), codecs }));
       break;
     }
     case 'busy':
-      call.notices = [...call.notices, t('call.busy', { name: userName(event.data.user_id) })];
+      notice(t('call.busy', { name: userName(event.data.user_id) }));
       break;
     case 'declined':
-      call.notices = [...call.notices, t('call.declined', { name: userName(event.data.user_id) })];
+      notice(t('call.declined', { name: userName(event.data.user_id) }));
       break;
     case 'failed': {
       // The library's own words stay in the log; the notice says what it means to the user.
       const who = event.data.user_id;
-      const notice = who === null ? t('call.failed') : t('call.link_failed', { name: userName(who) });
-      call.notices = [...call.notices, notice];
+      notice(who === null ? t('call.failed') : t('call.link_failed', { name: userName(who) }));
       break;
     }
-    case 'ended':
-      app.call = null;
+    case 'participant_away':
+      notice(t('call.away', { name: userName(event.data.user_id) }));
       break;
-    case 'lost':
-      app.call = null;
-      app.error = t('call.lost');
+    case 'participant_back':
+      notice(t('call.back', { name: userName(event.data.user_id) }));
       break;
+    case 'signaling_lost':
+      notice(t('call.signaling_lost'));
+      break;
+    case 'resumed':
+      notice(t('call.resumed'));
+      break;
+    case 'ended': {
+      app.call = null;
+      const key = END_NOTICE[event.data.reason];
+      if (key) app.error = t(key);
+      break;
+    }
   }
 }
 
 export async function startCall(room: RoomId): Promise<void> {
+  // The call is shown (calling…) before the server has let us in, so that nothing it says
+  // meanwhile is lost; the join's reply fills in the rest.
+  app.incoming = null;
+  app.call = {
+    room,
+    microphone: false,
+    camera: false,
+    participants: [],
+    links: {},
+    quality: {},
+    notices: [],
+  };
   try {
-    app.incoming = null;
     const status = await api.joinCall(room);
-    const participants = (app.ongoing[room]?.participants ?? [])
-      .map((p) => p.user_id)
-      .filter((u) => u !== app.session?.user.id);
-    app.call = {
-      room,
-      microphone: status.microphone,
-      camera: status.camera,
-      participants,
-      links: {},
-      quality: {},
-      notices: [],
-    };
+    if (app.call?.room !== room) return;
+    app.call.microphone = status.microphone;
+    app.call.camera = status.camera;
+    for (const u of status.participants) {
+      if (u !== app.session?.user.id && !app.call.participants.includes(u)) app.call.participants.push(u);
+    }
   } catch (e) {
+    if (app.call?.room === room) app.call = null;
     showError(e, 'call');
   }
 }

@@ -113,6 +113,8 @@ export type ClientEvent =
   | { type: 'presence'; data: { user_id: UserId; presence: Presence } }
   | { type: 'typing'; data: { room_id: RoomId; user_id: UserId; typing: boolean } }
   | { type: 'incoming_call'; data: { call: CallInfo; by: UserId } }
+  /** The ring is over: answered (here or elsewhere), declined, ended, or `missed`. */
+  | { type: 'ring_stopped'; data: { room_id: RoomId; missed: boolean } }
   | { type: 'call_ongoing'; data: { call: CallInfo } }
   | { type: 'call_ended'; data: { room_id: RoomId } }
   | { type: 'synced' }
@@ -120,7 +122,19 @@ export type ClientEvent =
 
 export type LinkState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
 
+/** Why a call is over for us (the desktop's call machine says; the web app says the same). */
+export type EndReason =
+  | 'hung_up'
+  | 'ended'
+  | 'other_left'
+  | 'no_answer'
+  | 'declined'
+  | 'busy'
+  | 'lost'
+  | 'room_gone';
+
 export type CallEvent =
+  | { type: 'joined'; data: { call: CallInfo } }
   | { type: 'participant_joined'; data: { user_id: UserId } }
   | { type: 'participant_left'; data: { user_id: UserId } }
   | { type: 'link'; data: { user_id: UserId; state: LinkState } }
@@ -129,9 +143,13 @@ export type CallEvent =
   | { type: 'busy'; data: { user_id: UserId } }
   | { type: 'declined'; data: { user_id: UserId } }
   | { type: 'failed'; data: { user_id: UserId | null; error: string } }
-  | { type: 'ended' }
-  /** Web app: the server no longer had us in the call when the connection came back. */
-  | { type: 'lost' };
+  /** Their signaling dropped; the server keeps their place for a while. */
+  | { type: 'participant_away'; data: { user_id: UserId } }
+  | { type: 'participant_back'; data: { user_id: UserId } }
+  /** Ours dropped: the call goes on while the client reconnects. */
+  | { type: 'signaling_lost' }
+  | { type: 'resumed' }
+  | { type: 'ended'; data: { reason: EndReason } };
 
 export interface Device {
   id: string;
@@ -198,6 +216,8 @@ export interface CallStatus {
   room_id: RoomId;
   microphone: boolean;
   camera: boolean;
+  /** Who was in the call when we joined, ourselves included. */
+  participants: UserId[];
 }
 
 export interface CommandError {

@@ -233,7 +233,9 @@ export function web(): Backend {
         break;
       }
       case 'call_started':
-        emit({ type: 'incoming_call', data: { call: data.call as CallInfo, by: data.by } });
+        // Our own call, started in another tab, does not ring here.
+        if (data.by === me()) emit({ type: 'call_ongoing', data: { call: data.call as CallInfo } });
+        else emit({ type: 'incoming_call', data: { call: data.call as CallInfo, by: data.by } });
         break;
       case 'call_resumed':
         resumedRoom = (data.call as CallInfo).room_id;
@@ -244,6 +246,8 @@ export function web(): Backend {
         break;
       case 'call_ended':
         emit({ type: 'call_ended', data: { room_id: data.room_id } });
+        // A call that ends while it rings here was missed.
+        emit({ type: 'ring_stopped', data: { room_id: data.room_id, missed: true } });
         void call?.handle(event.type, data);
         break;
       case 'session_revoked':
@@ -485,7 +489,7 @@ export function web(): Backend {
       if (call) throw { code: 'conflict', message: 'already in a call' };
       const s = settings();
       const joined = await WebCall.join(roomId, me(), socket, (e) => {
-        if (e.type === 'ended' || e.type === 'lost') call = null;
+        if (e.type === 'ended') call = null;
         callEvents.emit(e);
       }, { microphone: s.microphone, camera: s.camera, speaker: s.speaker, voice: s.voice });
       call = joined.call;

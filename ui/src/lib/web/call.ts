@@ -1,7 +1,7 @@
 // A call in the web app: the browser's own RTCPeerConnection, one per other participant (the
 // mesh of docs/protocol.md, "Writing a browser client"), signaled through the server.
 import { LOCAL_TILE } from '../frames';
-import type { CallEvent, CallInfo, CallStatus, LinkQuality, RoomId, UserId, VoiceProcessing } from '../types';
+import type { CallEvent, CallInfo, CallStatus, EndReason, LinkQuality, RoomId, UserId, VoiceProcessing } from '../types';
 import type { ProtocolSocket } from './socket';
 import { linkQuality, type Previous, type StatsEntry } from './stats';
 import { clearStreams, setSpeaker, setStream } from './streams';
@@ -102,6 +102,7 @@ export class WebCall {
         room_id: room,
         microphone: local.getAudioTracks().length > 0,
         camera: local.getVideoTracks().length > 0,
+        participants: info.participants.map((p) => p.user_id),
       };
       return { call, status };
     } catch (e) {
@@ -118,11 +119,11 @@ export class WebCall {
         if (data.user_id !== undefined && data.user_id !== this.me) this.connect(data.user_id);
         break;
       case 'call_participant_left':
-        if (data.user_id === this.me) this.end();
+        if (data.user_id === this.me) this.end('lost');
         else if (data.user_id !== undefined) this.disconnect(data.user_id);
         break;
       case 'call_ended':
-        this.end();
+        this.end('ended');
         break;
       case 'call_declined':
         if (data.user_id !== undefined) this.emit({ type: 'declined', data: { user_id: data.user_id } });
@@ -269,14 +270,14 @@ export class WebCall {
 
   /** The call is over for us: every link closed, the devices released; `lost` when the server
    * no longer had us in it after the connection came back. */
-  end(how: 'ended' | 'lost' = 'ended'): void {
+  end(reason: EndReason): void {
     if (this.ended) return;
     this.ended = true;
     for (const link of this.links.values()) link.pc.close();
     this.links.clear();
     for (const track of this.local.getTracks()) track.stop();
     clearStreams();
-    this.emit({ type: how });
+    this.emit({ type: 'ended', data: { reason } });
   }
 
   async leave(): Promise<void> {
@@ -284,7 +285,7 @@ export class WebCall {
     try {
       await this.socket.request('call_leave', { room_id: this.room });
     } finally {
-      this.end();
+      this.end('hung_up');
     }
   }
 
