@@ -9,6 +9,13 @@ use webrtc::peer_connection::MediaEngine;
 
 use crate::{Result, RtcError};
 
+/// Audio or video: the two kinds of media a call sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
 pub const H264_PAYLOAD_TYPE: u8 = 102;
 pub const H264_RTX_PAYLOAD_TYPE: u8 = 103;
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;

@@ -11,6 +11,8 @@ use rtc::interceptor::BandwidthEstimator;
 use rtc::interceptor::PacketReport;
 use tokio::sync::watch;
 
+use crate::estimate::Estimate;
+
 /// Where the estimate starts and the range it keeps to. Chromium starts at 300 kbit/s and
 /// probes upward; this estimator probes only a picture made smaller (see `probe`). Measured: 300 kbit/s made the first seconds of
 /// a clean 720p call skip frames and queue (p95 capture → decoder 550 ms against 19 ms), and
@@ -260,19 +262,6 @@ const STALE_CEILING: f64 = 1.5;
 /// figures).
 const PROVEN_HEADROOM: f64 = 1.5;
 const PROVEN_SLACK_BPS: f64 = 10_000.0;
-
-/// One reading of the congestion controller, bits per second.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Estimate {
-    /// What the pacer sends at and the encoders share.
-    pub target_bps: u32,
-    /// Google Congestion Control's delay-based half (queue growth).
-    pub delay_based_bps: Option<u32>,
-    /// Its loss-based half.
-    pub loss_based_bps: Option<u32>,
-    /// The loss fraction the loss-based half is working from.
-    pub loss: Option<f64>,
-}
 
 /// The library's estimator, with every result published.
 pub(crate) struct Published<E> {

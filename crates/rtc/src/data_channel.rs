@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio::sync::{mpsc, Mutex};
 use webrtc::data_channel::{DataChannel as RawDataChannel, DataChannelEvent as RawEvent};
 
-use crate::peer::Shared;
+use crate::lifecycle::Lifecycle;
 use crate::{Result, RtcError};
 
 /// How a channel delivers. The defaults are reliable and ordered, like TCP.
@@ -90,12 +90,12 @@ impl std::fmt::Debug for DataChannel {
 
 impl DataChannel {
     /// Wraps a channel and starts forwarding its events (the task ends with the channel).
-    pub(crate) async fn wrap(raw: Arc<dyn RawDataChannel>, shared: &Arc<Shared>) -> Self {
+    pub(crate) async fn wrap(raw: Arc<dyn RawDataChannel>, lifecycle: &Lifecycle) -> Self {
         let label = raw.label().await.unwrap_or_default();
         let chunked = raw.protocol().await.unwrap_or_default() == CHUNKED_PROTOCOL;
         let (tx, rx) = mpsc::unbounded_channel();
-        let guard = shared.tasks.enter();
-        let closed = shared.closed.clone();
+        let guard = lifecycle.tasks.enter();
+        let closed = lifecycle.closed.clone();
         let source = raw.clone();
         let ended = Arc::new(AtomicBool::new(false));
         let ended_by_event = ended.clone();

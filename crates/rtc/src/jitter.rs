@@ -11,14 +11,22 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::peer::{MAX_NACKS_PER_PACKET, NACK_INTERVAL};
+/// How many times one missing packet is asked for, and how often. webrtc-rs asks every 100 ms
+/// for ever by default: on a link narrowed under the sender's rate, requests for packets still
+/// queued in the sender's pacer brought their retransmissions into the same queue, which grew
+/// by seconds, which made more packets late, which were asked for again. And a first request up
+/// to 100 ms after the gap held the frame behind it long enough to count as a freeze (3 % loss:
+/// 5 freezes in 30 s; Chromium asks at once and had none). Three requests 40 ms apart; the
+/// receiver waits for all three (`wait_for_rtt`).
+pub(crate) const MAX_NACKS_PER_PACKET: u16 = 3;
+pub(crate) const NACK_INTERVAL: Duration = Duration::from_millis(40);
 
 /// Packets held at most while waiting for a missing one (a bound on memory and on delay at high
 /// bitrates: about 0.7 MB of 1,200-byte packets).
 const MAX_HELD: usize = 600;
 
 /// How long to wait for a retransmission before giving a packet up, by round-trip time: every
-/// NACK round the generator makes (it asks again each interval, `peer::MAX_NACKS_PER_PACKET`
+/// NACK round the generator makes (it asks again each interval, `MAX_NACKS_PER_PACKET`
 /// times), then a round trip for the last request to reach the sender and the packet to come
 /// back, plus slack for the pacer, within bounds. A wait shorter than the second round gave
 /// up packets whose second retransmission was on its way: a keyframe each, a freeze each.

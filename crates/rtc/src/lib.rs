@@ -13,40 +13,46 @@
 mod arrival_rate;
 mod client;
 mod codecs;
+mod config;
 mod congestion;
+mod counters;
 mod data_channel;
 mod drop_recovery;
 mod encoder_budget;
 mod error;
+mod estimate;
 pub mod freezes;
 mod ice_timing;
 mod jitter;
 mod keyframes;
 mod ladder;
+mod lifecycle;
 mod packet_hook;
 mod peer;
 mod probe;
 mod retransmissions;
 mod rtx;
 mod sdp;
+mod state;
 pub mod stats;
 #[cfg(test)]
 mod test_time;
 mod track_local;
 mod track_remote;
 
-pub use client::{IceServer, IceTransportPolicy, RtcClient, RtcConfig};
-pub use congestion::Estimate;
+pub use client::RtcClient;
+pub use codecs::MediaKind;
+pub use config::{IceServer, IceTransportPolicy, RtcConfig};
+pub use counters::QualityLimitation;
 pub use data_channel::{DataChannel, DataChannelEvent, DataChannelOptions, Message};
 pub use error::RtcError;
+pub use estimate::Estimate;
 pub use peer::{
     ConnectionState, IceCandidate, IceConnectionState, PeerConnection, PeerEvent, SdpType,
     SessionDescription, SignalingState,
 };
 pub use sdp::OpenSections;
-pub use track_local::{
-    LocalAudioTrack, LocalVideoTrack, MediaKind, QualityLimitation, VideoTrackOptions,
-};
+pub use track_local::{LocalAudioTrack, LocalVideoTrack, VideoTrackOptions};
 pub use track_remote::{RemoteAudioTrack, RemoteTrack, RemoteVideoTrack};
 
 pub type Result<T, E = RtcError> = std::result::Result<T, E>;

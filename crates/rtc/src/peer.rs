@@ -1,7 +1,6 @@
 //! A peer connection in the shape of Ktor's WebRTC client: offer/answer, trickled candidates,
 //! states, data channels and remote tracks, with everything that happens delivered in order on
 //! one event stream.
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,11 +16,15 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::client::{IceTransportPolicy, RtcConfig};
+use crate::config::{IceTransportPolicy, RtcConfig};
 use crate::data_channel::{DataChannel, DataChannelOptions};
 use crate::ice_timing::IceTiming;
-use crate::track_local::{LocalAudioTrack, LocalVideoTrack};
-use crate::track_remote::RemoteTrack;
+use crate::jitter::{MAX_NACKS_PER_PACKET, NACK_INTERVAL};
+use crate::lifecycle::Lifecycle;
+pub use crate::state::{ConnectionState, IceConnectionState, SignalingState};
+use crate::stats::StatsRegistry;
+use crate::track_local::{LocalAudioTrack, LocalVideoTrack, SendLink};
+use crate::track_remote::{ReceiveLink, RemoteTrack};
 use crate::{codecs, Result, RtcError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,40 +57,6 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnectionState {
-    New,
-    Connecting,
-    Connected,
-    Disconnected,
-    Failed,
-    Closed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IceConnectionState {
-    New,
-    Checking,
-    Connected,
-    Completed,
-    Disconnected,
-    Failed,
-    Closed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalingState {
-    Stable,
-    HaveLocalOffer,
-    HaveRemoteOffer,
-    HaveLocalPranswer,
-    HaveRemotePranswer,
-    Closed,
-}
-
 /// Everything a peer connection reports, in the order it happened.
 #[derive(Debug)]
 pub enum PeerEvent {
@@ -111,52 +80,27 @@ pub enum PeerEvent {
     /// The other side offered `kind` media only in codecs Parlor does not have (`offered`): that
     /// part of the call is refused, the rest goes on.
     MediaRefused {
-        kind: crate::track_local::MediaKind,
+        kind: crate::codecs::MediaKind,
         offered: Vec<String>,
     },
-}
-
-/// Counts the background tasks and threads this crate runs, so "close leaves nothing
-/// running" can be checked.
-#[derive(Debug, Default)]
-pub(crate) struct TaskCounter(AtomicUsize);
-
-pub(crate) struct TaskGuard(Arc<TaskCounter>);
-
-impl TaskCounter {
-    pub(crate) fn enter(self: &Arc<Self>) -> TaskGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        TaskGuard(self.clone())
-    }
-    pub(crate) fn live(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// State shared with the event handler and the track pipelines.
 pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<PeerEvent>,
-    /// What the stats need from our own pipelines, by SSRC.
-    pub(crate) outbound: Mutex<Vec<crate::stats::OutboundSource>>,
-    pub(crate) inbound: Mutex<Vec<crate::stats::InboundSource>>,
-    pub(crate) previous: Mutex<crate::stats::Previous>,
+    /// What the stats read from our own pipelines.
+    pub(crate) stats: Arc<StatsRegistry>,
     /// Remote tracks already reported as removed.
     pub(crate) removed: Mutex<std::collections::HashSet<String>>,
-    pub(crate) tasks: Arc<TaskCounter>,
+    /// Closing cancels, and the count of tasks still running.
+    pub(crate) lifecycle: Lifecycle,
     pub(crate) keyframe_requests: broadcast::Sender<u32>,
-    pub(crate) closed: tokio_util_like::Cancel,
     pub(crate) connection: watch::Sender<ConnectionState>,
     /// Bumped after every applied description: negotiated payload types may have changed.
     pub(crate) negotiations: watch::Sender<u64>,
     /// The congestion controller's estimate for this connection (all media), published by the
     /// estimator itself each time it changes.
-    pub(crate) bandwidth_estimate: watch::Sender<Option<crate::congestion::Estimate>>,
+    pub(crate) bandwidth_estimate: watch::Sender<Option<crate::estimate::Estimate>>,
     /// What the sent video's next size up needs (0: none), for this connection's prober.
     pub(crate) probe_next_size: watch::Sender<u32>,
     /// The selected candidate pair's round-trip time, as last read by the stats (receivers
@@ -169,24 +113,30 @@ pub(crate) struct Shared {
     transport_mid: Mutex<Option<String>>,
 }
 
-/// A tiny cancellation flag with async wait, to avoid another dependency.
-pub(crate) mod tokio_util_like {
-    use std::sync::Arc;
-    use tokio::sync::watch;
-
-    #[derive(Clone)]
-    pub struct Cancel(Arc<watch::Sender<bool>>);
-
-    impl Cancel {
-        pub fn new() -> Self {
-            Cancel(Arc::new(watch::channel(false).0))
+impl Shared {
+    /// What a local track's binding to this connection needs.
+    fn send_link(&self) -> SendLink {
+        SendLink {
+            keyframe_requests: self.keyframe_requests.subscribe(),
+            lifecycle: self.lifecycle.clone(),
+            negotiations: self.negotiations.subscribe(),
+            connection: self.connection.subscribe(),
+            estimate: self.bandwidth_estimate.subscribe(),
+            probe_next_size: self.probe_next_size.clone(),
+            stats: self.stats.clone(),
         }
-        pub fn cancel(&self) {
-            self.0.send_replace(true);
-        }
-        pub async fn cancelled(&self) {
-            let mut rx = self.0.subscribe();
-            let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// What a remote track on this connection needs.
+    fn receive_link(&self) -> ReceiveLink {
+        let events = self.events.clone();
+        ReceiveLink {
+            lifecycle: self.lifecycle.clone(),
+            round_trip_time: self.round_trip_time.subscribe(),
+            stats: self.stats.clone(),
+            ended: Arc::new(move |track_id| {
+                let _ = events.send(PeerEvent::TrackRemoved { track_id });
+            }),
         }
     }
 }
@@ -275,12 +225,12 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_data_channel(&self, channel: Arc<dyn RawDataChannel>) {
-        let channel = DataChannel::wrap(channel, &self.shared).await;
+        let channel = DataChannel::wrap(channel, &self.shared.lifecycle).await;
         let _ = self.shared.events.send(PeerEvent::DataChannel(channel));
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        match RemoteTrack::start(track, &self.shared).await {
+        match RemoteTrack::start(track, &self.shared.receive_link()).await {
             Ok(track) => {
                 let _ = self.shared.events.send(PeerEvent::TrackAdded(track));
             }
@@ -306,16 +256,6 @@ impl std::fmt::Debug for PeerConnection {
         write!(f, "PeerConnection({:?})", *self.connection.borrow())
     }
 }
-
-/// How many times one missing packet is asked for, and how often. webrtc-rs asks every 100 ms
-/// for ever by default: on a link narrowed under the sender's rate, requests for packets still
-/// queued in the sender's pacer brought their retransmissions into the same queue, which grew
-/// by seconds, which made more packets late, which were asked for again. And a first request up
-/// to 100 ms after the gap held the frame behind it long enough to count as a freeze (3 % loss:
-/// 5 freezes in 30 s; Chromium asks at once and had none). Three requests 40 ms apart; the
-/// receiver waits for all three (`jitter::wait_for_rtt`).
-pub(crate) const MAX_NACKS_PER_PACKET: u16 = 3;
-pub(crate) const NACK_INTERVAL: Duration = Duration::from_millis(40);
 
 /// NACK generator and responder, and the video feedback they negotiate.
 fn nack(
@@ -351,7 +291,7 @@ fn nack(
 fn interceptors(
     media_engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
     keyframe_requests: broadcast::Sender<u32>,
-    estimates: watch::Sender<Option<crate::congestion::Estimate>>,
+    estimates: watch::Sender<Option<crate::estimate::Estimate>>,
     probe_next_size: watch::Receiver<u32>,
 ) -> Result<Registry> {
     use crate::congestion::{INITIAL_BITRATE_BPS, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
@@ -502,13 +442,10 @@ impl PeerConnection {
         let (keyframe_tx, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
             events: events_tx,
-            outbound: Mutex::new(Vec::new()),
-            inbound: Mutex::new(Vec::new()),
-            previous: Mutex::new(Default::default()),
+            stats: Arc::default(),
             removed: Mutex::new(Default::default()),
-            tasks: Arc::new(TaskCounter::default()),
+            lifecycle: Lifecycle::new(),
             keyframe_requests: keyframe_tx.clone(),
-            closed: tokio_util_like::Cancel::new(),
             connection: connection_tx,
             negotiations: watch::channel(0).0,
             round_trip_time: watch::channel(None).0,
@@ -531,7 +468,8 @@ impl PeerConnection {
         };
         tokio::spawn(crate::stats::follow_round_trip_time(
             Arc::downgrade(&raw),
-            shared.clone(),
+            shared.lifecycle.closed.clone(),
+            shared.round_trip_time.clone(),
         ));
         Ok(PeerConnection {
             raw,
@@ -723,14 +661,7 @@ impl PeerConnection {
     /// browsers do (webrtc-rs itself does not end it).
     fn report_removed_tracks(&self, remote: &RTCSessionDescription) {
         let sending = crate::sdp::sending_track_ids(remote);
-        let known: Vec<String> = self
-            .shared
-            .inbound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|t| t.track_id.clone())
-            .collect();
+        let known = self.shared.stats.inbound_track_ids();
         let mut removed = self
             .shared
             .removed
@@ -826,7 +757,7 @@ impl PeerConnection {
             .create_data_channel(label, Some(init))
             .await
             .map_err(RtcError::from)?;
-        Ok(DataChannel::wrap(raw, &self.shared).await)
+        Ok(DataChannel::wrap(raw, &self.shared.lifecycle).await)
     }
 
     /// Sends a local video track on this connection.
@@ -847,7 +778,7 @@ impl PeerConnection {
             .add_track(rtp.clone() as Arc<dyn webrtc::media_stream::track_local::TrackLocal>)
             .await
             .map_err(RtcError::from)?;
-        pipeline.start_sending(rtp, sender.clone(), &self.shared);
+        pipeline.start_sending(rtp, sender.clone(), self.shared.send_link());
         self.senders_mut().push((pipeline.id.clone(), sender));
         Ok(())
     }
@@ -907,20 +838,21 @@ impl PeerConnection {
 
     /// Statistics in Parlor's one schema (see [`crate::stats::CallStats`]).
     pub async fn stats(&self) -> crate::stats::CallStats {
-        crate::stats::collect(self).await
+        let estimate = *self.shared.bandwidth_estimate.borrow();
+        crate::stats::collect(&*self.raw, &self.shared.stats, estimate).await
     }
 
     /// Background tasks and threads of this connection still running (0 after `close`).
     pub fn running_tasks(&self) -> usize {
-        self.shared.tasks.live()
+        self.shared.lifecycle.tasks.live()
     }
 
     /// Closes the connection and stops every pipeline it started; waits (bounded) for them.
     pub async fn close(&self) -> Result<()> {
-        self.shared.closed.cancel();
+        self.shared.lifecycle.closed.cancel();
         let result = self.raw.close().await.map_err(RtcError::from);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while self.shared.tasks.live() > 0 && tokio::time::Instant::now() < deadline {
+        while self.shared.lifecycle.tasks.live() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         result

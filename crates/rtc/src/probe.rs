@@ -30,7 +30,7 @@ use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize;
 use tokio::sync::watch;
 
-use crate::congestion::Estimate;
+use crate::estimate::Estimate;
 
 /// How often a path is probed while the picture is below full size, or at full size after a
 /// drop (see `drop_recovery`).
@@ -109,12 +109,12 @@ fn lossy(estimate: &Estimate) -> bool {
 pub(crate) fn probe_rate(next_size_bps: u32, estimate: Option<Estimate>) -> Option<f64> {
     let estimate = estimate?;
     if next_size_bps == 0
-        || crate::track_local::video_share(estimate.target_bps) >= next_size_bps
+        || crate::estimate::video_share(estimate.target_bps) >= next_size_bps
         || lossy(&estimate)
     {
         return None;
     }
-    let needed = f64::from(crate::track_local::estimate_for_video(next_size_bps)) * PROBE_MARGIN;
+    let needed = f64::from(crate::estimate::estimate_for_video(next_size_bps)) * PROBE_MARGIN;
     Some(needed.min(f64::from(estimate.target_bps) * PROBE_RATE_FACTOR))
 }
 
@@ -596,7 +596,7 @@ mod tests {
             probe(322_000, Some(estimate(300_000, Some(0.03))), false).is_some(),
             "Wi-Fi"
         );
-        let enough = crate::track_local::estimate_for_video(322_000);
+        let enough = crate::estimate::estimate_for_video(322_000);
         assert!(
             probe(322_000, Some(estimate(enough, Some(0.0))), false).is_none(),
             "the estimate already affords the next size"
@@ -632,7 +632,7 @@ mod tests {
     #[test]
     fn a_probe_asks_for_the_next_size_but_at_most_twice_the_estimate() {
         // 640x480 at 30 fps needs 322 kbit/s of video: an estimate of 426 kbit/s.
-        let needed = f64::from(crate::track_local::estimate_for_video(322_000));
+        let needed = f64::from(crate::estimate::estimate_for_video(322_000));
         assert!((needed - 425_883.0).abs() < 2.0, "{needed}");
         let rate = probe_rate(322_000, Some(estimate(300_000, None))).unwrap();
         assert!((rate - needed * PROBE_MARGIN).abs() < 1.0, "{rate}");

@@ -13,7 +13,7 @@ use rtc::interceptor::{Interceptor, Packet, TaggedPacket};
 use rtc::shared::marshal::MarshalSize;
 use tokio::sync::watch;
 
-use crate::congestion::Estimate;
+use crate::estimate::Estimate;
 use crate::jitter::LONGEST_WAIT;
 use crate::packet_hook::PacketHook;
 use crate::rtx::RepairStreams;

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use webrtc::peer_connection::{RTCSdpType, RTCSessionDescription};
 
 use crate::codecs;
-use crate::track_local::MediaKind;
+use crate::codecs::MediaKind;
 use crate::{Result, RtcError};
 
 /// An audio or video section of the other side's offer with no codec Parlor has: Debian's

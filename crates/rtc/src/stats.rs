@@ -7,9 +7,13 @@ use std::time::Instant;
 use serde::Serialize;
 use webrtc::peer_connection::{RTCStatsReportEntry, StatsSelector};
 
-use crate::track_local::SendCounters;
-use crate::track_remote::{Counters, ReceiveCounters};
-use crate::PeerConnection;
+use std::sync::Mutex;
+
+use webrtc::peer_connection::PeerConnection as RawPeerConnection;
+
+use crate::counters::{Counters, ReceiveCounters, SendCounters};
+use crate::estimate::Estimate;
+use crate::lifecycle::Cancel;
 
 pub(crate) struct OutboundSource {
     pub ssrc: u32,
@@ -27,9 +31,40 @@ pub(crate) struct InboundSource {
     pub counters: Counters,
 }
 
+/// What the stats read from one connection's own pipelines (by SSRC), and their last readings
+/// for rates. The connection owns it; its pipelines register themselves in it.
+#[derive(Default)]
+pub(crate) struct StatsRegistry {
+    outbound: Mutex<Vec<OutboundSource>>,
+    inbound: Mutex<Vec<InboundSource>>,
+    previous: Mutex<Previous>,
+}
+
+impl StatsRegistry {
+    pub(crate) fn add_outbound(&self, source: OutboundSource) {
+        lock(&self.outbound).push(source);
+    }
+
+    pub(crate) fn add_inbound(&self, source: InboundSource) {
+        lock(&self.inbound).push(source);
+    }
+
+    /// The remote tracks received so far.
+    pub(crate) fn inbound_track_ids(&self) -> Vec<String> {
+        lock(&self.inbound)
+            .iter()
+            .map(|t| t.track_id.clone())
+            .collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The last snapshot per SSRC, for rates: (when, bytes, frames).
 #[derive(Default)]
-pub(crate) struct Previous(HashMap<u32, (Instant, u64, u64)>);
+struct Previous(HashMap<u32, (Instant, u64, u64)>);
 
 impl Previous {
     /// Bits per second and frames per second since the previous call for this SSRC.
@@ -81,10 +116,10 @@ const ROUND_TRIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 /// receivers wait for retransmissions by it. (The bandwidth estimate needs no polling: the
 /// estimator publishes it, see `congestion`.)
 pub(crate) async fn follow_round_trip_time(
-    raw: std::sync::Weak<dyn webrtc::peer_connection::PeerConnection>,
-    shared: std::sync::Arc<crate::peer::Shared>,
+    raw: std::sync::Weak<dyn RawPeerConnection>,
+    closed: Cancel,
+    out: tokio::sync::watch::Sender<Option<std::time::Duration>>,
 ) {
-    let closed = shared.closed.clone();
     let mut tick = tokio::time::interval(ROUND_TRIP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -99,18 +134,22 @@ pub(crate) async fn follow_round_trip_time(
             .map(|p| p.current_round_trip_time)
             .filter(|&rtt| rtt > 0.0);
         if let Some(rtt) = rtt {
-            shared
-                .round_trip_time
-                .send_replace(Some(std::time::Duration::from_secs_f64(rtt)));
+            out.send_replace(Some(std::time::Duration::from_secs_f64(rtt)));
         }
     }
 }
 
-pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
-    let report = pc.raw.get_stats(Instant::now(), StatsSelector::None).await;
+/// The stats of connection `raw`, whose pipelines are in `registry` and whose congestion
+/// controller's latest reading is `estimate`.
+pub(crate) async fn collect(
+    raw: &dyn RawPeerConnection,
+    registry: &StatsRegistry,
+    estimate: Option<Estimate>,
+) -> CallStats {
+    let report = raw.get_stats(Instant::now(), StatsSelector::None).await;
     let mut stats = CallStats {
         timestamp: parlor_media::frame::wall_clock().as_secs_f64(),
-        estimate: *pc.shared.bandwidth_estimate.borrow(),
+        estimate,
         ..CallStats::default()
     };
     let mut remote_inbound: HashMap<u32, (f64, i64)> = HashMap::new();
@@ -195,14 +234,8 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
         });
     }
 
-    let mut previous = pc.shared.previous.lock().unwrap_or_else(|p| p.into_inner());
-    for source in pc
-        .shared
-        .outbound
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
+    let mut previous = lock(&registry.previous);
+    for source in lock(&registry.outbound).iter() {
         let counters = (source.counters)();
         let (packets_sent, bytes_sent) =
             outbound_rtp.get(&source.ssrc).copied().unwrap_or_default();
@@ -225,21 +258,11 @@ pub(crate) async fn collect(pc: &PeerConnection) -> CallStats {
             frame_width: counters.width,
             frame_height: counters.height,
             frames_per_second: fps,
-            target_bitrate_bps: pc
-                .shared
-                .bandwidth_estimate
-                .borrow()
-                .map(|e| f64::from(e.target_bps)),
+            target_bitrate_bps: estimate.map(|e| f64::from(e.target_bps)),
             quality_limitation_reason: counters.quality_limitation,
         });
     }
-    for source in pc
-        .shared
-        .inbound
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
+    for source in lock(&registry.inbound).iter() {
         let counters: ReceiveCounters = source
             .counters
             .lock()
@@ -326,7 +349,7 @@ pub struct OutboundTrack {
     /// The congestion controller's estimate for the connection (all media), bits per second.
     pub target_bitrate_bps: Option<f64>,
     /// getStats' `qualityLimitationReason`: none, bandwidth or cpu (video).
-    pub quality_limitation_reason: crate::track_local::QualityLimitation,
+    pub quality_limitation_reason: crate::counters::QualityLimitation,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -20,14 +20,19 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
     RtpCodecKind,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::{MediaStreamTrack, Track};
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::codecs::{self, VideoCodec};
-use crate::peer::Shared;
+use crate::codecs::{self, MediaKind, VideoCodec};
+use crate::counters::{QualityLimitation, SendCounters};
+use crate::estimate::video_share;
+use crate::estimate::Estimate;
+use crate::lifecycle::Lifecycle;
+use crate::state::ConnectionState;
+use crate::stats::StatsRegistry;
 use crate::Result;
 
 /// Keyframes answer loss at most this often: an IDR is several times a P-frame's size, and on a
@@ -76,10 +81,18 @@ impl KeyframeGate {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Audio,
-    Video,
+/// What sending on one connection needs from it (`peer.rs` assembles it).
+pub(crate) struct SendLink {
+    pub(crate) keyframe_requests: broadcast::Receiver<u32>,
+    pub(crate) lifecycle: Lifecycle,
+    /// Bumped after every applied description: negotiated payload types may have changed.
+    pub(crate) negotiations: watch::Receiver<u64>,
+    pub(crate) connection: watch::Receiver<ConnectionState>,
+    /// The connection's congestion estimate.
+    pub(crate) estimate: watch::Receiver<Option<Estimate>>,
+    /// What the sent video's next size up needs (0: none), for the connection's prober.
+    pub(crate) probe_next_size: watch::Sender<u32>,
+    pub(crate) stats: Arc<StatsRegistry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,48 +101,6 @@ pub struct VideoTrackOptions {
     pub bitrate_bps: Option<u32>,
     /// Frames between IDR frames; default none (keyframes when a receiver asks).
     pub keyframe_interval: Option<u32>,
-}
-
-/// Counters kept by the send pipeline, for stats.
-#[derive(Debug, Clone, Default)]
-pub struct SendCounters {
-    pub frames_captured: u64,
-    pub frames_encoded: u64,
-    pub keyframes_encoded: u64,
-    pub frames_dropped: u64,
-    pub bytes_encoded: u64,
-    pub width: u32,
-    pub height: u32,
-    pub encode_time: Duration,
-    pub last_error: Option<String>,
-    /// Why the picture sent is smaller or slower than the source, as of the last frame.
-    pub quality_limitation: QualityLimitation,
-}
-
-/// getStats' `qualityLimitationReason`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QualityLimitation {
-    #[default]
-    None,
-    /// The link: the ladder sends a smaller size or fewer frames than the source has.
-    Bandwidth,
-    /// The encoder took longer than a frame's interval: frames cannot all be encoded.
-    Cpu,
-}
-
-impl QualityLimitation {
-    /// What limited the frame just encoded in `encode_time`, one of `fps` a second, at a size
-    /// the ladder reduced (`reduced`) or not.
-    fn of_frame(encode_time: Duration, fps: u32, reduced: bool) -> Self {
-        if encode_time > Duration::from_secs(1) / fps.max(1) {
-            QualityLimitation::Cpu
-        } else if reduced {
-            QualityLimitation::Bandwidth
-        } else {
-            QualityLimitation::None
-        }
-    }
 }
 
 struct Encoded {
@@ -182,25 +153,11 @@ pub(crate) struct Pipeline {
     /// is being encoded. Each connection's prober fills the stream up to it.
     next_size_bps: AtomicU32,
     /// Each binding's connection's congestion-control estimate, by binding number.
-    link_estimates: Mutex<std::collections::HashMap<u64, crate::congestion::Estimate>>,
+    link_estimates: Mutex<std::collections::HashMap<u64, crate::estimate::Estimate>>,
     /// The video codec each binding's connection negotiated, by binding number.
     link_codecs: Mutex<std::collections::HashMap<u64, VideoCodec>>,
     next_link: AtomicU64,
 }
-
-/// What the video encoder leaves of a connection's estimate: room for audio (Opus at up to
-/// 40 kbit/s with its headers) and a margin for retransmissions and RTP overhead.
-pub(crate) fn video_share(estimate_bps: u32) -> u32 {
-    ((estimate_bps as f64 * VIDEO_SHARE) as u32).saturating_sub(AUDIO_ROOM_BPS)
-}
-
-/// The estimate whose video share is `video_bps` (the inverse of [`video_share`]).
-pub(crate) fn estimate_for_video(video_bps: u32) -> u32 {
-    ((f64::from(video_bps) + f64::from(AUDIO_ROOM_BPS)) / VIDEO_SHARE).ceil() as u32
-}
-
-const VIDEO_SHARE: f64 = 0.85;
-const AUDIO_ROOM_BPS: u32 = 40_000;
 
 impl Pipeline {
     fn new(kind: MediaKind) -> Arc<Self> {
@@ -229,7 +186,7 @@ impl Pipeline {
         })
     }
 
-    fn set_link_estimate(&self, link: u64, estimate: Option<crate::congestion::Estimate>) {
+    fn set_link_estimate(&self, link: u64, estimate: Option<crate::estimate::Estimate>) {
         let mut links = self
             .link_estimates
             .lock()
@@ -324,20 +281,23 @@ impl Pipeline {
         self: &Arc<Self>,
         rtp: Arc<TrackLocalStaticRTP>,
         sender: Arc<dyn RtpSender>,
-        shared: &Arc<Shared>,
+        connection: SendLink,
     ) {
         let pipeline = self.clone();
-        let mut keyframe_requests = shared.keyframe_requests.subscribe();
-        let closed = shared.closed.clone();
-        let negotiations = shared.negotiations.subscribe();
-        let connection = shared.connection.subscribe();
-        let mut estimate = shared.bandwidth_estimate.subscribe();
-        let probe_next_size = shared.probe_next_size.clone();
+        let SendLink {
+            mut keyframe_requests,
+            lifecycle,
+            negotiations,
+            connection,
+            mut estimate,
+            probe_next_size,
+            stats,
+        } = connection;
+        let closed = lifecycle.closed.clone();
         let link = self.next_link.fetch_add(1, Ordering::Relaxed);
-        let guard = shared.tasks.enter();
+        let guard = lifecycle.tasks.enter();
         let stats_pipeline = self.clone();
         let stats_rtp = rtp.clone();
-        let stats_shared = shared.clone();
         tokio::spawn(async move {
             let ssrc = stats_rtp.ssrcs().await.first().copied().unwrap_or_default();
             let track_id = stats_rtp.track_id().await;
@@ -347,16 +307,12 @@ impl Pipeline {
                 "audio"
             };
             let counters = move || stats_pipeline.counters().clone();
-            stats_shared
-                .outbound
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(crate::stats::OutboundSource {
-                    ssrc,
-                    track_id,
-                    kind,
-                    counters: Box::new(counters),
-                });
+            stats.add_outbound(crate::stats::OutboundSource {
+                ssrc,
+                track_id,
+                kind,
+                counters: Box::new(counters),
+            });
         });
         // A new receiver needs a keyframe to start decoding.
         self.keyframe_requested.store(true, Ordering::SeqCst);
@@ -969,8 +925,8 @@ mod tests {
         );
     }
 
-    fn estimate(target_bps: u32, loss: Option<f64>) -> crate::congestion::Estimate {
-        crate::congestion::Estimate {
+    fn estimate(target_bps: u32, loss: Option<f64>) -> crate::estimate::Estimate {
+        crate::estimate::Estimate {
             target_bps,
             delay_based_bps: None,
             loss_based_bps: None,

@@ -2,7 +2,7 @@
 //! marker bit ends one), decoded on a thread of its own, and a lost packet or a decode error
 //! asks the sender for a keyframe (PLI, at most every 300 ms). Audio is decoded as it arrives,
 //! with gaps filled by Opus concealment.
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,8 +19,10 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::codecs::VideoCodec;
+use crate::counters::{Counters, ReceiveCounters};
 use crate::jitter::{wait_for_rtt, JitterBuffer, Released};
-use crate::peer::{PeerEvent, Shared};
+use crate::lifecycle::Lifecycle;
+use crate::stats::StatsRegistry;
 use crate::{Result, RtcError};
 
 /// Decoded frames waiting for the application; more are dropped (and counted), not queued.
@@ -28,35 +30,19 @@ const VIDEO_QUEUE: usize = 8;
 const AUDIO_QUEUE: usize = 100;
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Counters kept by a receive pipeline, for stats.
-#[derive(Debug, Clone, Default)]
-pub struct ReceiveCounters {
-    pub packets: u64,
-    pub bytes: u64,
-    pub packets_lost: u64,
-    /// Packets that arrived after their place was given up.
-    pub packets_late: u64,
-    /// Second copies of packets already received (crossed retransmissions, senders' probes).
-    pub packets_duplicated: u64,
-    pub frames_decoded: u64,
-    pub keyframes_decoded: u64,
-    pub frames_dropped: u64,
-    pub decode_errors: u64,
-    pub plis_sent: u64,
-    pub width: u32,
-    pub height: u32,
-    pub samples_received: u64,
-    pub samples_concealed: u64,
-    pub decode_time: Duration,
-    pub first_frame_at: Option<Instant>,
-    /// Freezes in the decoded video, as getStats counts them.
-    pub freezes: crate::freezes::FreezeCounter,
-}
-
-pub(crate) type Counters = Arc<Mutex<ReceiveCounters>>;
-
 fn lock(c: &Counters) -> std::sync::MutexGuard<'_, ReceiveCounters> {
     c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What receiving on one connection needs from it (`peer.rs` assembles it).
+#[derive(Clone)]
+pub(crate) struct ReceiveLink {
+    pub(crate) lifecycle: Lifecycle,
+    /// The selected pair's round-trip time: how long to wait for a retransmission.
+    pub(crate) round_trip_time: tokio::sync::watch::Receiver<Option<Duration>>,
+    pub(crate) stats: Arc<StatsRegistry>,
+    /// Told the id of a track that ended.
+    pub(crate) ended: Arc<dyn Fn(String) + Send + Sync>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +61,7 @@ impl RemoteTrack {
 
     pub(crate) async fn start(
         raw: Arc<dyn TrackRemote>,
-        shared: &Arc<Shared>,
+        link: &ReceiveLink,
     ) -> Result<RemoteTrack> {
         let kind = raw.kind().await;
         let id = raw.track_id().await;
@@ -90,15 +76,15 @@ impl RemoteTrack {
             {
                 let codec = crate::codecs::VideoCodec::from_mime(&mime)
                     .unwrap_or(crate::codecs::VideoCodec::H264);
-                let track = RemoteVideoTrack::start(id.clone(), ssrc, codec, raw, shared)?;
+                let track = RemoteVideoTrack::start(id.clone(), ssrc, codec, raw, link)?;
                 let counters = track.counters.clone();
-                register_inbound(shared, ssrc, id, "video", codec.mime_type(), counters);
+                register_inbound(link, ssrc, id, "video", codec.mime_type(), counters);
                 Ok(RemoteTrack::Video(track))
             }
             RtpCodecKind::Audio if mime.is_empty() || mime == MIME_TYPE_OPUS => {
-                let track = RemoteAudioTrack::start(id.clone(), raw, shared)?;
+                let track = RemoteAudioTrack::start(id.clone(), raw, link)?;
                 let counters = track.counters.clone();
-                register_inbound(shared, ssrc, id, "audio", MIME_TYPE_OPUS, counters);
+                register_inbound(link, ssrc, id, "audio", MIME_TYPE_OPUS, counters);
                 Ok(RemoteTrack::Audio(track))
             }
             _ => Err(RtcError::Internal(format!(
@@ -109,24 +95,20 @@ impl RemoteTrack {
 }
 
 fn register_inbound(
-    shared: &Arc<Shared>,
+    link: &ReceiveLink,
     ssrc: u32,
     track_id: String,
     kind: &'static str,
     mime_type: &'static str,
     counters: Counters,
 ) {
-    shared
-        .inbound
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(crate::stats::InboundSource {
-            ssrc,
-            track_id,
-            kind,
-            mime_type,
-            counters,
-        });
+    link.stats.add_inbound(crate::stats::InboundSource {
+        ssrc,
+        track_id,
+        kind,
+        mime_type,
+        counters,
+    });
 }
 
 /// Rebuilds encoded frames (H.264 access units, VP8 frames) from RTP packets in sequence order
@@ -201,7 +183,7 @@ impl RemoteVideoTrack {
         ssrc: u32,
         codec: VideoCodec,
         raw: Arc<dyn TrackRemote>,
-        shared: &Arc<Shared>,
+        link: &ReceiveLink,
     ) -> Result<Self> {
         let (frames_tx, frames_rx) = mpsc::channel(VIDEO_QUEUE);
         let (units_tx, units_rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -211,7 +193,7 @@ impl RemoteVideoTrack {
         // Decoding thread: ends when the RTP task drops its sender.
         let decode_counters = counters.clone();
         let decode_keyframe = keyframe_tx.clone();
-        let decode_guard = shared.tasks.enter();
+        let decode_guard = link.lifecycle.tasks.enter();
         let mut decoder = codec.decoder()?;
         std::thread::Builder::new()
             .name("parlor-video-decode".into())
@@ -247,11 +229,11 @@ impl RemoteVideoTrack {
 
         // RTP task: reassembles units and sends PLIs.
         let rtp_counters = counters.clone();
-        let guard = shared.tasks.enter();
-        let closed = shared.closed.clone();
-        let events = shared.events.clone();
+        let guard = link.lifecycle.tasks.enter();
+        let closed = link.lifecycle.closed.clone();
+        let ended = link.ended.clone();
         let track_id = id.clone();
-        let mut round_trip_time = shared.round_trip_time.subscribe();
+        let mut round_trip_time = link.round_trip_time.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let mut units = AccessUnits::new(codec);
@@ -273,7 +255,7 @@ impl RemoteVideoTrack {
                             false
                         }
                         Some(TrackRemoteEvent::OnEnded) | None => {
-                            let _ = events.send(PeerEvent::TrackRemoved { track_id: track_id.clone() });
+                            ended(track_id.clone());
                             break;
                         }
                         Some(_) => false,
@@ -359,15 +341,15 @@ pub struct RemoteAudioTrack {
 }
 
 impl RemoteAudioTrack {
-    fn start(id: String, raw: Arc<dyn TrackRemote>, shared: &Arc<Shared>) -> Result<Self> {
+    fn start(id: String, raw: Arc<dyn TrackRemote>, link: &ReceiveLink) -> Result<Self> {
         let (frames_tx, frames_rx) = mpsc::channel(AUDIO_QUEUE);
         let counters: Counters = Arc::default();
         // The RTP description of Opus is always two channels; decode to stereo.
         let mut decoder = OpusDecoder::new(2)?;
         let task_counters = counters.clone();
-        let guard = shared.tasks.enter();
-        let closed = shared.closed.clone();
-        let events = shared.events.clone();
+        let guard = link.lifecycle.tasks.enter();
+        let closed = link.lifecycle.closed.clone();
+        let ended = link.ended.clone();
         let track_id = id.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -380,9 +362,7 @@ impl RemoteAudioTrack {
                 let packet = match event {
                     Some(TrackRemoteEvent::OnRtpPacket(packet)) => packet,
                     Some(TrackRemoteEvent::OnEnded) | None => {
-                        let _ = events.send(PeerEvent::TrackRemoved {
-                            track_id: track_id.clone(),
-                        });
+                        ended(track_id.clone());
                         break;
                     }
                     Some(_) => continue,
