@@ -1,11 +1,15 @@
 //! The window's commands: each is a thin call into `parlor-client` (or the settings, devices
 //! and video plumbing). Business logic lives in the client library, not here.
 
-use parlor_client::call_session::{CallHandle, CallOptions};
+use std::sync::Arc;
+
+use parlor_client::call_session::{CallHandle, CallOptions, DeviceOpener};
 use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::store::RoomView;
 use parlor_client::{Client, ConnectionState, Credentials, OutboxView};
+use parlor_media::{AudioSource, VideoSource};
 use parlor_protocol::{Member, Message, Room, RoomId, RoomInvite, Seq, User, UserId};
+use parlor_rtc::MediaKind;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, State};
 
@@ -484,6 +488,7 @@ pub async fn join_call(
         sink: Some(sink.clone()),
         // The window shows what arrives; nothing reads test stamps or tones from it.
         analyze: false,
+        devices: Some(Arc::new(ChosenDevices { app: app.clone() })),
     };
     let handle = client.join_call(room_id, options).await?;
     let status = CallStatus {
@@ -497,9 +502,7 @@ pub async fn join_call(
             .map(|p| p.user_id)
             .collect(),
     };
-    state
-        .keep_call(&app, handle, room_id, sink, microphone, camera)
-        .await;
+    state.keep_call(&app, handle, room_id, sink).await;
     Ok(status)
 }
 
@@ -535,77 +538,41 @@ async fn call_handle(state: &AppState) -> CommandResult<std::sync::Arc<CallHandl
         .ok_or_else(|| CommandError::new("call_ended", "not in a call"))
 }
 
-/// Opens `choice` and sends video from it (adding a track, or switching the camera).
-async fn send_camera(
-    state: &AppState,
-    handle: &CallHandle,
-    choice: Option<String>,
-) -> CommandResult<()> {
-    let source = blocking(move || media::open_camera(choice.as_deref())).await?;
-    handle
-        .use_video(media::video_once(source, state.hub.clone()))
-        .await?;
-    handle.set_camera_enabled(true);
-    if let Some(call) = state.call.lock().await.as_mut() {
-        (call.camera, call.has_camera) = (true, true);
-    }
-    Ok(())
+/// The devices chosen in the settings, opened when the call asks for one: turning on a
+/// microphone or camera the call started without, or a device picked mid-call.
+struct ChosenDevices {
+    app: AppHandle,
 }
 
-/// Opens `choice` and sends audio from it (adding a track, or switching the microphone).
-async fn send_microphone(
-    state: &AppState,
-    handle: &CallHandle,
-    choice: Option<String>,
-) -> CommandResult<()> {
-    let voice = state.voice.clone();
-    let source = blocking(move || media::open_microphone(choice.as_deref(), &voice)).await?;
-    handle.use_audio(media::audio_once(source)).await?;
-    handle.set_microphone_enabled(true);
-    if let Some(call) = state.call.lock().await.as_mut() {
-        (call.microphone, call.has_microphone) = (true, true);
+impl DeviceOpener for ChosenDevices {
+    fn microphone(&self) -> Result<Box<dyn AudioSource>, parlor_media::MediaError> {
+        let state = self.app.state::<AppState>();
+        let choice = state.settings().microphone;
+        media::open_microphone(choice.as_deref(), &state.voice)
     }
-    Ok(())
+
+    fn camera(&self) -> Result<Box<dyn VideoSource>, parlor_media::MediaError> {
+        let state = self.app.state::<AppState>();
+        let choice = state.settings().camera;
+        let camera = media::open_camera(choice.as_deref())?;
+        Ok(media::with_preview(camera, state.hub.clone()))
+    }
 }
 
-/// Mute and unmute; unmuting a call that had no microphone opens the chosen one.
+/// Mute and unmute (unmuting a call that had no microphone opens the chosen one: the call
+/// machine decides).
 #[tauri::command]
 pub async fn set_microphone(state: State<'_, AppState>, enabled: bool) -> CommandResult<()> {
     let handle = call_handle(&state).await?;
-    let has_track = state
-        .call
-        .lock()
-        .await
-        .as_ref()
-        .is_some_and(|c| c.has_microphone);
-    if enabled && !has_track {
-        return send_microphone(&state, &handle, state.settings().microphone).await;
-    }
-    handle.set_microphone_enabled(enabled);
-    if let Some(call) = state.call.lock().await.as_mut() {
-        call.microphone = enabled;
-    }
-    Ok(())
+    Ok(handle.set_sending(MediaKind::Audio, enabled).await?)
 }
 
-/// Camera off stops sending; on again resumes, or opens the camera if the call had none.
+/// Camera off stops sending; on again resumes, or opens the chosen camera if the call had
+/// none.
 #[tauri::command]
 pub async fn set_camera(state: State<'_, AppState>, enabled: bool) -> CommandResult<()> {
     let handle = call_handle(&state).await?;
-    let has_track = state
-        .call
-        .lock()
-        .await
-        .as_ref()
-        .is_some_and(|c| c.has_camera);
-    if enabled && !has_track {
-        return send_camera(&state, &handle, state.settings().camera).await;
-    }
-    handle.set_camera_enabled(enabled);
-    if let Some(call) = state.call.lock().await.as_mut() {
-        call.camera = enabled;
-    }
-    Ok(())
+    Ok(handle.set_sending(MediaKind::Video, enabled).await?)
 }
 
 /// Chooses a device (saved in the settings) and, during a call, switches to it at once.
@@ -625,8 +592,8 @@ pub async fn use_device(
         return Ok(());
     };
     match kind.as_str() {
-        "camera" => send_camera(&state, &handle, id).await?,
-        "microphone" => send_microphone(&state, &handle, id).await?,
+        "camera" => handle.switch_device(MediaKind::Video).await?,
+        "microphone" => handle.switch_device(MediaKind::Audio).await?,
         "speaker" => {
             let sink = state.call.lock().await.as_ref().map(|c| c.sink.clone());
             if let Some(sink) = sink {

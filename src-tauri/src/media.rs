@@ -141,11 +141,13 @@ pub fn video_once(source: Box<dyn VideoSource>, hub: Arc<VideoHub>) -> VideoMake
             .ok()
             .and_then(|mut s| s.take())
             .ok_or(no_device("camera"))?;
-        Ok(Box::new(PreviewTap {
-            inner,
-            hub: hub.clone(),
-        }) as Box<dyn VideoSource>)
+        Ok(with_preview(inner, hub.clone()))
     })
+}
+
+/// `source`, its frames also shown in the local preview tile.
+pub fn with_preview(source: Box<dyn VideoSource>, hub: Arc<VideoHub>) -> Box<dyn VideoSource> {
+    Box::new(PreviewTap { inner: source, hub })
 }
 
 pub fn audio_once(source: Box<dyn AudioSource>) -> AudioMaker {

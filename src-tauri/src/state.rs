@@ -71,16 +71,12 @@ impl Drop for SignedIn {
     }
 }
 
+/// The call in progress: its handle and where its sound goes. What it sends, and which
+/// devices it has, is the call machine's to know (its `media` events say).
 pub struct ActiveCall {
     pub handle: Arc<CallHandle>,
     pub room: i64,
     pub sink: Arc<AppSink>,
-    /// Sending now (not muted / camera on).
-    pub microphone: bool,
-    pub camera: bool,
-    /// A track exists (a device was opened at some point in the call).
-    pub has_microphone: bool,
-    pub has_camera: bool,
 }
 
 pub struct AppState {
@@ -174,8 +170,6 @@ impl AppState {
         handle: CallHandle,
         room: i64,
         sink: Arc<AppSink>,
-        microphone: bool,
-        camera: bool,
     ) {
         let handle = Arc::new(handle);
         let events = handle.clone();
@@ -199,15 +193,7 @@ impl AppState {
                 *call = None;
             }
         });
-        *self.call.lock().await = Some(ActiveCall {
-            handle,
-            room,
-            sink,
-            microphone,
-            camera,
-            has_microphone: microphone,
-            has_camera: camera,
-        });
+        *self.call.lock().await = Some(ActiveCall { handle, room, sink });
     }
 
     /// Hangs up the call in progress, if any.

@@ -19,8 +19,8 @@ use parlor_protocol::{
 };
 use parlor_rtc::stats::CallStats;
 use parlor_rtc::{
-    IceServer, LocalAudioTrack, LocalVideoTrack, PeerConnection, PeerEvent, RemoteTrack, RtcClient,
-    RtcConfig, SdpType, SessionDescription, VideoTrackOptions,
+    IceServer, LocalAudioTrack, LocalVideoTrack, MediaKind, PeerConnection, PeerEvent, RemoteTrack,
+    RtcClient, RtcConfig, SdpType, SessionDescription, VideoTrackOptions,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -79,6 +79,14 @@ pub trait MediaSink: Send + Sync {
     }
 }
 
+/// Opens the devices the user chose, when a call needs one it did not start with (unmuting a
+/// call without a microphone, turning a camera on) or the user picks another. Called off the
+/// async threads: device APIs block.
+pub trait DeviceOpener: Send + Sync {
+    fn microphone(&self) -> Result<Box<dyn AudioSource>, parlor_media::MediaError>;
+    fn camera(&self) -> Result<Box<dyn VideoSource>, parlor_media::MediaError>;
+}
+
 #[derive(Default)]
 pub struct CallOptions {
     pub video: Option<VideoMaker>,
@@ -88,14 +96,17 @@ pub struct CallOptions {
     /// Analyse what arrives for the report: the test pattern's stamps (latency) and the
     /// dominant tone. For the CLI and tests; the app only counts frames.
     pub analyze: bool,
+    /// Where a device the call did not start with comes from (none: unmuting without a
+    /// microphone, or a camera turned on without one, is refused).
+    pub devices: Option<Arc<dyn DeviceOpener>>,
 }
 
 pub use crate::call::{CallEvent, EndReason};
 
 /// What a [`CallHandle`] asks of its call.
 pub(crate) enum Command {
-    SetMicrophoneEnabled(bool),
-    SetCameraEnabled(bool),
+    SetSending(MediaKind, bool, oneshot::Sender<Result<(), ClientError>>),
+    SwitchDevice(MediaKind, oneshot::Sender<Result<(), ClientError>>),
     UseVideo(VideoMaker, oneshot::Sender<Result<(), ClientError>>),
     UseAudio(AudioMaker, oneshot::Sender<Result<(), ClientError>>),
     Stats(oneshot::Sender<HashMap<UserId, CallStats>>),
@@ -161,16 +172,34 @@ impl CallHandle {
             .map_err(|_| ClientError::CallEnded)
     }
 
-    /// Mutes or unmutes the microphone. Nothing is sent while muted; the track stays
-    /// negotiated, so unmuting is instant.
-    pub fn set_microphone_enabled(&self, enabled: bool) {
-        let _ = self.send(Command::SetMicrophoneEnabled(enabled));
+    /// Turns the microphone (`Audio`) or the camera (`Video`) on or off. Nothing is sent while
+    /// off; the track stays negotiated, so turning it on again is instant (a camera starts
+    /// with a keyframe). Turning on one the call has no track for opens the chosen device
+    /// ([`CallOptions::devices`]); its failure is the error.
+    pub async fn set_sending(&self, kind: MediaKind, enabled: bool) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SetSending(kind, enabled, tx))?;
+        rx.await.map_err(|_| ClientError::CallEnded)?
     }
 
-    /// Turns the camera off (nothing is sent; the track stays negotiated) or on again (starting
-    /// with a keyframe).
+    /// Mutes or unmutes the microphone, without waiting (see [`CallHandle::set_sending`]).
+    pub fn set_microphone_enabled(&self, enabled: bool) {
+        let (tx, _) = oneshot::channel();
+        let _ = self.send(Command::SetSending(MediaKind::Audio, enabled, tx));
+    }
+
+    /// Turns the camera off or on, without waiting (see [`CallHandle::set_sending`]).
     pub fn set_camera_enabled(&self, enabled: bool) {
-        let _ = self.send(Command::SetCameraEnabled(enabled));
+        let (tx, _) = oneshot::channel();
+        let _ = self.send(Command::SetSending(MediaKind::Video, enabled, tx));
+    }
+
+    /// Opens the device of `kind` now chosen ([`CallOptions::devices`]) and sends from it,
+    /// in place of the one in use or as a new track.
+    pub async fn switch_device(&self, kind: MediaKind) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SwitchDevice(kind, tx))?;
+        rx.await.map_err(|_| ClientError::CallEnded)?
     }
 
     /// Sends video from a new source: switches the camera when video is already sent, and adds
@@ -238,12 +267,17 @@ impl CallEngine {
         let (feedback, feedback_rx) = mpsc::unbounded_channel();
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (signaling, signaling_rx) = mpsc::unbounded_channel();
-        tokio::spawn(send_in_order(connection.clone(), signaling_rx, feedback));
+        tokio::spawn(send_in_order(
+            connection.clone(),
+            signaling_rx,
+            feedback.clone(),
+        ));
         let executor = Executor {
             connection,
             machine: CallMachine::new(me),
             rings: Box::new(rings),
             engine: inputs.clone(),
+            feedback,
             peer_tx,
             signaling,
             generation: 0,
@@ -291,6 +325,14 @@ enum OnReply {
 enum Feedback {
     Input(Input),
     Joined(RoomId, Result<CallInfo, ClientError>),
+    /// A device of `kind` for the call numbered `.0` was opened (or not).
+    Opened(u64, MediaKind, Result<Source, parlor_media::MediaError>),
+}
+
+/// A source to send from.
+enum Source {
+    Audio(Box<dyn AudioSource>),
+    Video(Box<dyn VideoSource>),
 }
 
 /// Sends signaling requests in the order they were made (an answer must reach the other side
@@ -337,6 +379,9 @@ async fn send_in_order(
     }
 }
 
+/// Where a command's outcome goes.
+type Done = oneshot::Sender<Result<(), ClientError>>;
+
 /// The resources of the call in progress (or being joined).
 struct ActiveCall {
     generation: u64,
@@ -356,6 +401,9 @@ struct ActiveCall {
     joining: Option<Joining>,
     join_error: Option<ClientError>,
     report_tx: Option<oneshot::Sender<CallReport>>,
+    devices: Option<Arc<dyn DeviceOpener>>,
+    /// Devices being opened, and who waits to hear how it went.
+    opening: Vec<(MediaKind, Vec<Done>)>,
 }
 
 struct Joining {
@@ -379,6 +427,7 @@ struct Executor {
     rings: Box<dyn Fn(CallEvent) + Send + Sync>,
     /// The engine's own input, for the handles it makes.
     engine: mpsc::UnboundedSender<EngineInput>,
+    feedback: mpsc::UnboundedSender<Feedback>,
     peer_tx: mpsc::UnboundedSender<(u64, UserId, PeerEvent)>,
     signaling: mpsc::UnboundedSender<(Request, OnReply)>,
     generation: u64,
@@ -415,7 +464,7 @@ impl Executor {
                     // The client is gone: hang up.
                     None => break,
                 },
-                Some(back) = feedback.recv() => self.on_feedback(back),
+                Some(back) = feedback.recv() => self.on_feedback(back).await,
                 Some((generation, user, event)) = peers.recv() => {
                     if self.call.as_ref().is_some_and(|c| c.generation == generation) {
                         self.on_peer(user, event);
@@ -518,6 +567,8 @@ impl Executor {
                     }),
                     join_error: None,
                     report_tx: Some(report_tx),
+                    devices: options.devices.take(),
+                    opening: Vec::new(),
                 };
                 let media = call.local_media();
                 self.call = Some(call);
@@ -571,7 +622,7 @@ impl Executor {
         Ok((video, audio))
     }
 
-    fn on_feedback(&mut self, back: Feedback) {
+    async fn on_feedback(&mut self, back: Feedback) {
         match back {
             Feedback::Input(input) => self.machine.handle(now(), input),
             Feedback::Joined(_, Ok(call)) => {
@@ -582,6 +633,92 @@ impl Executor {
                     call.join_error = Some(e);
                 }
                 self.machine.handle(now(), Input::JoinFailed { room });
+            }
+            Feedback::Opened(generation, kind, result) => {
+                if self
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.opened(kind, result.map_err(ClientError::from)).await;
+                }
+            }
+        }
+    }
+
+    /// A device asked for by the machine is open (or could not be): send from it, and tell
+    /// whoever waits.
+    async fn opened(&mut self, kind: MediaKind, result: Result<Source, ClientError>) {
+        let result = match result {
+            Ok(source) => self.attach(source).await,
+            Err(e) => Err(e),
+        };
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        let waiting = call
+            .opening
+            .iter()
+            .position(|(k, _)| *k == kind)
+            .map(|i| call.opening.remove(i).1)
+            .unwrap_or_default();
+        for done in waiting {
+            let _ = done.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(ClientError::Invalid(e.to_string())),
+            });
+        }
+        if let Err(e) = result {
+            tracing::warn!("cannot send from the {kind:?} device: {e}");
+        }
+    }
+
+    /// Sends from `source`: in place of its kind's source if the call has that track, else
+    /// on a new track added to every link. The machine then offers the new track.
+    async fn attach(&mut self, source: Source) -> Result<(), ClientError> {
+        let Some(call) = self.call.as_mut() else {
+            return Err(ClientError::CallEnded);
+        };
+        let kind = match source {
+            Source::Video(source) => {
+                if let Some(v) = &call.video {
+                    v.replace_source(source);
+                } else {
+                    let track = LocalVideoTrack::new(source, VideoTrackOptions::default())?;
+                    for pc in call.links.values() {
+                        pc.add_video_track(&track).await?;
+                    }
+                    call.video = Some(track);
+                }
+                MediaKind::Video
+            }
+            Source::Audio(source) => {
+                if let Some(a) = &call.audio {
+                    a.replace_source(source);
+                } else {
+                    let track = LocalAudioTrack::new(source)?;
+                    for pc in call.links.values() {
+                        pc.add_audio_track(&track).await?;
+                    }
+                    call.audio = Some(track);
+                }
+                MediaKind::Audio
+            }
+        };
+        self.machine.handle(now(), Input::DeviceOpened { kind });
+        Ok(())
+    }
+
+    /// Answers a command about `kind`'s device once the device it had opened is open, or now.
+    fn reply_when_open(&mut self, kind: MediaKind, done: Done) {
+        let opening = self
+            .call
+            .as_mut()
+            .and_then(|c| c.opening.iter_mut().find(|(k, _)| *k == kind));
+        match opening {
+            Some((_, waiting)) => waiting.push(done),
+            None => {
+                let _ = done.send(Ok(()));
             }
         }
     }
@@ -635,36 +772,38 @@ impl Executor {
     }
 
     async fn command(&mut self, command: Command) {
-        let Some(call) = self.call.as_mut() else {
-            return;
-        };
         match command {
-            Command::SetMicrophoneEnabled(on) => {
-                if let Some(a) = &call.audio {
-                    a.set_enabled(on);
-                }
+            Command::SetSending(kind, enabled, done) => {
+                self.machine
+                    .handle(now(), Input::SetSending { kind, enabled });
+                self.carry_out_all().await;
+                self.reply_when_open(kind, done);
             }
-            Command::SetCameraEnabled(on) => {
-                if let Some(v) = &call.video {
-                    v.set_enabled(on);
-                }
+            Command::SwitchDevice(kind, done) => {
+                self.machine.handle(now(), Input::SwitchDevice { kind });
+                self.carry_out_all().await;
+                self.reply_when_open(kind, done);
             }
             Command::UseVideo(make, done) => {
-                let result = use_video(call, make).await;
+                let result = match make() {
+                    Ok(source) => self.attach(Source::Video(source)).await,
+                    Err(e) => Err(e.into()),
+                };
                 let _ = done.send(result);
-                let media = call.local_media();
-                self.machine.handle(now(), Input::LocalMedia(media));
             }
             Command::UseAudio(make, done) => {
-                let result = use_audio(call, make).await;
+                let result = match make() {
+                    Ok(source) => self.attach(Source::Audio(source)).await,
+                    Err(e) => Err(e.into()),
+                };
                 let _ = done.send(result);
-                let media = call.local_media();
-                self.machine.handle(now(), Input::LocalMedia(media));
             }
             Command::Stats(reply) => {
                 let mut stats = HashMap::new();
-                for (user, pc) in &call.links {
-                    stats.insert(*user, pc.stats().await);
+                if let Some(call) = &self.call {
+                    for (user, pc) in &call.links {
+                        stats.insert(*user, pc.stats().await);
+                    }
                 }
                 let _ = reply.send(stats);
             }
@@ -893,6 +1032,49 @@ impl Executor {
                 self.machine
                     .handle(now(), Input::RemoteDescriptionSet { user });
             }
+            Action::OpenDevice { kind } => {
+                let Some(call) = self.call.as_mut() else {
+                    return Ok(());
+                };
+                if call.opening.iter().any(|(k, _)| *k == kind) {
+                    return Ok(());
+                }
+                call.opening.push((kind, Vec::new()));
+                let (generation, devices) = (call.generation, call.devices.clone());
+                let feedback = self.feedback.clone();
+                tokio::spawn(async move {
+                    let opened = tokio::task::spawn_blocking(move || {
+                        let Some(devices) = devices else {
+                            return Err(parlor_media::MediaError::DeviceNotFound {
+                                kind: match kind {
+                                    MediaKind::Audio => "microphone",
+                                    MediaKind::Video => "camera",
+                                },
+                                id: "(this call opens no device)".into(),
+                            });
+                        };
+                        match kind {
+                            MediaKind::Audio => devices.microphone().map(Source::Audio),
+                            MediaKind::Video => devices.camera().map(Source::Video),
+                        }
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(parlor_media::MediaError::Unsupported(format!(
+                            "opening the device failed: {e}"
+                        )))
+                    });
+                    let _ = feedback.send(Feedback::Opened(generation, kind, opened));
+                });
+            }
+            Action::EnableTrack { kind, enabled } => {
+                if let Some(call) = &self.call {
+                    match kind {
+                        MediaKind::Audio => call.audio.iter().for_each(|a| a.set_enabled(enabled)),
+                        MediaKind::Video => call.video.iter().for_each(|v| v.set_enabled(enabled)),
+                    }
+                }
+            }
             Action::ApplyCandidate { user, candidate } => {
                 if let Some(pc) = self.link(user) {
                     if let Err(e) = pc.add_ice_candidate(to_rtc(candidate)).await {
@@ -907,36 +1089,6 @@ impl Executor {
     fn link(&self, user: UserId) -> Option<Arc<PeerConnection>> {
         self.call.as_ref()?.links.get(&user).cloned()
     }
-}
-
-/// Sends video from a new source: switches the source of the track there is, or adds a track
-/// to every link.
-async fn use_video(call: &mut ActiveCall, make: VideoMaker) -> Result<(), ClientError> {
-    let source = make()?;
-    if let Some(v) = &call.video {
-        v.replace_source(source);
-        return Ok(());
-    }
-    let track = LocalVideoTrack::new(source, VideoTrackOptions::default())?;
-    for pc in call.links.values() {
-        pc.add_video_track(&track).await?;
-    }
-    call.video = Some(track);
-    Ok(())
-}
-
-async fn use_audio(call: &mut ActiveCall, make: AudioMaker) -> Result<(), ClientError> {
-    let source = make()?;
-    if let Some(a) = &call.audio {
-        a.replace_source(source);
-        return Ok(());
-    }
-    let track = LocalAudioTrack::new(source)?;
-    for pc in call.links.values() {
-        pc.add_audio_track(&track).await?;
-    }
-    call.audio = Some(track);
-    Ok(())
 }
 
 fn stop_tracks(video: &Option<LocalVideoTrack>, audio: &Option<LocalAudioTrack>) {

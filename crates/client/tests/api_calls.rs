@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::server;
 use parlor_client::call_session::{
-    AudioMaker, CallEvent, CallHandle, CallOptions, MediaSink, VideoMaker,
+    AudioMaker, CallEvent, CallHandle, CallOptions, DeviceOpener, MediaSink, VideoMaker,
 };
 use parlor_client::reconnect::ReconnectPolicy;
 use parlor_client::{Client, ClientEvent};
@@ -21,6 +21,7 @@ use parlor_media::source::VideoConstraints;
 use parlor_media::spec::{AudioSpec, VideoSpec};
 use parlor_media::{AudioFrame, VideoFrame};
 use parlor_protocol::UserId;
+use parlor_rtc::MediaKind;
 
 async fn register(url: &str, dir: &Path, name: &str) -> Client {
     common::register(url, dir, name, ReconnectPolicy::default()).await
@@ -340,6 +341,19 @@ async fn client_event<T>(
         .unwrap_or_else(|_| panic!("no {what}"))
 }
 
+/// The devices a user chose: here a test pattern for a camera and a 500 Hz tone for a
+/// microphone.
+struct TestDevices;
+
+impl DeviceOpener for TestDevices {
+    fn microphone(&self) -> Result<Box<dyn parlor_media::AudioSource>, parlor_media::MediaError> {
+        AudioSpec::Tone(500.0).open()
+    }
+    fn camera(&self) -> Result<Box<dyn parlor_media::VideoSource>, parlor_media::MediaError> {
+        VideoSpec::TestPattern.open(VideoConstraints::default())
+    }
+}
+
 fn audio_only(hz: f64, sink: Option<Arc<Tally>>) -> CallOptions {
     CallOptions {
         audio: Some(tone(hz)),
@@ -408,11 +422,21 @@ async fn one_to_one_calls_end_unanswered_declined_or_when_the_other_hangs_up() {
     .await;
 
     // Answered: media flows, then ann hangs up and the call ends for bob too.
-    let ann_call = ann.join_call(room, audio_only(440.0, None)).await.unwrap();
+    let ann_sees = Arc::new(Tally::default());
+    let ann_call = ann
+        .join_call(room, audio_only(440.0, Some(ann_sees.clone())))
+        .await
+        .unwrap();
     client_event(&mut bob_events, "the third ring", rung).await;
     let bob_hears = Arc::new(Tally::default());
     let bob_call = bob
-        .join_call(room, audio_only(660.0, Some(bob_hears.clone())))
+        .join_call(
+            room,
+            CallOptions {
+                devices: Some(Arc::new(TestDevices)),
+                ..audio_only(660.0, Some(bob_hears.clone()))
+            },
+        )
         .await
         .unwrap();
     assert_eq!(bob_call.joined().participants.len(), 2, "ann is in it");
@@ -423,6 +447,22 @@ async fn one_to_one_calls_end_unanswered_declined_or_when_the_other_hangs_up() {
             .is_some_and(|hz| (hz - 440.0).abs() < 5.0)
     })
     .await;
+    // Bob turns on a camera his call started without: the device his app chose opens, and
+    // ann sees it. Ann's call has nowhere to open a camera from: refused, and said.
+    let b = bob.me().id;
+    bob_call
+        .set_sending(MediaKind::Video, true)
+        .await
+        .expect("bob's camera opens");
+    call_event(&bob_call, "bob's camera on", |e| {
+        *e == CallEvent::Media {
+            microphone: true,
+            camera: true,
+        }
+    })
+    .await;
+    eventually("ann sees bob's camera", || ann_sees.video_frames(b) > 10).await;
+    assert!(ann_call.set_sending(MediaKind::Video, true).await.is_err());
     // Well past the ring timeout (1.5 s of audio heard), the answered call goes on.
     eventually("bob hears 1.5 s of ann", || bob_hears.audio_frames(a) > 75).await;
     ann_call.hang_up();

@@ -410,6 +410,10 @@ function handleCallEvent(event: CallEvent): void {
       notice(who === null ? t('call.failed') : t('call.link_failed', { name: userName(who) }));
       break;
     }
+    case 'media':
+      call.microphone = event.data.microphone;
+      call.camera = event.data.camera;
+      break;
     case 'participant_away':
       notice(t('call.away', { name: userName(event.data.user_id) }));
       break;

@@ -146,6 +146,8 @@ export type CallEvent =
   /** Their signaling dropped; the server keeps their place for a while. */
   | { type: 'participant_away'; data: { user_id: UserId } }
   | { type: 'participant_back'; data: { user_id: UserId } }
+  /** What we send now (microphone heard, camera seen). */
+  | { type: 'media'; data: { microphone: boolean; camera: boolean } }
   /** Ours dropped: the call goes on while the client reconnects. */
   | { type: 'signaling_lost' }
   | { type: 'resumed' }

@@ -830,6 +830,8 @@ fn call_options(
         sink: None,
         // The report says which test pattern frames and which tone arrived.
         analyze: true,
+        // The CLI's call runs unattended: nothing asks for another device mid-call.
+        devices: None,
     })
 }
 

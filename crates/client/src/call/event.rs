@@ -66,6 +66,12 @@ pub enum CallEvent {
         user_id: Option<UserId>,
         error: String,
     },
+    /// What we send now: the microphone's sound, the camera's picture (off when muted, when
+    /// turned off, or when there is none).
+    Media {
+        microphone: bool,
+        camera: bool,
+    },
     /// Our connection to the server dropped. The call goes on (media is direct) while the
     /// client reconnects; the server keeps our place for its grace period.
     SignalingLost,

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use parlor_protocol::{CallInfo, Event, IceCandidate, RoomId, UserId};
-use parlor_rtc::{ConnectionState, OpenSections};
+use parlor_rtc::{ConnectionState, MediaKind, OpenSections};
 
 pub use event::{CallEvent, EndReason};
 use link::{Link, Retry};
@@ -86,11 +86,27 @@ pub enum CallState {
     },
 }
 
-/// Which local tracks the call sends.
+/// Which local tracks the call has (or, for what is sent, which of them are on).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalMedia {
     pub audio: bool,
     pub video: bool,
+}
+
+impl LocalMedia {
+    fn get(&self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
+        }
+    }
+
+    fn set(&mut self, kind: MediaKind, on: bool) {
+        match kind {
+            MediaKind::Audio => self.audio = on,
+            MediaKind::Video => self.video = on,
+        }
+    }
 }
 
 /// A step the executor carries out that can fail.
@@ -111,8 +127,21 @@ pub enum Input {
         room: RoomId,
         direct: bool,
     },
-    /// The local tracks the call sends now (at its start, and when one is added).
+    /// The local tracks the call has now (at its start, and when one is added); a new one sends.
     LocalMedia(LocalMedia),
+    /// The user turns the microphone (audio) or camera (video) on or off.
+    SetSending {
+        kind: MediaKind,
+        enabled: bool,
+    },
+    /// The user picked another microphone or camera.
+    SwitchDevice {
+        kind: MediaKind,
+    },
+    /// The device asked for with [`Action::OpenDevice`] is open and sending: its track exists.
+    DeviceOpened {
+        kind: MediaKind,
+    },
     Ring {
         call: CallInfo,
         by: UserId,
@@ -245,6 +274,16 @@ pub enum Action {
         user: UserId,
         candidate: IceCandidate,
     },
+    /// Open the chosen device of `kind` and send from it: into its track if there is one,
+    /// else into a new track on every link.
+    OpenDevice {
+        kind: MediaKind,
+    },
+    /// Send (or stop sending) the track of `kind`, which stays negotiated either way.
+    EnableTrack {
+        kind: MediaKind,
+        enabled: bool,
+    },
 }
 
 impl Action {
@@ -260,7 +299,9 @@ impl Action {
             Action::JoinCall { .. }
             | Action::LeaveCall { .. }
             | Action::DeclineCall { .. }
-            | Action::BusyCall { .. } => None,
+            | Action::BusyCall { .. }
+            | Action::OpenDevice { .. }
+            | Action::EnableTrack { .. } => None,
         }
     }
 }
@@ -277,7 +318,10 @@ pub struct CallMachine {
     /// When our 1:1 call, still ringing the other side, ends unanswered.
     answer_until: Option<Instant>,
     links: BTreeMap<UserId, Link>,
+    /// The local tracks there are.
     local: LocalMedia,
+    /// Those of them sending (not muted, camera not off).
+    sending: LocalMedia,
     signaling_up: bool,
     actions: VecDeque<Action>,
     events: VecDeque<CallEvent>,
@@ -298,6 +342,7 @@ impl CallMachine {
             answer_until: None,
             links: BTreeMap::new(),
             local: LocalMedia::default(),
+            sending: LocalMedia::default(),
             signaling_up: true,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -442,6 +487,27 @@ impl CallMachine {
         });
     }
 
+    /// A local track of `kind` exists (and sends); a new one is offered on every link.
+    fn track_added(&mut self, kind: MediaKind) {
+        if self.local.get(kind) {
+            return;
+        }
+        self.local.set(kind, true);
+        self.sending.set(kind, true);
+        // Whoever added a track offers, on every link.
+        for (user, link) in self.links.iter_mut() {
+            Self::offer_when_stable(*user, link, &mut self.actions);
+        }
+        self.emit_media();
+    }
+
+    fn emit_media(&mut self) {
+        self.emit(CallEvent::Media {
+            microphone: self.sending.audio,
+            camera: self.sending.video,
+        });
+    }
+
     fn close_links(&mut self) {
         for user in std::mem::take(&mut self.links).into_keys() {
             self.actions.push_back(Action::CloseLink { user });
@@ -459,6 +525,7 @@ impl CallMachine {
         self.direct = false;
         self.answer_until = None;
         self.local = LocalMedia::default();
+        self.sending = LocalMedia::default();
         self.emit(CallEvent::Ended { reason });
     }
 
@@ -496,16 +563,46 @@ impl CallMachine {
                 CallState::Joining { .. } | CallState::InCall { .. } => {}
             },
             Input::LocalMedia(media) => {
-                let added =
-                    (media.audio && !self.local.audio) || (media.video && !self.local.video);
-                self.local = media;
-                if added {
-                    // Whoever added a track offers, on every link.
-                    for (user, link) in self.links.iter_mut() {
-                        Self::offer_when_stable(*user, link, &mut self.actions);
+                for kind in [MediaKind::Audio, MediaKind::Video] {
+                    if media.get(kind) {
+                        self.track_added(kind);
                     }
                 }
             }
+            Input::SetSending { kind, enabled } => {
+                if self.room().is_none() || matches!(self.state, CallState::Ringing { .. }) {
+                } else if self.local.get(kind) {
+                    if self.sending.get(kind) != enabled {
+                        self.sending.set(kind, enabled);
+                        self.actions
+                            .push_back(Action::EnableTrack { kind, enabled });
+                        self.emit_media();
+                    }
+                } else if enabled {
+                    // Unmuting a call that started without a microphone opens one.
+                    self.actions.push_back(Action::OpenDevice { kind });
+                }
+            }
+            Input::SwitchDevice { kind } => {
+                if self.in_call_or_joining() {
+                    self.actions.push_back(Action::OpenDevice { kind });
+                }
+            }
+            Input::DeviceOpened { kind } => {
+                if self.in_call_or_joining() {
+                    self.track_added(kind);
+                    // A device picked while muted starts sending: the user chose it to be heard.
+                    if !self.sending.get(kind) {
+                        self.sending.set(kind, true);
+                        self.actions.push_back(Action::EnableTrack {
+                            kind,
+                            enabled: true,
+                        });
+                        self.emit_media();
+                    }
+                }
+            }
+
             Input::Ring { call, by } => {
                 if by == self.me {
                     // Our own call, started on another device.
@@ -556,6 +653,7 @@ impl CallMachine {
                     self.state = CallState::Idle;
                     self.direct = false;
                     self.local = LocalMedia::default();
+                    self.sending = LocalMedia::default();
                 }
             }
             Input::ParticipantJoined { room, user } => {
@@ -1908,5 +2006,126 @@ mod tests {
             vec![Action::LeaveCall { room: 1 }]
         );
         assert_eq!(me.state(), &CallState::Idle);
+    }
+
+    #[test]
+    fn mute_camera_and_devices_are_decided_here() {
+        let (audio, video) = (MediaKind::Audio, MediaKind::Video);
+        // The call starts with a microphone only (the executor says so before joining).
+        let mut me = CallMachine::new(5);
+        me.step(Input::StartCall {
+            room: 1,
+            direct: false,
+        });
+        me.step(Input::LocalMedia(LocalMedia {
+            audio: true,
+            video: false,
+        }));
+        me.step(Input::Joined {
+            call: call(1, &[5, 8]),
+        });
+        me.step(Input::Answer {
+            from: 8,
+            sdp: "a".into(),
+        });
+        assert_eq!(
+            me.events(),
+            vec![
+                CallEvent::Media {
+                    microphone: true,
+                    camera: false
+                },
+                CallEvent::Joined {
+                    call: call(1, &[5, 8])
+                }
+            ]
+        );
+        // Mute and unmute switch the track; nothing is opened or renegotiated.
+        assert_eq!(
+            me.step(Input::SetSending {
+                kind: audio,
+                enabled: false
+            }),
+            vec![Action::EnableTrack {
+                kind: audio,
+                enabled: false
+            }]
+        );
+        assert_eq!(
+            me.step(Input::SetSending {
+                kind: audio,
+                enabled: false
+            }),
+            vec![],
+            "already muted"
+        );
+        assert_eq!(
+            me.events(),
+            vec![CallEvent::Media {
+                microphone: false,
+                camera: false
+            }]
+        );
+        // Turning on a camera the call has none of opens the chosen one; once it is open, it
+        // is offered on every link and sends.
+        assert_eq!(
+            me.step(Input::SetSending {
+                kind: video,
+                enabled: true
+            }),
+            vec![Action::OpenDevice { kind: video }]
+        );
+        assert_eq!(
+            me.events(),
+            vec![],
+            "nothing sends until the device is open"
+        );
+        me.step(Input::Answer {
+            from: 8,
+            sdp: "a".into(),
+        });
+        assert_eq!(
+            me.step(Input::DeviceOpened { kind: video }),
+            vec![offer(8, false)]
+        );
+        assert_eq!(
+            me.events(),
+            vec![CallEvent::Media {
+                microphone: false,
+                camera: true
+            }]
+        );
+        // Another microphone picked while muted replaces the source and unmutes; no offer.
+        assert_eq!(
+            me.step(Input::SwitchDevice { kind: audio }),
+            vec![Action::OpenDevice { kind: audio }]
+        );
+        assert_eq!(
+            me.step(Input::DeviceOpened { kind: audio }),
+            vec![Action::EnableTrack {
+                kind: audio,
+                enabled: true
+            }]
+        );
+        // Turning the camera off is not a way to open one.
+        assert_eq!(
+            me.step(Input::SetSending {
+                kind: video,
+                enabled: false
+            }),
+            vec![Action::EnableTrack {
+                kind: video,
+                enabled: false
+            }]
+        );
+        // Outside a call there is nothing to send from.
+        let mut idle = CallMachine::new(5);
+        assert_eq!(
+            idle.step(Input::SetSending {
+                kind: video,
+                enabled: true
+            }),
+            vec![]
+        );
     }
 }

@@ -20,7 +20,7 @@ use parlor_client::call::{
     Action, CallEvent, CallMachine, CallState, EndReason, Input, LocalMedia, Step,
 };
 use parlor_protocol::{CallInfo, Event, IceCandidate, RoomId, UserId};
-use parlor_rtc::ConnectionState;
+use parlor_rtc::{ConnectionState, MediaKind};
 use parlor_signaling::hub::{ConnId, Hub, HubConfig, Output, Relay};
 
 /// One way, client to server or back: a signaling message's base delay.
@@ -342,12 +342,15 @@ impl World {
         self.input(user, Input::Leave);
     }
 
-    /// `user`'s side turns its camera on (it had none).
+    /// `user` turns the camera on (the call had none: the machine has one opened).
     pub fn add_camera(&mut self, user: UserId) {
-        let client = self.clients.get_mut(&user).unwrap();
-        client.media.video = true;
-        let media = client.media;
-        self.input(user, Input::LocalMedia(media));
+        self.input(
+            user,
+            Input::SetSending {
+                kind: MediaKind::Video,
+                enabled: true,
+            },
+        );
     }
 
     /// A client that starts without a camera.
@@ -802,6 +805,16 @@ impl World {
                 pc.stable_local = pc.local;
                 self.input(user, Input::RemoteDescriptionSet { user: to });
             }
+            // The device opens at once, and sends.
+            Action::OpenDevice { kind } => {
+                let media = &mut self.clients.get_mut(&user).unwrap().media;
+                match kind {
+                    MediaKind::Audio => media.audio = true,
+                    MediaKind::Video => media.video = true,
+                }
+                self.input(user, Input::DeviceOpened { kind });
+            }
+            Action::EnableTrack { .. } => {}
             Action::ApplyCandidate {
                 user: to,
                 candidate,

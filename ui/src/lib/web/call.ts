@@ -289,32 +289,39 @@ export class WebCall {
     }
   }
 
-  setMicrophone(enabled: boolean): Promise<void> {
+  async setMicrophone(enabled: boolean): Promise<void> {
     const track = this.localTrack('audio');
-    if (track) {
-      track.enabled = enabled;
-      return Promise.resolve();
-    }
-    return enabled ? this.replace('audio') : Promise.resolve();
+    if (track) track.enabled = enabled;
+    else if (enabled) await this.replace('audio');
+    this.emitMedia();
   }
 
   async setCamera(enabled: boolean): Promise<void> {
-    if (enabled) {
-      if (!this.localTrack('video')) await this.replace('video');
-      return;
-    }
     const track = this.localTrack('video');
-    if (!track) return;
-    track.stop();
-    this.local.removeTrack(track);
-    await this.forEachSender('video', (sender) => sender.replaceTrack(null));
-    setStream(LOCAL_TILE, this.local);
+    if (enabled && !track) await this.replace('video');
+    if (!enabled && track) {
+      track.stop();
+      this.local.removeTrack(track);
+      await this.forEachSender('video', (sender) => sender.replaceTrack(null));
+      setStream(LOCAL_TILE, this.local);
+    }
+    this.emitMedia();
   }
 
   async useDevice(kind: 'microphone' | 'speaker' | 'camera', id: string | null): Promise<void> {
     this.devices = { ...this.devices, [kind]: id };
     if (kind === 'speaker') setSpeaker(id);
-    else await this.replace(kind === 'camera' ? 'video' : 'audio');
+    else {
+      await this.replace(kind === 'camera' ? 'video' : 'audio');
+      this.emitMedia();
+    }
+  }
+
+  /** Says what is sent now, as the desktop's call machine does. */
+  private emitMedia(): void {
+    const microphone = this.localTrack('audio')?.enabled ?? false;
+    const camera = this.localTrack('video') !== null;
+    this.emit({ type: 'media', data: { microphone, camera } });
   }
 
   /** A new track of `kind` from the chosen device in place of the current one, on every link. */
