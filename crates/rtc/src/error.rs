@@ -25,15 +25,36 @@ pub enum RtcError {
 }
 
 impl From<webrtc::error::Error> for RtcError {
+    /// By the library's error variant (its messages are for people, not for matching).
     fn from(e: webrtc::error::Error) -> Self {
-        let text = e.to_string();
-        let lower = text.to_ascii_lowercase();
-        if lower.contains("datachannel") && lower.contains("closed") {
-            RtcError::DataChannelClosed
-        } else if lower.contains("closed") && lower.contains("peer") {
-            RtcError::Closed
-        } else {
-            RtcError::Internal(text)
+        use webrtc::error::Error as E;
+        match e {
+            E::ErrDataChannelClosed => RtcError::DataChannelClosed,
+            E::ErrConnectionClosed => RtcError::Closed,
+            other => RtcError::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webrtc::error::Error as E;
+
+    #[test]
+    fn the_librarys_errors_are_mapped_by_variant() {
+        assert!(matches!(
+            RtcError::from(E::ErrDataChannelClosed),
+            RtcError::DataChannelClosed
+        ));
+        assert!(matches!(
+            RtcError::from(E::ErrConnectionClosed),
+            RtcError::Closed
+        ));
+        // A data channel not open yet is not a closed one.
+        assert!(matches!(
+            RtcError::from(E::ErrDataChannelNotOpen),
+            RtcError::Internal(text) if text.contains("not open")
+        ));
     }
 }

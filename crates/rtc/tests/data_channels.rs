@@ -170,3 +170,42 @@ async fn local_candidates_carry_the_bundles_mid() {
     assert_eq!(json["sdpMid"], first_mid.as_str(), "{json}");
     pc.close().await.unwrap();
 }
+
+/// Candidates that reach a connection before the description they belong to (signaling can
+/// overtake itself) are kept and applied with it: here every one of the offerer's candidates
+/// is given to the answerer before its offer, and the two connect. This is the one place
+/// early candidates wait; the call machine passes them straight on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_given_before_the_description_are_applied_with_it() {
+    let (a, mut a_events) = peer().await;
+    let (b, b_events) = peer().await;
+    a.create_data_channel("chat", DataChannelOptions::default())
+        .await
+        .unwrap();
+    let offer = a.create_offer().await.unwrap();
+    a.set_local_description(offer.clone()).await.unwrap();
+    a.wait_gathering_complete(PATIENCE).await.unwrap();
+    let mut early = Vec::new();
+    while let Ok(event) = a_events.try_recv() {
+        if let PeerEvent::IceCandidate(candidate) = event {
+            early.push(candidate);
+        }
+    }
+    assert!(!early.is_empty(), "the offerer gathered candidates");
+    for candidate in early {
+        b.add_ice_candidate(candidate)
+            .await
+            .expect("kept until the offer comes");
+    }
+    // B's candidates never reach a: only a's, given early, let the two find each other (b's
+    // checks to them make b known to a).
+    let _unsent = b_events;
+    b.set_remote_description(offer).await.unwrap();
+    let answer = b.create_answer().await.unwrap();
+    b.set_local_description(answer.clone()).await.unwrap();
+    a.set_remote_description(answer).await.unwrap();
+    a.wait_connected(PATIENCE).await.expect("a connected");
+    b.wait_connected(PATIENCE).await.expect("b connected");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

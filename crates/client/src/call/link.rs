@@ -1,12 +1,6 @@
 //! One link of a mesh call (the peer connection to one other participant) as the call machine
-//! sees it: who offers, whether an offer is out, the remote candidates held until the remote
-//! description is set, and when to try an offer again.
+//! sees it: who offers, whether an offer is out, and when to try an offer again.
 use std::time::Instant;
-
-use parlor_protocol::IceCandidate;
-
-/// Most candidates held for one link before its remote description (a bound on memory).
-pub(super) const MAX_HELD_CANDIDATES: usize = 64;
 
 /// An offer to make later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +17,6 @@ pub(super) struct Link {
     pub offer_pending: bool,
     /// Offer again once the pending offer is answered (tracks changed meanwhile).
     pub offer_again: bool,
-    pub remote_description_set: bool,
-    pub held_candidates: Vec<IceCandidate>,
     pub connected: bool,
     /// We answered an offer with no section for one of our tracks: once that answer is in
     /// place, this side offers to add it.
@@ -42,19 +34,10 @@ impl Link {
             offerer,
             offer_pending: offerer,
             offer_again: false,
-            remote_description_set: false,
-            held_candidates: Vec::new(),
             connected: false,
             offer_after_answer: false,
             retry: None,
             attempts: 0,
-        }
-    }
-
-    /// Keeps a candidate that came before the remote description, within the bound.
-    pub fn hold(&mut self, candidate: IceCandidate) {
-        if self.held_candidates.len() < MAX_HELD_CANDIDATES {
-            self.held_candidates.push(candidate);
         }
     }
 

@@ -17,7 +17,6 @@
 //!   lower id keeps its offer while the higher rolls its own back, answers, then offers again
 //!   (WebRTC's "perfect negotiation"); an answer with no section for a track of ours is followed
 //!   by our own offer;
-//! - **remote candidates** are held until the link's remote description is set;
 //! - **repair**: a link `disconnected` for a moment or `failed` gets an ICE restart from its
 //!   offerer, tried again with backoff until it connects; an offer that could not go out is
 //!   tried again the same way;
@@ -745,25 +744,18 @@ impl CallMachine {
                     }
                 }
             }
+            // A candidate that comes before its description waits in the peer connection
+            // (`parlor_rtc::PeerConnection::add_ice_candidate`), the one place that does.
             Input::Candidate { from, candidate } => {
-                if let Some(link) = self.links.get_mut(&from) {
-                    if link.remote_description_set {
-                        self.actions.push_back(Action::ApplyCandidate {
-                            user: from,
-                            candidate,
-                        });
-                    } else {
-                        link.hold(candidate);
-                    }
+                if self.links.contains_key(&from) {
+                    self.actions.push_back(Action::ApplyCandidate {
+                        user: from,
+                        candidate,
+                    });
                 }
             }
             Input::RemoteDescriptionSet { user } => {
                 if let Some(link) = self.links.get_mut(&user) {
-                    link.remote_description_set = true;
-                    for candidate in link.held_candidates.drain(..) {
-                        self.actions
-                            .push_back(Action::ApplyCandidate { user, candidate });
-                    }
                     if std::mem::take(&mut link.offer_after_answer) {
                         Self::offer_when_stable(user, link, &mut self.actions);
                     }
@@ -1294,7 +1286,9 @@ mod tests {
     }
 
     #[test]
-    fn candidates_wait_for_the_remote_description() {
+    fn candidates_go_to_their_link_as_they_come() {
+        // Before the remote description too: the peer connection keeps those until it is set
+        // (parlor-rtc's `candidates_given_before_the_description_are_applied_with_it`).
         let mut me = CallMachine::new(5);
         me.step(Input::StartCall {
             room: 1,
@@ -1308,36 +1302,9 @@ mod tests {
                 from: 3,
                 candidate: candidate(1)
             }),
-            vec![]
-        );
-        assert_eq!(
-            me.step(Input::Candidate {
-                from: 3,
-                candidate: candidate(2)
-            }),
-            vec![]
-        );
-        assert_eq!(
-            me.step(Input::RemoteDescriptionSet { user: 3 }),
-            vec![
-                Action::ApplyCandidate {
-                    user: 3,
-                    candidate: candidate(1)
-                },
-                Action::ApplyCandidate {
-                    user: 3,
-                    candidate: candidate(2)
-                },
-            ]
-        );
-        assert_eq!(
-            me.step(Input::Candidate {
-                from: 3,
-                candidate: candidate(3)
-            }),
             vec![Action::ApplyCandidate {
                 user: 3,
-                candidate: candidate(3)
+                candidate: candidate(1)
             }]
         );
         assert_eq!(
