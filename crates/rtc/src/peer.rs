@@ -860,21 +860,17 @@ impl PeerConnection {
 }
 
 /// RFC 8839 `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>`.
+/// A candidate line the ICE agent can take, read by the `rtc` crate's own candidate parser
+/// (kind, addresses, ports and priority checked), so a bad one is refused here, clearly.
 fn check_candidate_syntax(candidate: &str) -> Result<()> {
     let body = candidate.strip_prefix("a=").unwrap_or(candidate);
-    let fields: Vec<&str> = body.split_ascii_whitespace().collect();
-    let ok = fields.len() >= 8
-        && fields[0].starts_with("candidate:")
-        && fields[1].parse::<u16>().is_ok()
-        && matches!(fields[2].to_ascii_lowercase().as_str(), "udp" | "tcp")
-        && fields[3].parse::<u32>().is_ok()
-        && fields[5].parse::<u16>().is_ok()
-        && fields[6] == "typ";
-    if ok {
-        Ok(())
-    } else {
-        Err(RtcError::Ice(format!("malformed candidate {candidate:?}")))
-    }
+    body.strip_prefix("candidate:")
+        .ok_or_else(|| "it does not start with \"candidate:\"".to_owned())
+        .and_then(|fields| {
+            rtc::ice::candidate::unmarshal_candidate(fields).map_err(|e| e.to_string())
+        })
+        .map(|_| ())
+        .map_err(|why| RtcError::Ice(format!("malformed candidate {candidate:?}: {why}")))
 }
 
 fn to_description(d: RTCSessionDescription) -> SessionDescription {

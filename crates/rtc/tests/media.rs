@@ -121,10 +121,24 @@ async fn h264_and_opus_both_ways() {
     assert!((at_a - 660.0).abs() < 5.0, "a heard {at_a} Hz, b sent 660");
 
     // Stats in the one schema, from both the stack and our pipelines.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let _ = a.pc.stats().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let stats = a.pc.stats().await;
+    // Rates come from two readings; round trips and half a second of audio take a while:
+    // read until they are all there.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let stats = loop {
+        let stats = a.pc.stats().await;
+        let rated = stats
+            .outbound
+            .iter()
+            .any(|t| t.kind == "video" && t.bitrate_bps > 0.0 && t.frames_per_second > 10.0);
+        let heard = stats
+            .inbound
+            .iter()
+            .any(|t| t.kind == "audio" && t.samples_received > 48_000 / 2);
+        if rated && heard || tokio::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let pair = stats
         .selected_pair
         .as_ref()
@@ -190,31 +204,36 @@ async fn mute_stops_media_and_unmute_resumes_it() {
     moving_frames(&video, 5).await;
     audio_frequency(&audio, 10).await;
 
+    let (video_then, audio_then) = (a_media.video.counters(), a_media.audio.counters());
     a_media.video.set_enabled(false);
     a_media.audio.set_enabled(false);
-    // Let what was in flight arrive, then nothing more may come.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    while tokio::time::timeout(Duration::from_millis(50), video.next_frame())
-        .await
-        .is_ok()
-    {}
-    while tokio::time::timeout(Duration::from_millis(50), audio.next_frame())
-        .await
-        .is_ok()
-    {}
-    let frames_before = video.counters().frames_decoded;
-    let audio_before = audio.counters().packets;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        video.counters().frames_decoded,
-        frames_before,
-        "video kept flowing while muted"
+    // Capture goes on while muted, and is the clock: after 30 more frames and 50 more audio
+    // frames captured, nothing more was encoded (a frame being encoded at the switch aside),
+    // and the receiver cannot have had more than was encoded.
+    wait_until("a second of capture while muted", || {
+        a_media.video.counters().frames_captured >= video_then.frames_captured + 30
+            && a_media.audio.counters().frames_captured >= audio_then.frames_captured + 50
+    })
+    .await;
+    let (video_sent, audio_sent) = (
+        a_media.video.counters().frames_encoded,
+        a_media.audio.counters().frames_encoded,
     );
-    assert_eq!(
-        audio.counters().packets,
-        audio_before,
-        "audio kept flowing while muted"
+    assert!(
+        video_sent <= video_then.frames_encoded + 1,
+        "video kept being encoded while muted: {video_sent} after {}",
+        video_then.frames_encoded
     );
+    assert!(
+        audio_sent <= audio_then.frames_encoded + 1,
+        "audio kept being encoded while muted: {audio_sent} after {}",
+        audio_then.frames_encoded
+    );
+    assert!(video.counters().frames_decoded <= video_sent);
+    assert!(audio.counters().packets <= audio_sent);
+    // What arrived before the mute is still queued for the reader: take it (without waiting).
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, video.next_frame()).await {}
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, audio.next_frame()).await {}
 
     a_media.video.set_enabled(true);
     a_media.audio.set_enabled(true);

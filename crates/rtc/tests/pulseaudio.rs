@@ -65,7 +65,16 @@ async fn microphone_to_peer_to_speaker_through_pulseaudio() {
         .arg(&recording)
         .spawn()
         .expect("parecord (apt package pulseaudio-utils)");
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Eight seconds of sound: the recording's size says when (48 kHz, 16-bit mono).
+    let wanted = 8 * 48_000 * 2;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&recording).map_or(0, |m| m.len()) < wanted {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "parecord recorded nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // SIGINT lets parecord finish the WAV header.
     let _ = Command::new("kill")
         .args(["-INT", &recorder.id().to_string()])

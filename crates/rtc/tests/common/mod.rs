@@ -98,6 +98,15 @@ pub async fn negotiate(a: &PeerConnection, b: &PeerConnection) {
     a.set_remote_description(answer).await.expect("a remote");
 }
 
+/// Waits until `check` holds, looking every 20 ms (a guard against hangs, not a speed check).
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits for the first event matching `pick`, skipping others.
 pub async fn next_matching<T>(
     events: &mut mpsc::UnboundedReceiver<PeerEvent>,
