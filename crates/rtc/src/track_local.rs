@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use parlor_media::opus_codec::OpusEncoder;
 use parlor_media::video_codec::{EncodedFrame, EncoderConfig, VideoEncoder};
-use parlor_media::{AudioSource, MediaError, VideoSource};
+use parlor_media::{AudioFrame, AudioSource, MediaError, VideoFrame, VideoSource};
 use rtc::media::Sample;
 use rtc::rtp::packetizer::Packetizer;
 use rtc::rtp::sequence::Sequencer;
@@ -532,6 +532,306 @@ fn set_error(pipeline: &Pipeline, e: &MediaError) {
     pipeline.counters().last_error = Some(e.to_string());
 }
 
+/// One kind of media's part in the capture loop: where its frames come from, what a new source
+/// needs, what to do while nothing is sent, and how a frame is encoded and handed on.
+trait Capture: Send + 'static {
+    type Source: Send + 'static;
+    type Frame;
+    /// The capture thread's name.
+    const THREAD: &'static str;
+    /// Takes `next` as the source (the one in use stays if this fails).
+    fn replace(&mut self, pipeline: &Pipeline, next: Self::Source) -> Result<(), MediaError>;
+    fn next_frame(&mut self, pipeline: &Pipeline) -> Result<Self::Frame, MediaError>;
+    /// Muted, or nobody to send to: nothing is encoded.
+    fn idle(&mut self, pipeline: &Pipeline);
+    fn encode(&mut self, pipeline: &Pipeline, frame: Self::Frame);
+}
+
+/// The one capture loop, for audio and video alike, on a thread of its own: takes a source
+/// the user switched to, captures, counts, and encodes only while the track sends to someone.
+fn spawn_capture<C: Capture>(
+    pipeline: Arc<Pipeline>,
+    replacement: Arc<Mutex<Option<C::Source>>>,
+    mut capture: C,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name(C::THREAD.into())
+        .spawn(move || {
+            while !pipeline.stop.load(Ordering::SeqCst) {
+                let next = replacement.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(next) = next {
+                    if let Err(e) = capture.replace(&pipeline, next) {
+                        set_error(&pipeline, &e);
+                        continue;
+                    }
+                }
+                let frame = match capture.next_frame(&pipeline) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        set_error(&pipeline, &e);
+                        break;
+                    }
+                };
+                pipeline.counters().frames_captured += 1;
+                // Muted, or nobody to send to: do not spend CPU encoding.
+                if !pipeline.enabled.load(Ordering::SeqCst) || pipeline.frames.receiver_count() == 0
+                {
+                    capture.idle(&pipeline);
+                    continue;
+                }
+                capture.encode(&pipeline, frame);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| crate::RtcError::Internal(format!("capture thread: {e}")))
+}
+
+fn encoder_config(options: &VideoTrackOptions, w: usize, h: usize, fps: u32) -> EncoderConfig {
+    let mut config = EncoderConfig::for_size(w, h, fps);
+    if let Some(bps) = options.bitrate_bps {
+        config.bitrate_bps = bps;
+    }
+    if let Some(interval) = options.keyframe_interval {
+        config.keyframe_interval = interval;
+    }
+    config
+}
+
+/// A video source encoded in every codec the links chose, at the size and rate the ladder and
+/// the encoder budget leave room for.
+struct VideoCapture {
+    source: Box<dyn VideoSource>,
+    options: VideoTrackOptions,
+    encoders: VideoEncoders,
+    last_capture: Option<Duration>,
+    keyframe_gate: KeyframeGate,
+    ladder: crate::ladder::Ladder,
+    budget: crate::encoder_budget::EncoderBudget,
+    frames_seen: u64,
+}
+
+impl Capture for VideoCapture {
+    type Source = Box<dyn VideoSource>;
+    type Frame = VideoFrame;
+    const THREAD: &'static str = "parlor-video-capture";
+
+    fn replace(&mut self, pipeline: &Pipeline, next: Self::Source) -> Result<(), MediaError> {
+        // The encoder follows the new source's size on the next frame, like a ladder step.
+        self.source = next;
+        pipeline.keyframe_requested.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn next_frame(&mut self, pipeline: &Pipeline) -> Result<VideoFrame, MediaError> {
+        pipeline
+            .fps
+            .store(self.source.format().fps as u64, Ordering::Relaxed);
+        self.source.next_frame()
+    }
+
+    fn idle(&mut self, pipeline: &Pipeline) {
+        self.last_capture = None;
+        // A camera turned off is not a picture to make room for.
+        pipeline.next_size_bps.store(0, Ordering::Relaxed);
+    }
+
+    fn encode(&mut self, pipeline: &Pipeline, frame: VideoFrame) {
+        // The encoder follows the congestion controller (never above the user's cap),
+        // and below what the source's size needs, the ladder makes the picture
+        // smaller, then the frame rate lower.
+        let target = pipeline
+            .video_target_bps()
+            .map(|target| target.min(self.options.bitrate_bps.unwrap_or(u32::MAX)));
+        // Skipped before anything is spent on the frame (scaling, encoding).
+        let now = Instant::now();
+        if !self.budget.allows(now, target) {
+            tracing::trace!(?target, "frame skipped: the link has no room");
+            pipeline.counters().frames_dropped += 1;
+            return;
+        }
+        let source_fps = self.source.format().fps;
+        let rung = match target {
+            Some(target) => {
+                self.ladder
+                    .follow(now, target, (frame.width, frame.height, source_fps))
+            }
+            None => self.ladder.rung(),
+        };
+        let next_size = self
+            .ladder
+            .next_size_bps((frame.width, frame.height, source_fps));
+        pipeline
+            .next_size_bps
+            .store(next_size.unwrap_or(0), Ordering::Relaxed);
+        self.frames_seen = self.frames_seen.wrapping_add(1);
+        if !self
+            .frames_seen
+            .is_multiple_of(u64::from(rung.frame_interval))
+        {
+            return;
+        }
+        let frame = if rung.halvings > 0 {
+            parlor_media::scale::downscale(&frame, rung.halvings)
+        } else {
+            frame
+        };
+        let fps = (source_fps / rung.frame_interval).max(1);
+        // One encoder per codec the links negotiated (H.264 until one says).
+        self.encoders.follow(&pipeline.video_codecs());
+        // Requests that come while a keyframe is still young wait for the gate:
+        // many PLIs (from several receivers, or one lossy link) make one IDR.
+        let keyframe_due = pipeline.keyframe_requested.load(Ordering::SeqCst)
+            && self.keyframe_gate.open(Instant::now());
+        if keyframe_due {
+            pipeline.keyframe_requested.store(false, Ordering::SeqCst);
+        }
+        let duration = match self.last_capture {
+            Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
+            _ => Duration::from_secs(1) / fps,
+        };
+        self.last_capture = Some(frame.captured_at);
+        for (codec, slot) in self.encoders.iter_mut() {
+            let stale = slot.as_ref().is_none_or(|encoder| {
+                let c = encoder.config();
+                (frame.width, frame.height, fps) != (c.width, c.height, c.fps)
+            });
+            if stale {
+                match codec.encoder(encoder_config(
+                    &self.options,
+                    frame.width,
+                    frame.height,
+                    fps,
+                )) {
+                    Ok(e) => *slot = Some(e),
+                    Err(e) => {
+                        set_error(pipeline, &e);
+                        *slot = None;
+                        continue;
+                    }
+                }
+            }
+            let Some(encoder) = slot.as_mut() else {
+                continue;
+            };
+            // Small moves are not worth a rate-control reset.
+            if let Some(target) = target {
+                let current = encoder.config().bitrate_bps;
+                if target.abs_diff(current) > current / 20 {
+                    if let Err(e) = encoder.set_bitrate(target) {
+                        tracing::debug!("{e}");
+                    }
+                }
+            }
+            if keyframe_due {
+                encoder.request_keyframe();
+            }
+            let started = Instant::now();
+            let encoded = match encoder.encode(&frame) {
+                Ok(Some(encoded)) => encoded,
+                Ok(None) => {
+                    tracing::trace!("frame skipped by the encoder's rate control");
+                    pipeline.counters().frames_dropped += 1;
+                    continue;
+                }
+                Err(e) => {
+                    set_error(pipeline, &e);
+                    continue;
+                }
+            };
+            let spent = started.elapsed();
+            {
+                let mut c = pipeline.counters();
+                c.frames_encoded += 1;
+                c.keyframes_encoded += encoded.keyframe as u64;
+                if encoded.keyframe {
+                    tracing::debug!(
+                        ?codec,
+                        bytes = encoded.data.len(),
+                        target_bps = encoder.config().bitrate_bps,
+                        "keyframe"
+                    );
+                    self.keyframe_gate
+                        .sent(encoded.data.len(), encoder.config().bitrate_bps);
+                }
+                c.bytes_encoded += encoded.data.len() as u64;
+                self.budget.spent(encoded.data.len());
+                c.width = frame.width as u32;
+                c.height = frame.height as u32;
+                c.encode_time += spent;
+                c.quality_limitation =
+                    QualityLimitation::of_frame(spent, encoder.config().fps, next_size.is_some());
+            }
+            let EncodedFrame { data, .. } = encoded;
+            let _ = pipeline.frames.send(Arc::new(Encoded {
+                codec: Some(*codec),
+                data: data.into(),
+                duration,
+            }));
+        }
+    }
+}
+
+/// An audio source encoded as Opus, with in-band FEC as the link's loss asks.
+struct AudioCapture {
+    source: Box<dyn AudioSource>,
+    encoder: OpusEncoder,
+}
+
+fn opus_bitrate(channels: u16) -> i32 {
+    if channels == 2 {
+        64_000
+    } else {
+        32_000
+    }
+}
+
+impl Capture for AudioCapture {
+    type Source = Box<dyn AudioSource>;
+    type Frame = AudioFrame;
+    const THREAD: &'static str = "parlor-audio-capture";
+
+    fn replace(&mut self, _: &Pipeline, next: Self::Source) -> Result<(), MediaError> {
+        if next.channels() != self.source.channels() {
+            self.encoder = OpusEncoder::new(next.channels(), opus_bitrate(next.channels()))?;
+        }
+        self.source = next;
+        Ok(())
+    }
+
+    fn next_frame(&mut self, _: &Pipeline) -> Result<AudioFrame, MediaError> {
+        self.source.next_frame()
+    }
+
+    fn idle(&mut self, _: &Pipeline) {}
+
+    fn encode(&mut self, pipeline: &Pipeline, frame: AudioFrame) {
+        // In-band FEC in proportion to the loss the link shows.
+        let loss = pipeline
+            .expected_loss_percent()
+            .unwrap_or(parlor_media::opus_codec::DEFAULT_EXPECTED_LOSS_PERCENT);
+        if let Err(e) = self.encoder.set_expected_loss(loss) {
+            tracing::debug!("{e}");
+        }
+        let started = Instant::now();
+        match self.encoder.encode(&frame) {
+            Ok(packet) => {
+                {
+                    let mut c = pipeline.counters();
+                    c.frames_encoded += 1;
+                    c.bytes_encoded += packet.len() as u64;
+                    c.encode_time += started.elapsed();
+                }
+                let _ = pipeline.frames.send(Arc::new(Encoded {
+                    codec: None,
+                    data: packet.into(),
+                    duration: frame.duration(),
+                }));
+            }
+            Err(e) => set_error(pipeline, &e),
+        }
+    }
+}
+
 /// A camera (or test pattern, or file) sent as H.264 or VP8, whichever each connection chose.
 #[derive(Clone)]
 pub struct LocalVideoTrack {
@@ -545,188 +845,24 @@ impl LocalVideoTrack {
         let pipeline = Pipeline::new(MediaKind::Video);
         let replacement: Arc<Mutex<Option<Box<dyn VideoSource>>>> = Arc::new(Mutex::new(None));
         let format = source.format();
-        let config = move |w: usize, h: usize, fps: u32| {
-            let mut config = EncoderConfig::for_size(w, h, fps);
-            if let Some(bps) = options.bitrate_bps {
-                config.bitrate_bps = bps;
-            }
-            if let Some(interval) = options.keyframe_interval {
-                config.keyframe_interval = interval;
-            }
-            config
-        };
         // Built here, so a size no encoder takes fails now rather than on the capture thread.
-        let first = VideoCodec::H264.encoder(config(format.width, format.height, format.fps))?;
-        let mut encoders = VideoEncoders(vec![(VideoCodec::H264, Some(first))]);
-        let thread_pipeline = pipeline.clone();
-        let thread_replacement = replacement.clone();
-        std::thread::Builder::new()
-            .name("parlor-video-capture".into())
-            .spawn(move || {
-                let pipeline = thread_pipeline;
-                let mut source = source;
-                let mut last_capture: Option<Duration> = None;
-                let mut keyframe_gate = KeyframeGate::new(MIN_KEYFRAME_INTERVAL);
-                let mut ladder = crate::ladder::Ladder::new();
-                let mut budget = crate::encoder_budget::EncoderBudget::new();
-                let mut frames_seen: u64 = 0;
-                while !pipeline.stop.load(Ordering::SeqCst) {
-                    if let Some(next) = thread_replacement
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                    {
-                        // The encoder follows the new source's size below, like a ladder step.
-                        source = next;
-                        pipeline.keyframe_requested.store(true, Ordering::SeqCst);
-                    }
-                    pipeline
-                        .fps
-                        .store(source.format().fps as u64, Ordering::Relaxed);
-                    let frame = match source.next_frame() {
-                        Ok(frame) => frame,
-                        Err(e) => {
-                            set_error(&pipeline, &e);
-                            break;
-                        }
-                    };
-                    pipeline.counters().frames_captured += 1;
-                    // Muted, or nobody to send to: do not spend CPU encoding.
-                    if !pipeline.enabled.load(Ordering::SeqCst)
-                        || pipeline.frames.receiver_count() == 0
-                    {
-                        last_capture = None;
-                        // A camera turned off is not a picture to make room for.
-                        pipeline.next_size_bps.store(0, Ordering::Relaxed);
-                        continue;
-                    }
-                    // The encoder follows the congestion controller (never above the user's cap),
-                    // and below what the source's size needs, the ladder makes the picture
-                    // smaller, then the frame rate lower.
-                    let target = pipeline
-                        .video_target_bps()
-                        .map(|target| target.min(options.bitrate_bps.unwrap_or(u32::MAX)));
-                    // Skipped before anything is spent on the frame (scaling, encoding).
-                    let now = Instant::now();
-                    if !budget.allows(now, target) {
-                        tracing::trace!(?target, "frame skipped: the link has no room");
-                        pipeline.counters().frames_dropped += 1;
-                        continue;
-                    }
-                    let source_fps = source.format().fps;
-                    let rung = match target {
-                        Some(target) => {
-                            ladder.follow(now, target, (frame.width, frame.height, source_fps))
-                        }
-                        None => ladder.rung(),
-                    };
-                    let next_size = ladder.next_size_bps((frame.width, frame.height, source_fps));
-                    pipeline
-                        .next_size_bps
-                        .store(next_size.unwrap_or(0), Ordering::Relaxed);
-                    frames_seen = frames_seen.wrapping_add(1);
-                    if !frames_seen.is_multiple_of(u64::from(rung.frame_interval)) {
-                        continue;
-                    }
-                    let frame = if rung.halvings > 0 {
-                        parlor_media::scale::downscale(&frame, rung.halvings)
-                    } else {
-                        frame
-                    };
-                    let fps = (source_fps / rung.frame_interval).max(1);
-                    // One encoder per codec the links negotiated (H.264 until one says).
-                    encoders.follow(&pipeline.video_codecs());
-                    // Requests that come while a keyframe is still young wait for the gate:
-                    // many PLIs (from several receivers, or one lossy link) make one IDR.
-                    let keyframe_due = pipeline.keyframe_requested.load(Ordering::SeqCst)
-                        && keyframe_gate.open(Instant::now());
-                    if keyframe_due {
-                        pipeline.keyframe_requested.store(false, Ordering::SeqCst);
-                    }
-                    let duration = match last_capture {
-                        Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
-                        _ => Duration::from_secs(1) / fps,
-                    };
-                    last_capture = Some(frame.captured_at);
-                    for (codec, slot) in encoders.iter_mut() {
-                        let stale = slot.as_ref().is_none_or(|encoder| {
-                            let c = encoder.config();
-                            (frame.width, frame.height, fps) != (c.width, c.height, c.fps)
-                        });
-                        if stale {
-                            match codec.encoder(config(frame.width, frame.height, fps)) {
-                                Ok(e) => *slot = Some(e),
-                                Err(e) => {
-                                    set_error(&pipeline, &e);
-                                    *slot = None;
-                                    continue;
-                                }
-                            }
-                        }
-                        let Some(encoder) = slot.as_mut() else {
-                            continue;
-                        };
-                        // Small moves are not worth a rate-control reset.
-                        if let Some(target) = target {
-                            let current = encoder.config().bitrate_bps;
-                            if target.abs_diff(current) > current / 20 {
-                                if let Err(e) = encoder.set_bitrate(target) {
-                                    tracing::debug!("{e}");
-                                }
-                            }
-                        }
-                        if keyframe_due {
-                            encoder.request_keyframe();
-                        }
-                        let started = Instant::now();
-                        let encoded = match encoder.encode(&frame) {
-                            Ok(Some(encoded)) => encoded,
-                            Ok(None) => {
-                                tracing::trace!("frame skipped by the encoder's rate control");
-                                pipeline.counters().frames_dropped += 1;
-                                continue;
-                            }
-                            Err(e) => {
-                                set_error(&pipeline, &e);
-                                continue;
-                            }
-                        };
-                        let spent = started.elapsed();
-                        {
-                            let mut c = pipeline.counters();
-                            c.frames_encoded += 1;
-                            c.keyframes_encoded += encoded.keyframe as u64;
-                            if encoded.keyframe {
-                                tracing::debug!(
-                                    ?codec,
-                                    bytes = encoded.data.len(),
-                                    target_bps = encoder.config().bitrate_bps,
-                                    "keyframe"
-                                );
-                                keyframe_gate
-                                    .sent(encoded.data.len(), encoder.config().bitrate_bps);
-                            }
-                            c.bytes_encoded += encoded.data.len() as u64;
-                            budget.spent(encoded.data.len());
-                            c.width = frame.width as u32;
-                            c.height = frame.height as u32;
-                            c.encode_time += spent;
-                            c.quality_limitation = QualityLimitation::of_frame(
-                                spent,
-                                encoder.config().fps,
-                                next_size.is_some(),
-                            );
-                        }
-                        let EncodedFrame { data, .. } = encoded;
-                        let _ = pipeline.frames.send(Arc::new(Encoded {
-                            codec: Some(*codec),
-                            data: data.into(),
-                            duration,
-                        }));
-                    }
-                }
-            })
-            .map_err(|e| crate::RtcError::Internal(format!("capture thread: {e}")))?;
+        let first = VideoCodec::H264.encoder(encoder_config(
+            &options,
+            format.width,
+            format.height,
+            format.fps,
+        ))?;
+        let capture = VideoCapture {
+            source,
+            options,
+            encoders: VideoEncoders(vec![(VideoCodec::H264, Some(first))]),
+            last_capture: None,
+            keyframe_gate: KeyframeGate::new(MIN_KEYFRAME_INTERVAL),
+            ladder: crate::ladder::Ladder::new(),
+            budget: crate::encoder_budget::EncoderBudget::new(),
+            frames_seen: 0,
+        };
+        spawn_capture(pipeline.clone(), replacement.clone(), capture)?;
         Ok(LocalVideoTrack {
             pipeline,
             replacement,
@@ -794,72 +930,12 @@ impl LocalAudioTrack {
     pub fn new(source: Box<dyn AudioSource>) -> Result<Self> {
         let pipeline = Pipeline::new(MediaKind::Audio);
         let replacement: Arc<Mutex<Option<Box<dyn AudioSource>>>> = Arc::new(Mutex::new(None));
-        let bitrate = |channels: u16| if channels == 2 { 64_000 } else { 32_000 };
-        let mut encoder = OpusEncoder::new(source.channels(), bitrate(source.channels()))?;
-        let thread_pipeline = pipeline.clone();
-        let thread_replacement = replacement.clone();
-        std::thread::Builder::new()
-            .name("parlor-audio-capture".into())
-            .spawn(move || {
-                let pipeline = thread_pipeline;
-                let mut source = source;
-                while !pipeline.stop.load(Ordering::SeqCst) {
-                    if let Some(next) = thread_replacement
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                    {
-                        if next.channels() != source.channels() {
-                            match OpusEncoder::new(next.channels(), bitrate(next.channels())) {
-                                Ok(e) => encoder = e,
-                                Err(e) => {
-                                    set_error(&pipeline, &e);
-                                    continue;
-                                }
-                            }
-                        }
-                        source = next;
-                    }
-                    let frame = match source.next_frame() {
-                        Ok(frame) => frame,
-                        Err(e) => {
-                            set_error(&pipeline, &e);
-                            break;
-                        }
-                    };
-                    pipeline.counters().frames_captured += 1;
-                    if !pipeline.enabled.load(Ordering::SeqCst)
-                        || pipeline.frames.receiver_count() == 0
-                    {
-                        continue;
-                    }
-                    // In-band FEC in proportion to the loss the link shows.
-                    let loss = pipeline
-                        .expected_loss_percent()
-                        .unwrap_or(parlor_media::opus_codec::DEFAULT_EXPECTED_LOSS_PERCENT);
-                    if let Err(e) = encoder.set_expected_loss(loss) {
-                        tracing::debug!("{e}");
-                    }
-                    let started = Instant::now();
-                    match encoder.encode(&frame) {
-                        Ok(packet) => {
-                            {
-                                let mut c = pipeline.counters();
-                                c.frames_encoded += 1;
-                                c.bytes_encoded += packet.len() as u64;
-                                c.encode_time += started.elapsed();
-                            }
-                            let _ = pipeline.frames.send(Arc::new(Encoded {
-                                codec: None,
-                                data: packet.into(),
-                                duration: frame.duration(),
-                            }));
-                        }
-                        Err(e) => set_error(&pipeline, &e),
-                    }
-                }
-            })
-            .map_err(|e| crate::RtcError::Internal(format!("capture thread: {e}")))?;
+        let encoder = OpusEncoder::new(source.channels(), opus_bitrate(source.channels()))?;
+        spawn_capture(
+            pipeline.clone(),
+            replacement.clone(),
+            AudioCapture { source, encoder },
+        )?;
         Ok(LocalAudioTrack {
             pipeline,
             replacement,
