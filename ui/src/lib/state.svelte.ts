@@ -462,13 +462,15 @@ export async function startCall(room: RoomId): Promise<void> {
   }
 }
 
+/** Hangs up; the call's own `ended` event takes it off the screen. */
 export async function hangUp(): Promise<void> {
   try {
     await api.leaveCall();
   } catch (e) {
+    // Nothing left to hang up (it ended meanwhile): nothing more will be said of it.
+    app.call = null;
     showError(e, 'call');
   }
-  app.call = null;
 }
 
 export async function declineIncoming(): Promise<void> {
