@@ -35,6 +35,16 @@ fn tone(hz: f64) -> AudioMaker {
     Box::new(move || AudioSpec::Tone(hz).open())
 }
 
+/// A call sending the test pattern and a `hz` tone, on loopback.
+fn camera_and_tone(hz: f64) -> CallOptions {
+    CallOptions {
+        video: Some(pattern()),
+        audio: Some(tone(hz)),
+        rtc: loopback(),
+        ..CallOptions::default()
+    }
+}
+
 fn loopback() -> parlor_rtc::RtcConfig {
     parlor_rtc::RtcConfig::loopback()
 }
@@ -283,18 +293,7 @@ async fn an_offer_with_a_camera_and_a_microphone_lists_audio_first() {
     bob.request(Request::JoinRoom { room_id: room })
         .await
         .unwrap();
-    let _call = ann
-        .join_call(
-            room,
-            CallOptions {
-                video: Some(pattern()),
-                audio: Some(tone(440.0)),
-                rtc: loopback(),
-                ..CallOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let _call = ann.join_call(room, camera_and_tone(440.0)).await.unwrap();
     bob.request(Request::CallJoin { room_id: room })
         .await
         .unwrap();
@@ -501,18 +500,7 @@ async fn a_call_survives_a_signaling_drop_within_the_grace_period_and_not_beyond
     cat.join_room(room).await.unwrap();
     let (a, b) = (ann.me().id, bob.me().id);
     let bob_sees = Arc::new(Tally::default());
-    let ann_call = ann
-        .join_call(
-            room,
-            CallOptions {
-                video: Some(pattern()),
-                audio: Some(tone(440.0)),
-                rtc: loopback(),
-                ..CallOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let ann_call = ann.join_call(room, camera_and_tone(440.0)).await.unwrap();
     let bob_call = bob
         .join_call(room, audio_only(660.0, Some(bob_sees.clone())))
         .await

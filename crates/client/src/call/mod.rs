@@ -1224,14 +1224,7 @@ mod tests {
 
     #[test]
     fn offers_are_answered_only_where_the_other_side_is_the_offerer() {
-        let mut me = CallMachine::new(5);
-        me.step(Input::StartCall {
-            room: 1,
-            direct: false,
-        });
-        me.step(Input::Joined {
-            call: call(1, &[3, 5, 8]),
-        });
+        let mut me = in_call(5, 1, false, &[3, 5, 8]);
         assert_eq!(
             me.step(Input::Offer {
                 from: 3,
@@ -1289,14 +1282,7 @@ mod tests {
     fn candidates_go_to_their_link_as_they_come() {
         // Before the remote description too: the peer connection keeps those until it is set
         // (parlor-rtc's `candidates_given_before_the_description_are_applied_with_it`).
-        let mut me = CallMachine::new(5);
-        me.step(Input::StartCall {
-            room: 1,
-            direct: false,
-        });
-        me.step(Input::Joined {
-            call: call(1, &[3, 5]),
-        });
+        let mut me = in_call(5, 1, false, &[3, 5]);
         assert_eq!(
             me.step(Input::Candidate {
                 from: 3,
@@ -1363,14 +1349,7 @@ mod tests {
 
     #[test]
     fn a_ring_while_in_another_call_is_answered_busy() {
-        let mut me = CallMachine::new(5);
-        me.step(Input::StartCall {
-            room: 1,
-            direct: false,
-        });
-        me.step(Input::Joined {
-            call: call(1, &[5]),
-        });
+        let mut me = in_call(5, 1, false, &[5]);
         assert_eq!(
             me.step(Input::Ring {
                 call: call(2, &[7]),
@@ -1390,14 +1369,7 @@ mod tests {
 
     #[test]
     fn a_failed_link_is_restarted_by_its_offerer() {
-        let mut me = CallMachine::new(5);
-        me.step(Input::StartCall {
-            room: 1,
-            direct: false,
-        });
-        me.step(Input::Joined {
-            call: call(1, &[3, 5, 8]),
-        });
+        let mut me = in_call(5, 1, false, &[3, 5, 8]);
         assert_eq!(
             me.step(Input::LinkState {
                 user: 8,
@@ -1445,14 +1417,7 @@ mod tests {
     #[test]
     fn either_side_renegotiates_and_offer_collisions_resolve_by_id() {
         // 5 links to 3 (3 offers) and 8 (5 offers); both initial offers are answered.
-        let mut me = CallMachine::new(5);
-        me.step(Input::StartCall {
-            room: 1,
-            direct: false,
-        });
-        me.step(Input::Joined {
-            call: call(1, &[3, 5, 8]),
-        });
+        let mut me = in_call(5, 1, false, &[3, 5, 8]);
         me.step(Input::Offer {
             from: 3,
             sdp: "o3".into(),
@@ -1562,14 +1527,7 @@ mod tests {
 
     #[test]
     fn leaving_and_the_end_of_the_call_close_every_link() {
-        let mut me = CallMachine::new(5);
-        me.step(Input::StartCall {
-            room: 1,
-            direct: false,
-        });
-        me.step(Input::Joined {
-            call: call(1, &[3, 5, 8]),
-        });
+        let mut me = in_call(5, 1, false, &[3, 5, 8]);
         assert_eq!(
             me.step(Input::ParticipantLeft { room: 1, user: 3 }),
             vec![Action::CloseLink { user: 3 }]

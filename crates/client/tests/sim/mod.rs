@@ -513,16 +513,15 @@ impl World {
             },
         );
         for (to, event) in rest {
-            for conn in to {
-                self.send(
-                    conn,
-                    false,
-                    Message::ToClient {
-                        conn,
-                        event: event.clone(),
-                    },
-                );
-            }
+            self.send_event(to, &event);
+        }
+    }
+
+    /// Queues `event` to each of the sockets `to`.
+    fn send_event(&mut self, to: Vec<ConnId>, event: &Event) {
+        for conn in to {
+            let event = event.clone();
+            self.send(conn, false, Message::ToClient { conn, event });
         }
     }
 
@@ -539,16 +538,7 @@ impl World {
     fn pump_hub(&mut self) {
         while let Some(output) = self.hub.poll_output() {
             if let Output::Send { to, event } = output {
-                for conn in to {
-                    self.send(
-                        conn,
-                        false,
-                        Message::ToClient {
-                            conn,
-                            event: (*event).clone(),
-                        },
-                    );
-                }
+                self.send_event(to, &event);
             }
         }
     }
