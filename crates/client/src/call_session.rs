@@ -276,7 +276,7 @@ impl CallEngine {
             connection,
             machine: CallMachine::new(me),
             rings: Box::new(rings),
-            engine: inputs.clone(),
+            engine: inputs.downgrade(),
             feedback,
             peer_tx,
             signaling,
@@ -425,8 +425,9 @@ struct Executor {
     connection: Arc<Connection>,
     machine: CallMachine,
     rings: Box<dyn Fn(CallEvent) + Send + Sync>,
-    /// The engine's own input, for the handles it makes.
-    engine: mpsc::UnboundedSender<EngineInput>,
+    /// The engine's own input, for the handles it makes. Weak: the engine ends when the
+    /// client and every handle are gone, and with it the connection it holds.
+    engine: mpsc::WeakUnboundedSender<EngineInput>,
     feedback: mpsc::UnboundedSender<Feedback>,
     peer_tx: mpsc::UnboundedSender<(u64, UserId, PeerEvent)>,
     signaling: mpsc::UnboundedSender<(Request, OnReply)>,
@@ -496,11 +497,7 @@ impl Executor {
 
     async fn on_input(&mut self, input: EngineInput) {
         match input {
-            EngineInput::Server(event) => {
-                if let Some(input) = self.machine.input_for(event) {
-                    self.machine.handle(now(), input);
-                }
-            }
+            EngineInput::Server(event) => self.machine.handle(now(), Input::Server(event)),
             EngineInput::SignalingLost => self.machine.handle(now(), Input::SignalingLost),
             EngineInput::SignalingBack { resumed } => {
                 self.machine.handle(now(), Input::SignalingBack { resumed })
@@ -817,11 +814,14 @@ impl Executor {
             CallEvent::Ringing { .. } | CallEvent::RingStopped { .. } => (self.rings)(event),
             CallEvent::Joined { call: info } => {
                 if let Some(call) = self.call.as_mut() {
-                    if let Some(joining) = call.joining.take() {
+                    // Whoever asked to join holds the client, so the engine's input is there.
+                    if let (Some(joining), Some(engine)) =
+                        (call.joining.take(), self.engine.upgrade())
+                    {
                         let handle = CallHandle {
                             call: info.clone(),
                             generation: call.generation,
-                            engine: self.engine.clone(),
+                            engine,
                             events: Mutex::new(joining.events),
                             report: Some(joining.report),
                         };

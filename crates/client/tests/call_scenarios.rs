@@ -129,6 +129,28 @@ fn a_declined_one_to_one_call_ends_for_the_caller() {
 }
 
 #[test]
+fn calling_again_at_once_is_not_ended_by_the_last_calls_late_words() {
+    for seed in 0..SEEDS {
+        let mut w = world(seed);
+        w.start_call(1, DIRECT);
+        w.run_for(secs(1.0));
+        w.decline(2, DIRECT);
+        assert!(w.run_until(secs(1.0), |w| w.client(1).ended().is_some()));
+        // At once, while the server's word that the first call ended is still on its way.
+        w.start_call(1, DIRECT);
+        w.run_for(secs(2.0));
+        assert!(w.client(1).in_call(), "seed {seed}: the new call stands");
+        let rings = w
+            .client(2)
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, CallEvent::Ringing { .. }))
+            .count();
+        assert_eq!(rings, 2, "seed {seed}: the second call rings too");
+    }
+}
+
+#[test]
 fn calling_someone_who_is_in_another_call_ends_busy_and_leaves_their_call_alone() {
     for seed in 0..SEEDS {
         let mut w = world(seed);

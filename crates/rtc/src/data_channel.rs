@@ -276,11 +276,40 @@ fn check_plain_size(size: usize) -> Result<()> {
     Ok(())
 }
 
+/// A send on a channel whose stream, association or connection is gone is `DataChannelClosed`
+/// (by the library's error variant; its messages are for people).
 fn closed_or_internal(e: webrtc::error::Error) -> RtcError {
-    let text = e.to_string();
-    if text.to_ascii_lowercase().contains("closed") {
-        RtcError::DataChannelClosed
-    } else {
-        RtcError::Internal(text)
+    use webrtc::error::Error as E;
+    match e {
+        E::ErrStreamClosed | E::ErrClosedPipe => RtcError::DataChannelClosed,
+        e => match RtcError::from(e) {
+            RtcError::Closed => RtcError::DataChannelClosed,
+            other => other,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webrtc::error::Error as E;
+
+    #[test]
+    fn a_send_on_a_gone_channel_is_closed_and_anything_else_is_said_as_it_came() {
+        for gone in [
+            E::ErrDataChannelClosed,
+            E::ErrConnectionClosed,
+            E::ErrStreamClosed,
+            E::ErrClosedPipe,
+        ] {
+            assert!(matches!(
+                closed_or_internal(gone),
+                RtcError::DataChannelClosed
+            ));
+        }
+        assert!(matches!(
+            closed_or_internal(E::ErrDataChannelNotOpen),
+            RtcError::Internal(text) if text.contains("not open")
+        ));
     }
 }

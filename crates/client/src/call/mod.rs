@@ -141,6 +141,11 @@ pub enum Input {
     DeviceOpened {
         kind: MediaKind,
     },
+    /// A server event about calls, as it came. Events of a call other than ours (one that ended
+    /// before this one began in the same room, whose last words arrive late) are dropped, and
+    /// those that come while we are joining wait for the join's reply, which says which call we
+    /// are in (the reply and the events reach the machine by different paths).
+    Server(Event),
     Ring {
         call: CallInfo,
         by: UserId,
@@ -305,6 +310,44 @@ impl Action {
     }
 }
 
+/// Most server events kept while a join is on its way (a bound on memory).
+const MAX_HELD_EVENTS: usize = 256;
+
+/// The room and call a server event is about, for events about one call's course.
+fn call_scope(event: &Event) -> Option<(RoomId, &str)> {
+    match event {
+        Event::CallParticipantJoined {
+            room_id, call_id, ..
+        }
+        | Event::CallParticipantLeft {
+            room_id, call_id, ..
+        }
+        | Event::CallParticipantDisconnected {
+            room_id, call_id, ..
+        }
+        | Event::CallParticipantReconnected {
+            room_id, call_id, ..
+        }
+        | Event::CallEnded { room_id, call_id }
+        | Event::CallDeclined {
+            room_id, call_id, ..
+        }
+        | Event::CallBusy {
+            room_id, call_id, ..
+        }
+        | Event::CallOffer {
+            room_id, call_id, ..
+        }
+        | Event::CallAnswer {
+            room_id, call_id, ..
+        }
+        | Event::CallIce {
+            room_id, call_id, ..
+        } => Some((*room_id, call_id.as_str())),
+        _ => None,
+    }
+}
+
 #[derive(Debug)]
 pub struct CallMachine {
     me: UserId,
@@ -322,6 +365,8 @@ pub struct CallMachine {
     /// Those of them sending (not muted, camera not off).
     sending: LocalMedia,
     signaling_up: bool,
+    /// Server events that came while joining, for the call the join's reply names.
+    held: Vec<Event>,
     actions: VecDeque<Action>,
     events: VecDeque<CallEvent>,
 }
@@ -343,6 +388,7 @@ impl CallMachine {
             local: LocalMedia::default(),
             sending: LocalMedia::default(),
             signaling_up: true,
+            held: Vec::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -521,6 +567,7 @@ impl CallMachine {
             self.actions.push_back(Action::LeaveCall { room });
         }
         self.state = CallState::Idle;
+        self.held.clear();
         self.direct = false;
         self.answer_until = None;
         self.local = LocalMedia::default();
@@ -546,6 +593,7 @@ impl CallMachine {
 
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
+            Input::Server(event) => self.server_event(now, event),
             Input::StartCall { room, direct } => match self.state {
                 CallState::Idle => {
                     self.state = CallState::Joining { room };
@@ -644,11 +692,18 @@ impl CallMachine {
                     if self.ringing_out() {
                         self.answer_until = Some(now + self.timing.ring_timeout);
                     }
+                    let id = call.call_id.clone();
                     self.emit(CallEvent::Joined { call });
+                    for event in std::mem::take(&mut self.held) {
+                        if call_scope(&event).is_some_and(|(_, of)| of == id) {
+                            self.server_event(now, event);
+                        }
+                    }
                 }
             }
             Input::JoinFailed { room } => {
                 if self.state == (CallState::Joining { room }) {
+                    self.held.clear();
                     self.state = CallState::Idle;
                     self.direct = false;
                     self.local = LocalMedia::default();
@@ -988,9 +1043,35 @@ impl CallMachine {
         }
     }
 
+    fn server_event(&mut self, now: Instant, event: Event) {
+        if let Some((room, call_id)) = call_scope(&event) {
+            match &self.state {
+                CallState::Joining { room: joining } if *joining == room => {
+                    if self.held.len() < MAX_HELD_EVENTS {
+                        self.held.push(event);
+                    }
+                    return;
+                }
+                CallState::InCall {
+                    room: r,
+                    call_id: ours,
+                }
+                | CallState::Ringing {
+                    room: r,
+                    call_id: ours,
+                    ..
+                } if *r == room && ours != call_id => return,
+                _ => {}
+            }
+        }
+        if let Some(input) = self.input_for(event) {
+            self.handle(now, input);
+        }
+    }
+
     /// The input a server event is, if it concerns calls. (`call_resumed` is not one: it is
     /// part of [`Input::SignalingBack`].)
-    pub fn input_for(&self, event: Event) -> Option<Input> {
+    fn input_for(&self, event: Event) -> Option<Input> {
         let room = self.room();
         let this_call = |room_id: RoomId| room == Some(room_id);
         Some(match event {

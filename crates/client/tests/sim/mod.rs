@@ -23,6 +23,16 @@ use parlor_protocol::{CallInfo, Event, IceCandidate, RoomId, UserId};
 use parlor_rtc::{ConnectionState, MediaKind};
 use parlor_signaling::hub::{ConnId, Hub, HubConfig, Output, Relay};
 
+/// The ways a message takes. The socket is one TCP stream, but in the client the server's
+/// replies and its events reach the call machine by different paths (a request's waiter, the
+/// client's event loop), so an event sent after a reply may be handled before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lane {
+    ToServer,
+    Events,
+    Replies,
+}
+
 /// One way, client to server or back: a signaling message's base delay.
 pub const LATENCY: Duration = Duration::from_millis(20);
 /// Up to this much more, drawn per message (still in order per socket).
@@ -182,8 +192,8 @@ pub struct World {
     pub clients: BTreeMap<UserId, Client>,
     direct_rooms: HashSet<RoomId>,
     queue: Vec<Delivery>,
-    /// When the last message on each socket (and direction) arrives: nothing overtakes it.
-    last_on: HashMap<(ConnId, bool), Instant>,
+    /// When the last message on each socket's lane arrives: nothing overtakes it there.
+    last_on: HashMap<(ConnId, Lane), Instant>,
     conn_users: HashMap<ConnId, UserId>,
     next_conn: ConnId,
     paths_down: HashSet<(UserId, UserId)>,
@@ -506,7 +516,7 @@ impl World {
         }
         self.send(
             conn,
-            false,
+            Lane::Events,
             Message::Welcome {
                 conn,
                 events: welcome,
@@ -521,15 +531,15 @@ impl World {
     fn send_event(&mut self, to: Vec<ConnId>, event: &Event) {
         for conn in to {
             let event = event.clone();
-            self.send(conn, false, Message::ToClient { conn, event });
+            self.send(conn, Lane::Events, Message::ToClient { conn, event });
         }
     }
 
-    /// Queues a message on socket `conn`, to the server (`up`) or from it.
-    fn send(&mut self, conn: ConnId, up: bool, message: Message) {
+    /// Queues a message on socket `conn`'s `lane`.
+    fn send(&mut self, conn: ConnId, lane: Lane, message: Message) {
         let jitter = Duration::from_millis(self.rng.below(JITTER_MS + 1));
         let earliest = self.now + LATENCY + jitter;
-        let last = self.last_on.entry((conn, up)).or_insert(earliest);
+        let last = self.last_on.entry((conn, lane)).or_insert(earliest);
         let at = earliest.max(*last);
         *last = at;
         self.queue.push(Delivery { at, message });
@@ -550,7 +560,7 @@ impl World {
     /// A request from `user`: fails at once without a socket, as the real connection does.
     fn request(&mut self, user: UserId, request: Request) {
         match self.clients[&user].conn {
-            Some(conn) => self.send(conn, true, Message::ToServer { conn, request }),
+            Some(conn) => self.send(conn, Lane::ToServer, Message::ToServer { conn, request }),
             None => {
                 let failed = match request {
                     Request::Join(room) => Some(Input::JoinFailed { room }),
@@ -577,10 +587,7 @@ impl World {
             Message::ToServer { conn, request } => self.serve(conn, request),
             Message::ToClient { conn, event } => {
                 if let Some(user) = self.live_user(conn) {
-                    let input = self.clients[&user].machine.input_for(event);
-                    if let Some(input) = input {
-                        self.input(user, input);
-                    }
+                    self.input(user, Input::Server(event));
                 }
             }
             Message::Welcome { conn, events } => {
@@ -591,9 +598,7 @@ impl World {
                     });
                     self.input(user, Input::SignalingBack { resumed });
                     for event in events {
-                        if let Some(input) = self.clients[&user].machine.input_for(event) {
-                            self.input(user, input);
-                        }
+                        self.input(user, Input::Server(event));
                     }
                 }
             }
@@ -640,7 +645,7 @@ impl World {
         match request {
             Request::Join(room) => {
                 let call = self.hub.call_join(conn, room, self.now_ms()).ok();
-                self.send(conn, false, Message::JoinReply { conn, room, call });
+                self.send(conn, Lane::Replies, Message::JoinReply { conn, room, call });
             }
             Request::Leave(room) => {
                 let _ = self.hub.call_leave(conn, room);
@@ -659,7 +664,7 @@ impl World {
                         let error = e.message;
                         self.send(
                             conn,
-                            false,
+                            Lane::Replies,
                             Message::Refused {
                                 conn,
                                 to,
