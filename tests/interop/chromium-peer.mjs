@@ -102,7 +102,10 @@ try {
   }
   const chromiumReport = await page.evaluate(() => window.report());
   chromiumReport.frames_per_second = framesPerSecond;
-  await Promise.race([oursDone, deadline(30000, 'parlor-rtc-peer result')]);
+  // Our peer stays past its duration until the page's greeting has come over the data
+  // channel: if it never ends, say how far the channel got on the page's side.
+  const channel = { data_channel_open_ms: chromiumReport.data_channel_open_ms, messages: chromiumReport.messages };
+  await Promise.race([oursDone, deadline(30000, `parlor-rtc-peer result (page's data channel: ${JSON.stringify(channel)})`)]);
   process.stdout.write(JSON.stringify({ chromium: chromiumReport, ours }) + '\n');
 } catch (e) {
   process.stderr.write(`interop failed: ${e.stack || e}\n`);
