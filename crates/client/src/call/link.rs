@@ -2,6 +2,8 @@
 //! sees it: who offers, whether an offer is out, and when to try an offer again.
 use std::time::Instant;
 
+use crate::reconnect::ReconnectPolicy;
+
 /// An offer to make later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Retry {
@@ -39,6 +41,22 @@ impl Link {
             retry: None,
             attempts: 0,
         }
+    }
+
+    /// Counts one more attempt and schedules the next offer after `policy`'s backoff; false
+    /// (and nothing scheduled) once the attempts are used up.
+    pub fn retry_later(
+        &mut self,
+        now: Instant,
+        policy: &ReconnectPolicy,
+        restart_ice: bool,
+    ) -> bool {
+        self.attempts += 1;
+        self.retry = policy.delay(self.attempts, 1.0).map(|wait| Retry {
+            at: now + wait,
+            restart_ice,
+        });
+        self.retry.is_some()
     }
 
     /// The link works: whatever was scheduled to bring it back is not needed.

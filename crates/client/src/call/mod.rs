@@ -504,9 +504,7 @@ impl CallMachine {
         let Some(link) = self.links.get_mut(&user) else {
             return;
         };
-        link.attempts += 1;
-        let Some(wait) = self.timing.retry.delay(link.attempts, 1.0) else {
-            link.retry = None;
+        if !link.retry_later(now, &self.timing.retry, true) {
             self.events.push_back(CallEvent::Failed {
                 user_id: Some(user),
                 error: format!(
@@ -515,11 +513,7 @@ impl CallMachine {
                 ),
             });
             return;
-        };
-        link.retry = Some(Retry {
-            at: now + wait,
-            restart_ice: true,
-        });
+        }
         if !self.signaling_up {
             // Nothing can be sent; the reconnect restarts what is still down.
             return;
@@ -965,28 +959,12 @@ impl CallMachine {
                     return;
                 };
                 link.offer_pending = false;
-                link.attempts += 1;
-                link.retry = self
-                    .timing
-                    .retry
-                    .delay(link.attempts, 1.0)
-                    .map(|wait| Retry {
-                        at: now + wait,
-                        restart_ice,
-                    });
+                link.retry_later(now, &self.timing.retry, restart_ice);
             }
             // Our offer's answer could not be applied: offer again.
             Step::ApplyAnswer => {
                 if let Some(link) = self.links.get_mut(&user) {
-                    link.attempts += 1;
-                    link.retry = self
-                        .timing
-                        .retry
-                        .delay(link.attempts, 1.0)
-                        .map(|wait| Retry {
-                            at: now + wait,
-                            restart_ice: false,
-                        });
+                    link.retry_later(now, &self.timing.retry, false);
                 }
             }
             // Their offer could not be answered; it is theirs to offer again.
