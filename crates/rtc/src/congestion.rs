@@ -49,6 +49,9 @@ pub(crate) struct Gcc {
     /// packets), to tell whether the queue grew since.
     least_since_backoff: Option<f64>,
     epoch: Option<Instant>,
+    /// The least one-way delay of the whole call (on the same terms): the path's own delay,
+    /// without a queue.
+    base_delay: Option<f64>,
     last_backoff: Option<Instant>,
     /// The received rate at the delay-based half's last backoff, while that half climbs
     /// additively towards it.
@@ -74,6 +77,7 @@ impl Gcc {
             readings: 0,
             least_since_backoff: None,
             epoch: None,
+            base_delay: None,
             last_backoff: None,
             ceiling: None,
             probes: crate::probe::ProbeResults::default(),
@@ -141,6 +145,7 @@ impl BandwidthEstimator for Gcc {
             _ => true,
         };
         if let Some(least) = least_delay {
+            self.base_delay = Some(self.base_delay.map_or(least, |b| b.min(least)));
             self.least_since_backoff =
                 Some(self.least_since_backoff.map_or(least, |l| l.min(least)));
         }
@@ -205,8 +210,12 @@ impl BandwidthEstimator for Gcc {
         let lost = reports.iter().filter(|report| !report.arrived).count();
         let loss_target = self.loss_based.update(now, lost, reports.len());
         self.target = delay_target.min(loss_target).clamp(self.min, self.max);
+        let queue_ms = least_delay
+            .zip(self.base_delay)
+            .map(|(least, base)| (least - base) * 1000.0);
         tracing::trace!(
             trend,
+            queue_ms,
             ?usage,
             received = received.unwrap_or(0.0) / 1000.0,
             delay = delay_target / 1000.0,

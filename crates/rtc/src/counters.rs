@@ -65,6 +65,10 @@ pub struct ReceiveCounters {
     pub samples_concealed: u64,
     pub decode_time: Duration,
     pub first_frame_at: Option<Instant>,
+    /// getStats' `jitterBufferTargetDelay` (the sum, over frames handed out, of how long frames
+    /// were being held back for smoothness when each was) and `jitterBufferEmittedCount`.
+    pub jitter_buffer_target_delay: Duration,
+    pub jitter_buffer_emitted_count: u64,
     /// Freezes in the decoded video, as getStats counts them.
     pub freezes: crate::freezes::FreezeCounter,
 }

@@ -28,13 +28,26 @@ const MAX_HELD: usize = 600;
 /// How long to wait for a retransmission before giving a packet up, by round-trip time: every
 /// NACK round the generator makes (it asks again each interval, `MAX_NACKS_PER_PACKET`
 /// times), then a round trip for the last request to reach the sender and the packet to come
-/// back, plus slack for the pacer, within bounds. A wait shorter than the second round gave
-/// up packets whose second retransmission was on its way: a keyframe each, a freeze each.
+/// back, plus slack for the pacer and for a queue, within bounds. A wait shorter than the
+/// second round gave up packets whose second retransmission was on its way: a keyframe each, a
+/// freeze each.
+///
+/// The slack is generous because giving up is dearer than waiting: a packet given up costs a
+/// keyframe request's round trip plus the keyframe's own transmission (on a 600 kbit/s link,
+/// 400-700 ms of frozen picture), while a repair that is on its way costs only its lateness,
+/// which `render_timing` absorbs up to its target. And the round-trip time comes from ICE checks
+/// every few seconds, which miss a queue building between them: measured with 3 % loss on a
+/// 600 kbit/s link, repairs given up after 170 ms arrived at 230 and 400 ms.
 pub(crate) fn wait_for_rtt(rtt: Option<Duration>) -> Duration {
     let rtt = rtt.unwrap_or(Duration::from_millis(50));
     let rounds = NACK_INTERVAL * u32::from(MAX_NACKS_PER_PACKET);
-    (rounds + rtt * 2 + Duration::from_millis(50)).clamp(Duration::from_millis(150), LONGEST_WAIT)
+    (rounds + rtt * 2 + WAIT_SLACK).clamp(SHORTEST_WAIT, LONGEST_WAIT)
 }
+
+/// Time for the pacer and a queue on top of the round trips.
+const WAIT_SLACK: Duration = Duration::from_millis(150);
+/// The shortest a missing packet is waited for.
+const SHORTEST_WAIT: Duration = Duration::from_millis(250);
 
 /// The longest a missing packet is waited for.
 pub(crate) const LONGEST_WAIT: Duration = Duration::from_millis(600);
@@ -43,18 +56,26 @@ pub(crate) const LONGEST_WAIT: Duration = Duration::from_millis(600);
 pub(crate) enum Released {
     Packet {
         marker: bool,
+        /// The RTP timestamp (the frame's capture time on the sender's media clock).
+        timestamp: u32,
         payload: Bytes,
     },
     /// `count` packets before the next one were given up.
-    Lost {
-        count: u64,
-    },
+    Lost { count: u64 },
+}
+
+#[derive(Debug)]
+struct Held {
+    marker: bool,
+    timestamp: u32,
+    payload: Bytes,
+    arrived: Instant,
 }
 
 #[derive(Debug)]
 pub(crate) struct JitterBuffer {
-    /// By extended sequence number: marker, payload, and when the packet arrived.
-    held: BTreeMap<u64, (bool, Bytes, Instant)>,
+    /// By extended sequence number, with when each arrived.
+    held: BTreeMap<u64, Held>,
     /// The extended sequence number released next.
     next: Option<u64>,
     /// The highest extended sequence number seen (the reference for unwrapping).
@@ -130,7 +151,14 @@ impl JitterBuffer {
         (self.highest as i64 + delta).max(0) as u64
     }
 
-    pub fn push(&mut self, now: Instant, sequence: u16, marker: bool, payload: Bytes) {
+    pub fn push(
+        &mut self,
+        now: Instant,
+        sequence: u16,
+        marker: bool,
+        timestamp: u32,
+        payload: Bytes,
+    ) {
         let extended = self.extend(sequence);
         let next = *self.next.get_or_insert(extended);
         if extended < next || self.held.contains_key(&extended) {
@@ -140,6 +168,11 @@ impl JitterBuffer {
                 .find(|(start, end, _)| (*start..*end).contains(&extended))
                 .map(|&(_, _, noticed)| noticed);
             if let Some(noticed) = given_up {
+                tracing::debug!(
+                    sequence,
+                    after_ms = now.saturating_duration_since(noticed).as_millis() as u64,
+                    "a packet came after it was given up"
+                );
                 self.late += 1;
                 self.repaired(now.saturating_duration_since(noticed));
             } else {
@@ -148,11 +181,19 @@ impl JitterBuffer {
             return;
         }
         // A packet filling a gap: its repair took since the first packet after it arrived.
-        if let Some((_, &(_, _, noticed))) = self.held.range(extended + 1..).next() {
-            self.repaired(now.saturating_duration_since(noticed));
+        if let Some((_, later)) = self.held.range(extended + 1..).next() {
+            self.repaired(now.saturating_duration_since(later.arrived));
         }
         self.highest = self.highest.max(extended);
-        self.held.insert(extended, (marker, payload, now));
+        self.held.insert(
+            extended,
+            Held {
+                marker,
+                timestamp,
+                payload,
+                arrived: now,
+            },
+        );
     }
 
     /// The next packet in order, a loss that has waited long enough, or nothing for now.
@@ -162,17 +203,33 @@ impl JitterBuffer {
     /// packets, and waits that began only at the head would add up, gap after gap, to seconds.
     pub fn pop(&mut self, now: Instant) -> Option<Released> {
         let next = self.next?;
-        if let Some((marker, payload, _)) = self.held.remove(&next) {
+        if let Some(held) = self.held.remove(&next) {
             self.next = Some(next + 1);
-            return Some(Released::Packet { marker, payload });
+            return Some(Released::Packet {
+                marker: held.marker,
+                timestamp: held.timestamp,
+                payload: held.payload,
+            });
         }
-        let (&first, &(_, _, noticed)) = self.held.first_key_value()?;
+        let (
+            &first,
+            &Held {
+                arrived: noticed, ..
+            },
+        ) = self.held.first_key_value()?;
         if now.saturating_duration_since(noticed) >= self.wait() || self.held.len() > MAX_HELD {
             self.next = Some(first);
             if self.given_up.len() == GIVEN_UP_REMEMBERED {
                 self.given_up.pop_front();
             }
             self.given_up.push_back((next, first, noticed));
+            tracing::debug!(
+                count = first - next,
+                from = next as u16,
+                waited_ms = now.saturating_duration_since(noticed).as_millis() as u64,
+                held = self.held.len(),
+                "missing packets given up"
+            );
             return Some(Released::Lost {
                 count: first - next,
             });
@@ -186,8 +243,8 @@ impl JitterBuffer {
         if self.held.contains_key(&next) {
             return None;
         }
-        let (_, &(_, _, noticed)) = self.held.first_key_value()?;
-        Some(noticed + self.wait())
+        let (_, first) = self.held.first_key_value()?;
+        Some(first.arrived + self.wait())
     }
 }
 
@@ -202,6 +259,7 @@ mod tests {
     fn packet(n: u8) -> Released {
         Released::Packet {
             marker: false,
+            timestamp: 0,
             payload: Bytes::from(vec![n]),
         }
     }
@@ -211,7 +269,7 @@ mod tests {
         let now = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(100));
         for s in 0..3u16 {
-            b.push(now, s, false, Bytes::from(vec![s as u8]));
+            b.push(now, s, false, 0, Bytes::from(vec![s as u8]));
             assert_eq!(drain(&mut b, now), vec![packet(s as u8)]);
         }
         assert_eq!(b.deadline(), None);
@@ -221,26 +279,26 @@ mod tests {
     fn a_reordered_or_retransmitted_packet_is_released_in_its_place() {
         let t0 = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(100));
-        b.push(t0, 10, false, Bytes::from(vec![10]));
+        b.push(t0, 10, false, 0, Bytes::from(vec![10]));
         assert_eq!(drain(&mut b, t0), vec![packet(10)]);
         // 11 is missing: 12 and 13 wait for it.
-        b.push(t0, 12, false, Bytes::from(vec![12]));
-        b.push(t0, 13, false, Bytes::from(vec![13]));
+        b.push(t0, 12, false, 0, Bytes::from(vec![12]));
+        b.push(t0, 13, false, 0, Bytes::from(vec![13]));
         assert_eq!(drain(&mut b, t0), vec![]);
         assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(100)));
         // The retransmission arrives 60 ms later, before the deadline: nothing is lost.
         let t1 = t0 + Duration::from_millis(60);
         assert_eq!(drain(&mut b, t1), vec![]);
-        b.push(t1, 11, false, Bytes::from(vec![11]));
+        b.push(t1, 11, false, 0, Bytes::from(vec![11]));
         assert_eq!(drain(&mut b, t1), vec![packet(11), packet(12), packet(13)]);
         assert_eq!(b.deadline(), None);
         // A second copy of 11 (a duplicate retransmission) is dropped, counted as a duplicate.
-        b.push(t1, 11, false, Bytes::from(vec![11]));
+        b.push(t1, 11, false, 0, Bytes::from(vec![11]));
         assert_eq!(drain(&mut b, t1), vec![]);
         assert_eq!((b.late, b.duplicates), (0, 1));
         // So is a second copy of one still held.
-        b.push(t1, 15, false, Bytes::from(vec![15]));
-        b.push(t1, 15, false, Bytes::from(vec![15]));
+        b.push(t1, 15, false, 0, Bytes::from(vec![15]));
+        b.push(t1, 15, false, 0, Bytes::from(vec![15]));
         assert_eq!((b.late, b.duplicates), (0, 2));
     }
 
@@ -248,8 +306,8 @@ mod tests {
     fn a_packet_that_never_comes_is_given_up_at_the_deadline() {
         let t0 = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(80));
-        b.push(t0, 1, false, Bytes::from(vec![1]));
-        b.push(t0, 4, true, Bytes::from(vec![4]));
+        b.push(t0, 1, false, 0, Bytes::from(vec![1]));
+        b.push(t0, 4, true, 0, Bytes::from(vec![4]));
         assert_eq!(drain(&mut b, t0), vec![packet(1)]);
         assert_eq!(drain(&mut b, t0 + Duration::from_millis(79)), vec![]);
         assert_eq!(
@@ -258,6 +316,7 @@ mod tests {
                 Released::Lost { count: 2 },
                 Released::Packet {
                     marker: true,
+                    timestamp: 0,
                     payload: Bytes::from(vec![4])
                 }
             ]
@@ -267,6 +326,7 @@ mod tests {
             t0 + Duration::from_millis(90),
             2,
             false,
+            0,
             Bytes::from(vec![2]),
         );
         assert_eq!(drain(&mut b, t0 + Duration::from_millis(90)), vec![]);
@@ -278,19 +338,19 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut b = JitterBuffer::new(Duration::from_millis(150));
-        b.push(t0, 1, false, Bytes::from(vec![1]));
-        b.push(t0, 3, false, Bytes::from(vec![3]));
+        b.push(t0, 1, false, 0, Bytes::from(vec![1]));
+        b.push(t0, 3, false, 0, Bytes::from(vec![3]));
         drain(&mut b, ms(150));
         // 2 comes 250 ms after 3 showed it missing: too late, and the wait is now known short.
-        b.push(ms(250), 2, false, Bytes::from(vec![2]));
+        b.push(ms(250), 2, false, 0, Bytes::from(vec![2]));
         assert_eq!(b.late, 1);
-        b.push(ms(300), 5, false, Bytes::from(vec![5]));
+        b.push(ms(300), 5, false, 0, Bytes::from(vec![5]));
         assert_eq!(
             b.deadline(),
             Some(ms(300) + Duration::from_millis(312) + Duration::from_micros(500))
         );
         assert_eq!(drain(&mut b, ms(500)), vec![]);
-        b.push(ms(520), 4, false, Bytes::from(vec![4]));
+        b.push(ms(520), 4, false, 0, Bytes::from(vec![4]));
         assert_eq!(drain(&mut b, ms(520)), vec![packet(4), packet(5)]);
     }
 
@@ -299,19 +359,19 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut b = JitterBuffer::new(Duration::from_millis(150));
-        b.push(t0, 1, false, Bytes::new());
-        b.push(t0, 3, false, Bytes::new());
-        b.push(ms(140), 2, false, Bytes::new());
+        b.push(t0, 1, false, 0, Bytes::new());
+        b.push(t0, 3, false, 0, Bytes::new());
+        b.push(ms(140), 2, false, 0, Bytes::new());
         drain(&mut b, ms(140));
-        b.push(ms(200), 5, false, Bytes::new());
+        b.push(ms(200), 5, false, 0, Bytes::new());
         assert_eq!(
             b.deadline(),
             Some(ms(200 + 175)),
             "1.25 x the 140 ms repair"
         );
-        b.push(ms(2_000), 4, false, Bytes::new());
+        b.push(ms(2_000), 4, false, 0, Bytes::new());
         drain(&mut b, ms(2_000));
-        b.push(ms(2_100), 7, false, Bytes::new());
+        b.push(ms(2_100), 7, false, 0, Bytes::new());
         assert_eq!(b.deadline(), Some(ms(2_100) + LONGEST_WAIT));
     }
 
@@ -319,9 +379,9 @@ mod tests {
     fn sequence_numbers_wrap_and_an_early_reorder_is_kept() {
         let now = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_millis(100));
-        b.push(now, u16::MAX - 1, false, Bytes::from(vec![1]));
-        b.push(now, 0, false, Bytes::from(vec![3]));
-        b.push(now, u16::MAX, false, Bytes::from(vec![2]));
+        b.push(now, u16::MAX - 1, false, 0, Bytes::from(vec![1]));
+        b.push(now, 0, false, 0, Bytes::from(vec![3]));
+        b.push(now, u16::MAX, false, 0, Bytes::from(vec![2]));
         assert_eq!(drain(&mut b, now), vec![packet(1), packet(2), packet(3)]);
     }
 
@@ -329,10 +389,10 @@ mod tests {
     fn too_many_held_packets_end_the_wait_at_once() {
         let now = Instant::now();
         let mut b = JitterBuffer::new(Duration::from_secs(60));
-        b.push(now, 0, false, Bytes::new());
+        b.push(now, 0, false, 0, Bytes::new());
         drain(&mut b, now);
         for s in 2..(MAX_HELD as u16 + 3) {
-            b.push(now, s, false, Bytes::new());
+            b.push(now, s, false, 0, Bytes::new());
         }
         let released = drain(&mut b, now);
         assert_eq!(released[0], Released::Lost { count: 1 });
@@ -350,7 +410,7 @@ mod tests {
         for n in 0..200u16 {
             let now = t0 + Duration::from_millis(10 * n as u64);
             if n % 5 != 1 {
-                b.push(now, n, false, Bytes::from(vec![n as u8]));
+                b.push(now, n, false, 0, Bytes::from(vec![n as u8]));
             }
             for r in drain(&mut b, now) {
                 if let Released::Packet { payload, .. } = r {
@@ -377,11 +437,11 @@ mod tests {
     #[test]
     fn the_wait_follows_the_round_trip_time_within_bounds() {
         let ms = Duration::from_millis;
-        // Three NACK rounds of 40 ms, two round trips, 50 ms of slack.
-        assert_eq!(wait_for_rtt(None), ms(270));
-        assert_eq!(wait_for_rtt(Some(ms(1))), ms(172));
-        assert_eq!(wait_for_rtt(Some(Duration::ZERO)), ms(170));
-        assert_eq!(wait_for_rtt(Some(ms(100))), ms(370));
+        // Three NACK rounds of 40 ms, two round trips, 150 ms of slack, at least 250 ms.
+        assert_eq!(wait_for_rtt(None), ms(370));
+        assert_eq!(wait_for_rtt(Some(ms(1))), ms(272));
+        assert_eq!(wait_for_rtt(Some(Duration::ZERO)), ms(270));
+        assert_eq!(wait_for_rtt(Some(ms(100))), ms(470));
         assert_eq!(wait_for_rtt(Some(Duration::from_secs(2))), ms(600));
     }
 }

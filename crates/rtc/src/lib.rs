@@ -30,6 +30,7 @@ mod lifecycle;
 mod packet_hook;
 mod peer;
 mod probe;
+mod render_timing;
 mod retransmissions;
 mod rtx;
 mod sdp;

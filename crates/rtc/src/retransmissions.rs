@@ -71,10 +71,21 @@ impl RetransmissionBudget {
             f64::from(bps) * SHARE_OF_ESTIMATE * WINDOW.as_secs_f64()
         });
         let useful = now.saturating_duration_since(first) <= USEFUL_FOR;
+        let age_ms = now.saturating_duration_since(first).as_millis() as u64;
         if useful && spent + bits <= allowance {
+            tracing::trace!(ssrc, sequence_number, age_ms, "resend");
             self.recent.push_back((now, bits));
             true
         } else {
+            tracing::debug!(
+                ssrc,
+                sequence_number,
+                age_ms,
+                useful,
+                spent,
+                allowance,
+                "resend skipped"
+            );
             self.skipped += 1;
             false
         }

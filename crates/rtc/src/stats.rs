@@ -303,6 +303,8 @@ pub(crate) async fn collect(
             plis_sent: counters.plis_sent,
             freeze_count: counters.freezes.count,
             total_freezes_duration: counters.freezes.total.as_secs_f64(),
+            jitter_buffer_target_delay: counters.jitter_buffer_target_delay.as_secs_f64(),
+            jitter_buffer_emitted_count: counters.jitter_buffer_emitted_count,
         });
     }
     stats
@@ -376,4 +378,9 @@ pub struct InboundTrack {
     /// getStats' `freezeCount` and `totalFreezesDuration` (seconds), for video.
     pub freeze_count: u64,
     pub total_freezes_duration: f64,
+    /// getStats' `jitterBufferTargetDelay` (seconds, summed over frames) and
+    /// `jitterBufferEmittedCount`, for video: their ratio is the mean time frames were held
+    /// back to be shown evenly (`render_timing`).
+    pub jitter_buffer_target_delay: f64,
+    pub jitter_buffer_emitted_count: u64,
 }

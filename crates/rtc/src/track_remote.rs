@@ -1,6 +1,7 @@
 //! Remote tracks: RTP in, decoded frames out. Video is reassembled into access units (the RTP
-//! marker bit ends one), decoded on a thread of its own, and a lost packet or a decode error
-//! asks the sender for a keyframe (PLI, at most every 300 ms). Audio is decoded as it arrives,
+//! marker bit ends one), decoded on a thread of its own and handed out when `render_timing`
+//! says (evenly, when repairs made frames come unevenly); a lost packet or a decode error asks
+//! the sender for a keyframe (PLI, at most every 300 ms). Audio is decoded as it arrives,
 //! with gaps filled by Opus concealment.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::codecs::VideoCodec;
 use crate::counters::{Counters, ReceiveCounters};
 use crate::jitter::{wait_for_rtt, JitterBuffer, Released};
 use crate::lifecycle::Lifecycle;
+use crate::render_timing::{RenderTiming, VIDEO_CLOCK_RATE};
 use crate::stats::StatsRegistry;
 use crate::{Result, RtcError};
 
@@ -111,6 +113,14 @@ fn register_inbound(
     });
 }
 
+/// An encoded frame, complete and in order, on its way to the decoder.
+struct Unit {
+    data: Vec<u8>,
+    /// Its RTP timestamp, and when its last packet left the jitter buffer.
+    timestamp: u32,
+    complete_at: Instant,
+}
+
 /// Rebuilds encoded frames (H.264 access units, VP8 frames) from RTP packets in sequence order
 /// (the [`JitterBuffer`] restores the order); a packet given up as lost spoils the frame it
 /// falls in.
@@ -186,7 +196,7 @@ impl RemoteVideoTrack {
         link: &ReceiveLink,
     ) -> Result<Self> {
         let (frames_tx, frames_rx) = mpsc::channel(VIDEO_QUEUE);
-        let (units_tx, units_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (units_tx, units_rx) = std::sync::mpsc::channel::<Unit>();
         let (keyframe_tx, mut keyframe_rx) = mpsc::unbounded_channel::<()>();
         let counters: Counters = Arc::default();
 
@@ -199,17 +209,25 @@ impl RemoteVideoTrack {
             .name("parlor-video-decode".into())
             .spawn(move || {
                 let _guard = decode_guard;
+                let mut timing = RenderTiming::new(VIDEO_CLOCK_RATE);
                 while let Ok(unit) = units_rx.recv() {
                     let started = Instant::now();
-                    let keyframe = codec.is_keyframe(&unit);
-                    match decoder.decode(&unit, wall_clock()) {
+                    let keyframe = codec.is_keyframe(&unit.data);
+                    match decoder.decode(&unit.data, wall_clock()) {
                         Ok(Some(frame)) => {
+                            let decode_time = started.elapsed();
+                            // Held until its time; the next unit waits in the channel
+                            // meanwhile, and is due after this one anyway.
+                            let show_at = timing.show_at(unit.complete_at, unit.timestamp);
+                            std::thread::sleep(show_at.saturating_duration_since(Instant::now()));
                             let mut c = lock(&decode_counters);
                             c.frames_decoded += 1;
                             c.keyframes_decoded += keyframe as u64;
-                            c.decode_time += started.elapsed();
+                            c.decode_time += decode_time;
                             c.width = frame.width as u32;
                             c.height = frame.height as u32;
+                            c.jitter_buffer_target_delay += timing.target();
+                            c.jitter_buffer_emitted_count += 1;
                             c.first_frame_at.get_or_insert_with(Instant::now);
                             c.freezes.frame(Instant::now());
                             if frames_tx.try_send(frame).is_err() {
@@ -246,7 +264,8 @@ impl RemoteVideoTrack {
                     event = raw.poll() => match event {
                         Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                             let bytes = packet.payload.len() as u64;
-                            reorder.push(Instant::now(), packet.header.sequence_number, packet.header.marker, packet.payload);
+                            let header = &packet.header;
+                            reorder.push(Instant::now(), header.sequence_number, header.marker, header.timestamp, packet.payload);
                             let mut c = lock(&rtp_counters);
                             c.packets += 1;
                             c.bytes += bytes;
@@ -272,10 +291,19 @@ impl RemoteVideoTrack {
                 let mut decoder_gone = false;
                 while let Some(released) = reorder.pop(now) {
                     match released {
-                        Released::Packet { marker, payload } => {
-                            if let Some(unit) = units.push(marker, &payload) {
-                                seen_keyframe |= codec.is_keyframe(&unit);
+                        Released::Packet {
+                            marker,
+                            timestamp,
+                            payload,
+                        } => {
+                            if let Some(data) = units.push(marker, &payload) {
+                                seen_keyframe |= codec.is_keyframe(&data);
                                 want_keyframe |= !seen_keyframe;
+                                let unit = Unit {
+                                    data,
+                                    timestamp,
+                                    complete_at: now,
+                                };
                                 if units_tx.send(unit).is_err() {
                                     decoder_gone = true;
                                     break;

@@ -275,6 +275,10 @@ struct CallFigures {
     packets_duplicated: u64,
     plis_sent: u64,
     keyframes_encoded: u64,
+    /// At the sender, in the same time: frames the encoder made of those captured (the rest
+    /// it skipped to hold the bitrate, or the ladder dropped).
+    frames_encoded: u64,
+    frames_captured: u64,
     /// Every second: the sender's estimate with its halves, what it sent and what arrived.
     estimates_kbps: Vec<TracePoint>,
     /// Frames decoded in each second of the call.
@@ -436,6 +440,8 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         packets_duplicated: received.packets_duplicated - received_before.packets_duplicated,
         plis_sent: received.plis_sent - received_before.plis_sent,
         keyframes_encoded: sent.keyframes_encoded - sent_before.keyframes_encoded,
+        frames_encoded: sent.frames_encoded - sent_before.frames_encoded,
+        frames_captured: sent.frames_captured - sent_before.frames_captured,
         estimates_kbps,
         frames_per_second,
         received_width: received.width,
