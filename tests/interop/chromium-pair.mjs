@@ -38,8 +38,20 @@ const page = `<!doctype html><meta charset="utf-8"><title>pair</title>
     await gathered();
     return pc.localDescription.toJSON();
   };
+  // Capture → presentation of each frame the <video> element shows: the sender's capture time
+  // (from its RTCP sender reports; both pages share this machine's clock) against the time the
+  // compositor presented the frame.
+  window.latencies = [];
+  const onFrame = (now, frame) => {
+    if (frame.captureTime !== undefined) {
+      latencies.push(frame.presentationTime - frame.captureTime);
+    }
+    document.getElementById('v').requestVideoFrameCallback(onFrame);
+  };
   window.receive = async (offer) => {
-    pc.ontrack = (e) => { document.getElementById('v').srcObject = new MediaStream([e.track]); };
+    const video = document.getElementById('v');
+    pc.ontrack = (e) => { video.srcObject = new MediaStream([e.track]); };
+    video.requestVideoFrameCallback(onFrame);
     await pc.setRemoteDescription(offer);
     await pc.setLocalDescription(await pc.createAnswer());
     await gathered();
@@ -99,6 +111,7 @@ try {
   const trace = [];
   let last = first;
   let codec = '';
+  await receiver.evaluate(() => { window.latencies = []; });
   const start = Date.now();
   for (let s = 1; s <= seconds; s++) {
     await sleep(Math.max(0, start + s * 1000 - Date.now()));
@@ -117,6 +130,10 @@ try {
     last = now;
   }
   const elapsed = (Date.now() - start) / 1000;
+  const latencies = (await receiver.evaluate(() => window.latencies)).sort((x, y) => x - y);
+  const quantile = (q) => latencies.length
+    ? latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))]
+    : null;
   console.log(JSON.stringify({
     codec,
     fps: (last.framesDecoded - first.framesDecoded) / elapsed,
@@ -127,6 +144,9 @@ try {
     received_height: last.frameHeight || 0,
     frames_per_second: frames,
     estimates_kbps: trace,
+    latency_p50_ms: quantile(0.5),
+    latency_p95_ms: quantile(0.95),
+    latency_frames: latencies.length,
   }));
 } catch (e) {
   process.stderr.write(`chromium pair: ${e.stack || e}\n`);

@@ -18,6 +18,13 @@ use bytes::Bytes;
 /// to 100 ms after the gap held the frame behind it long enough to count as a freeze (3 % loss:
 /// 5 freezes in 30 s; Chromium asks at once and had none). Three requests 40 ms apart; the
 /// receiver waits for all three (`wait_for_rtt`).
+///
+/// The generator asks only on its ticks, so its first request leaves up to an interval after
+/// the gap; the receiver asks once more itself the moment a gap shows ([`JitterBuffer::push`]
+/// returns what went missing), as libwebrtc's NACK module does. Measured with 3 % loss on a
+/// plain loopback: repairs waited for the tick (up to 40 ms, where the round trip is 1 ms), and
+/// holding frames evenly behind them (`render_timing`) cost 44 ms of latency where Chromium
+/// had 31.
 pub(crate) const MAX_NACKS_PER_PACKET: u16 = 3;
 pub(crate) const NACK_INTERVAL: Duration = Duration::from_millis(40);
 
@@ -95,6 +102,10 @@ pub(crate) struct JitterBuffer {
     pub duplicates: u64,
 }
 
+/// A gap wider than this is not asked for at once (it is a stall or a restart, not a loss; the
+/// generator and, failing it, a keyframe repair it).
+const ASK_AT_ONCE_AT_MOST: u64 = 64;
+
 /// Runs of given-up sequence numbers remembered (a packet later than that many losses ago is
 /// counted as a duplicate instead of as late).
 const GIVEN_UP_REMEMBERED: usize = 64;
@@ -151,6 +162,8 @@ impl JitterBuffer {
         (self.highest as i64 + delta).max(0) as u64
     }
 
+    /// Takes a packet; returns the sequence numbers it showed missing (those between the
+    /// highest so far and it), to be asked for at once.
     pub fn push(
         &mut self,
         now: Instant,
@@ -158,7 +171,7 @@ impl JitterBuffer {
         marker: bool,
         timestamp: u32,
         payload: Bytes,
-    ) {
+    ) -> Vec<u16> {
         let extended = self.extend(sequence);
         let next = *self.next.get_or_insert(extended);
         if extended < next || self.held.contains_key(&extended) {
@@ -178,12 +191,22 @@ impl JitterBuffer {
             } else {
                 self.duplicates += 1;
             }
-            return;
+            return Vec::new();
         }
         // A packet filling a gap: its repair took since the first packet after it arrived.
         if let Some((_, later)) = self.held.range(extended + 1..).next() {
             self.repaired(now.saturating_duration_since(later.arrived));
         }
+        // The first packet shows nothing missing; later ones, what lies between the highest
+        // so far and them.
+        let first_missing = self.highest + 1;
+        let missing = if self.highest == 0 || extended <= first_missing {
+            Vec::new()
+        } else if extended - first_missing <= ASK_AT_ONCE_AT_MOST {
+            (first_missing..extended).map(|s| s as u16).collect()
+        } else {
+            Vec::new()
+        };
         self.highest = self.highest.max(extended);
         self.held.insert(
             extended,
@@ -194,6 +217,7 @@ impl JitterBuffer {
                 arrived: now,
             },
         );
+        missing
     }
 
     /// The next packet in order, a loss that has waited long enough, or nothing for now.
@@ -432,6 +456,25 @@ mod tests {
         );
         // All 160 that came, but those of the last 150 ms, still waiting on a gap.
         assert!(released_at.len() >= 145, "{} released", released_at.len());
+    }
+
+    #[test]
+    fn a_gap_is_reported_once_when_it_shows_and_a_wide_one_not_at_all() {
+        let now = Instant::now();
+        let mut b = JitterBuffer::new(Duration::from_millis(100));
+        assert!(b.push(now, 10, false, 0, Bytes::new()).is_empty());
+        assert!(b.push(now, 11, false, 0, Bytes::new()).is_empty());
+        assert_eq!(b.push(now, 14, false, 0, Bytes::new()), vec![12, 13]);
+        // The repairs and a reordered packet show nothing new missing.
+        assert!(b.push(now, 13, false, 0, Bytes::new()).is_empty());
+        assert!(b.push(now, 12, false, 0, Bytes::new()).is_empty());
+        assert!(b.push(now, 15, false, 0, Bytes::new()).is_empty());
+        // Across the wrap.
+        let mut b = JitterBuffer::new(Duration::from_millis(100));
+        b.push(now, u16::MAX - 1, false, 0, Bytes::new());
+        assert_eq!(b.push(now, 1, false, 0, Bytes::new()), vec![u16::MAX, 0]);
+        // A stall of hundreds of packets is left to the generator and a keyframe.
+        assert!(b.push(now, 500, false, 0, Bytes::new()).is_empty());
     }
 
     #[test]

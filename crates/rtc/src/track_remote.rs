@@ -12,6 +12,9 @@ use parlor_media::opus_codec::OpusDecoder;
 use parlor_media::{AudioFrame, VideoFrame};
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    nack_pairs_from_sequence_numbers, TransportLayerNack,
+};
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::packetizer::Depacketizer;
@@ -171,6 +174,19 @@ impl AccessUnits {
     }
 }
 
+/// Asks the sender at once for packets a gap just showed missing (see `jitter`: the NACK
+/// generator's own requests follow on its ticks).
+async fn ask_again(raw: &Arc<dyn TrackRemote>, ssrc: u32, missing: &[u16]) {
+    let nack = TransportLayerNack {
+        sender_ssrc: 0,
+        media_ssrc: ssrc,
+        nacks: nack_pairs_from_sequence_numbers(missing),
+    };
+    if let Err(e) = raw.write_rtcp(vec![Box::new(nack)]).await {
+        tracing::debug!("sending NACK: {e}");
+    }
+}
+
 /// Sleeps until `deadline`, or forever when there is none.
 async fn sleep_until_deadline(deadline: Option<Instant>) {
     match deadline {
@@ -265,7 +281,10 @@ impl RemoteVideoTrack {
                         Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                             let bytes = packet.payload.len() as u64;
                             let header = &packet.header;
-                            reorder.push(Instant::now(), header.sequence_number, header.marker, header.timestamp, packet.payload);
+                            let missing = reorder.push(Instant::now(), header.sequence_number, header.marker, header.timestamp, packet.payload);
+                            if !missing.is_empty() {
+                                ask_again(&raw, ssrc, &missing).await;
+                            }
                             let mut c = lock(&rtp_counters);
                             c.packets += 1;
                             c.bytes += bytes;
