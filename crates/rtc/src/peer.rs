@@ -313,13 +313,13 @@ fn interceptors(
     Ok(registry
         .with(
             rtc::interceptor::Slot::from(14_000),
-            crate::keyframes::keyframe_request_tap(keyframe_requests),
+            crate::keyframes::keyframe_request_tap(keyframe_requests.clone()),
         )
         // Between the pacer (3 000) and the NACK responder (4 000): it sees the resends
         // before they queue.
         .with(
             rtc::interceptor::Slot::from(3_500),
-            crate::retransmissions::retransmission_limiter(estimate_rx),
+            crate::retransmissions::retransmission_limiter(estimate_rx, keyframe_requests),
         )
         // Between the transport-wide numbering and the pacer: its clusters go out faster than
         // the estimate, which is their point, and are reported on like everything else.

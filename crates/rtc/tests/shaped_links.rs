@@ -307,8 +307,12 @@ fn calls_into_chromium_hold_up_on_lossy_narrow_and_changing_links() {
     sent_stays_under_the_cap("cap600-loss3 into Chromium", &call.sent, 5, 600.0, 300.0);
 
     // Chromium takes a few seconds to start inside the namespace before the call's clock
-    // starts: the drop is scheduled later than in the Parlor pair's test.
+    // starts: the drop is scheduled later than in the Parlor pair's test. When the link narrows, what is in flight overflows the queue and resends come too late
+    // to send. Chromium asks for the lost packets again and again, and for a keyframe only
+    // after 3 s without a decodable frame: it showed nothing for 3-4 s until the sender
+    // answered a resend too late with a keyframe (`retransmissions`).
     let call = drop300_into_chromium();
+    video_keeps_arriving("drop300 into Chromium", &call.frames, 5);
     estimate_comes_under("drop300 into Chromium", &call.estimate, 8..22, 300.0);
     estimate_climbs_back("drop300 into Chromium", &call.estimate, 8..22, 26);
 }
@@ -322,14 +326,4 @@ fn drop300_into_chromium() -> IntoChromium {
         40,
         &[("PARLOR_DROP_AT", "12"), ("PARLOR_DROP_FOR", "12")],
     )
-}
-
-/// Known gap (issue 9): when the link narrows from 2 Mbit/s to 300 kbit/s, what is in flight
-/// overflows the 300 ms queue, and Chromium shows no frame for 1.5-4 s (two runs: 1.9 s in two
-/// freezes; four seconds without a frame). Parlor's own receiver rides the same drop.
-#[test]
-#[ignore = "known gap: Chromium freezes for up to 4 s when the link narrows sevenfold"]
-fn video_into_chromium_keeps_arriving_through_a_sudden_narrowing() {
-    let call = drop300_into_chromium();
-    video_keeps_arriving("drop300 into Chromium", &call.frames, 5);
 }
