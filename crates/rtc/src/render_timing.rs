@@ -91,7 +91,15 @@ impl RenderTiming {
             self.delays.pop_front();
         }
         self.delays.push_back((arrival, delay));
+        let before = self.target;
         self.retarget(arrival);
+        if delay > before {
+            tracing::debug!(
+                delay_ms = delay.as_millis() as u64,
+                target_ms = before.as_millis() as u64,
+                "a frame came later than the target"
+            );
+        }
         arrival + self.target.saturating_sub(delay)
     }
 
