@@ -5,7 +5,7 @@
 //!   share of one core a real-time stream needs (thread CPU time, not wall time).
 //! * Call setup between two peers on loopback: offer → connected, offer → first decoded frame.
 //! * Data-channel throughput on loopback.
-//! * Glass-to-glass latency at 720p30: capture time stamped into the pattern's pixels versus the
+//! * Capture → hand-out latency at 720p30 (not glass-to-glass: no display): capture time stamped into the pattern's pixels versus the
 //!   wall clock when the decoded frame comes out of the receiver; and the process CPU of that call.
 //!
 //! * `--link-call SECONDS`: only a 640x480 one-way call, with received frame rate, freezes,
@@ -254,7 +254,7 @@ async fn data_channel_throughput() -> f64 {
 }
 
 /// What one one-way test-pattern call delivered, measured at the receiver's decoder output:
-/// capture -> decoder output latency from the pattern's stamps, and the process CPU (both peers).
+/// capture -> hand-out latency (a decoded frame handed to the application, after its render timing) from the pattern's stamps, and the process CPU (both peers).
 #[derive(serde::Serialize)]
 struct CallFigures {
     latency_p50_ms: f64,
@@ -467,7 +467,7 @@ async fn link_call(seconds: u64, json: bool) {
         "640x480 one-way, {seconds} s, measured at the receiver's decoder output: \
          {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
          {} packets given up, {} late, {} duplicates, {} PLIs sent, {} keyframes encoded, \
-         capture -> decoder latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
+         capture -> hand-out latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
          frames each second {:?}, every second, kbit/s: {:?}",
         f.fps,
         f.frames,
@@ -544,7 +544,7 @@ async fn main() {
     let f = measure_call(1280, 720, 5).await;
     println!("720p30 one-way call, 5 s (capture -> encode -> RTP -> decode, one process):");
     println!(
-        "  capture -> decoder output latency: median {:.1} ms, p95 {:.1} ms ({} frames, {:.1} fps \
+        "  capture -> hand-out latency: median {:.1} ms, p95 {:.1} ms ({} frames, {:.1} fps \
          received, last at {}x{}, encoder {:.0} kbit/s)",
         f.latency_p50_ms,
         f.latency_p95_ms,
