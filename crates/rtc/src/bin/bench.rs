@@ -5,8 +5,9 @@
 //!   share of one core a real-time stream needs (thread CPU time, not wall time).
 //! * Call setup between two peers on loopback: offer → connected, offer → first decoded frame.
 //! * Data-channel throughput on loopback.
-//! * Capture → hand-out latency at 720p30 (not glass-to-glass: no display): capture time stamped into the pattern's pixels versus the
-//!   wall clock when the decoded frame comes out of the receiver; and the process CPU of that call.
+//! * Capture → hand-out latency at 720p30 (not glass-to-glass: there is no display): the capture
+//!   time stamped into the pattern's pixels versus the wall clock when the receiver hands the
+//!   decoded frame out; and the process CPU of that call.
 //!
 //! * `--link-call SECONDS`: only a 640x480 one-way call, with received frame rate, freezes,
 //!   encoder bitrate, losses, PLIs and keyframes; run inside `scripts/shaped-link.sh` for a
