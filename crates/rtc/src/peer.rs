@@ -293,6 +293,7 @@ fn interceptors(
     keyframe_requests: broadcast::Sender<u32>,
     estimates: watch::Sender<Option<crate::estimate::Estimate>>,
     probe_next_size: watch::Receiver<u32>,
+    stats: Arc<StatsRegistry>,
 ) -> Result<Registry> {
     use crate::congestion::{INITIAL_BITRATE_BPS, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
     use rtc::peer_connection::configuration::interceptor_registry as chain;
@@ -319,7 +320,7 @@ fn interceptors(
         // before they queue.
         .with(
             rtc::interceptor::Slot::from(3_500),
-            crate::retransmissions::retransmission_limiter(estimate_rx, keyframe_requests),
+            crate::retransmissions::retransmission_limiter(estimate_rx, keyframe_requests, stats),
         )
         // Between the transport-wide numbering and the pacer: its clusters go out faster than
         // the estimate, which is their point, and are reported on like everything else.
@@ -411,6 +412,7 @@ async fn build_raw(
         keyframe_tx.clone(),
         shared.bandwidth_estimate.clone(),
         shared.probe_next_size.subscribe(),
+        shared.stats.clone(),
     )?;
     let mdns = if resolve_mdns {
         rtc::ice::mdns::MulticastDnsMode::QueryOnly

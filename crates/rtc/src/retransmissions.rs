@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{Interceptor, Packet, TaggedPacket};
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::shared::marshal::MarshalSize;
 use tokio::sync::{broadcast, watch};
 
@@ -140,6 +141,7 @@ impl KeyframesInstead {
 pub(crate) fn retransmission_limiter(
     estimate: watch::Receiver<Option<Estimate>>,
     keyframe_requests: broadcast::Sender<u32>,
+    stats: std::sync::Arc<crate::stats::StatsRegistry>,
 ) -> impl Interceptor {
     let mut budget = RetransmissionBudget::default();
     let mut instead = KeyframesInstead::default();
@@ -147,7 +149,16 @@ pub(crate) fn retransmission_limiter(
     let streams = RepairStreams::default();
     let originals = streams.clone();
     PacketHook::new(
-        |_: &TaggedPacket| {},
+        // Wire-ward of the NACK responder, NACKs pass here before it takes them.
+        move |msg: &TaggedPacket| {
+            if let Packet::Rtcp(packets) = &msg.message.packet {
+                for packet in packets {
+                    if let Some(nack) = packet.as_any().downcast_ref::<TransportLayerNack>() {
+                        stats.nack_received(nack.media_ssrc);
+                    }
+                }
+            }
+        },
         move |msg: &TaggedPacket| match &msg.message.packet {
             Packet::Rtp(packet) => {
                 let Some((ssrc, sequence_number)) = originals.original(packet) else {

@@ -38,6 +38,9 @@ pub(crate) struct StatsRegistry {
     outbound: Mutex<Vec<OutboundSource>>,
     inbound: Mutex<Vec<InboundSource>>,
     previous: Mutex<Previous>,
+    /// NACKs received, by the SSRC they name: webrtc-rs's NACK responder takes them before its
+    /// own stats would count them, so `retransmissions` counts them on their way in.
+    nacks_received: Mutex<HashMap<u32, u32>>,
 }
 
 impl StatsRegistry {
@@ -47,6 +50,10 @@ impl StatsRegistry {
 
     pub(crate) fn add_inbound(&self, source: InboundSource) {
         lock(&self.inbound).push(source);
+    }
+
+    pub(crate) fn nack_received(&self, ssrc: u32) {
+        *lock(&self.nacks_received).entry(ssrc).or_default() += 1;
     }
 
     /// The remote tracks received so far.
@@ -155,6 +162,7 @@ pub(crate) async fn collect(
     let mut remote_inbound: HashMap<u32, (f64, i64)> = HashMap::new();
     let mut candidates: HashMap<String, (String, String, String)> = HashMap::new();
     let mut outbound_rtp: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut feedback: HashMap<u32, Feedback> = HashMap::new();
     let mut inbound_rtp: HashMap<u32, (u64, u64, i64, f64)> = HashMap::new();
     for entry in report.iter() {
         match entry {
@@ -163,6 +171,16 @@ pub(crate) async fn collect(
                 outbound_rtp.insert(
                     sent.rtp_stream_stats.ssrc,
                     (sent.packets_sent, sent.bytes_sent),
+                );
+                feedback.insert(
+                    sent.rtp_stream_stats.ssrc,
+                    Feedback {
+                        nack_count: 0, // counted by the registry
+                        pli_count: o.pli_count,
+                        fir_count: o.fir_count,
+                        retransmitted_packets_sent: o.retransmitted_packets_sent,
+                        retransmitted_bytes_sent: o.retransmitted_bytes_sent,
+                    },
                 );
             }
             RTCStatsReportEntry::RemoteInboundRtp(r) => {
@@ -260,6 +278,13 @@ pub(crate) async fn collect(
             frames_per_second: fps,
             target_bitrate_bps: estimate.map(|e| f64::from(e.target_bps)),
             quality_limitation_reason: counters.quality_limitation,
+            feedback: Feedback {
+                nack_count: lock(&registry.nacks_received)
+                    .get(&source.ssrc)
+                    .copied()
+                    .unwrap_or_default(),
+                ..feedback.get(&source.ssrc).copied().unwrap_or_default()
+            },
         });
     }
     for source in lock(&registry.inbound).iter() {
@@ -352,6 +377,22 @@ pub struct OutboundTrack {
     pub target_bitrate_bps: Option<f64>,
     /// getStats' `qualityLimitationReason`: none, bandwidth or cpu (video).
     pub quality_limitation_reason: crate::counters::QualityLimitation,
+    /// What the receiver asked of this stream, and the resends it got.
+    #[serde(flatten)]
+    pub feedback: Feedback,
+}
+
+/// getStats' counts of a sent stream's feedback, as webrtc-rs keeps them.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Feedback {
+    /// NACK, PLI and FIR packets received for the stream.
+    pub nack_count: u32,
+    pub pli_count: u32,
+    pub fir_count: u32,
+    /// Packets and bytes sent in the stream's RTX stream: resends, and the prober's copies of
+    /// the latest packet (`probe`), which travel the same way.
+    pub retransmitted_packets_sent: u64,
+    pub retransmitted_bytes_sent: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

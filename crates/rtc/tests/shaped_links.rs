@@ -179,6 +179,18 @@ fn calls_hold_up_on_lossy_narrow_and_changing_links() {
     // 3 % of UDP packets lost each way.
     let figures = call("loss3", 15, &[]);
     video_keeps_arriving("loss3", &per_second(&figures, "frames"), 5);
+    // The losses were repaired by resends, and the sender's stats say so.
+    let feedback = &figures["sender_feedback"];
+    for count in [
+        "nack_count",
+        "retransmitted_packets_sent",
+        "retransmitted_bytes_sent",
+    ] {
+        assert!(
+            feedback[count].as_u64().is_some_and(|n| n > 0),
+            "loss3: the sender's {count} is not above 0: {feedback}"
+        );
+    }
 
     // 600 kbit/s with a 300 ms queue, and the same loss.
     let figures = call("cap600-loss3", 20, &[]);

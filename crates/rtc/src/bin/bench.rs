@@ -276,6 +276,9 @@ struct CallFigures {
     packets_duplicated: u64,
     plis_sent: u64,
     keyframes_encoded: u64,
+    /// The sender's stats of the video's feedback over the whole call (NACKs, PLIs, FIRs
+    /// received; packets and bytes sent in its RTX stream).
+    sender_feedback: parlor_rtc::stats::Feedback,
     /// At the sender, in the same time: frames the encoder made of those captured (the rest
     /// it skipped to hold the bitrate, or the ladder dropped).
     frames_encoded: u64,
@@ -400,6 +403,15 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
     };
     let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / elapsed * 100.0;
     let (sent, received) = (track.counters(), remote.counters());
+    // Whole-call counts: the warm-up's feedback is in them too.
+    let sender_feedback = a
+        .stats()
+        .await
+        .outbound
+        .iter()
+        .find(|o| o.kind == "video")
+        .map(|o| o.feedback)
+        .unwrap_or_default();
     track.stop();
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -441,6 +453,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         packets_duplicated: received.packets_duplicated - received_before.packets_duplicated,
         plis_sent: received.plis_sent - received_before.plis_sent,
         keyframes_encoded: sent.keyframes_encoded - sent_before.keyframes_encoded,
+        sender_feedback,
         frames_encoded: sent.frames_encoded - sent_before.frames_encoded,
         frames_captured: sent.frames_captured - sent_before.frames_captured,
         estimates_kbps,
