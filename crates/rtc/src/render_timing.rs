@@ -107,11 +107,13 @@ impl RenderTiming {
         self.delays.push_back((arrival, delay));
         let before = self.target;
         self.retarget(arrival);
-        if delay > before {
+        // Only a frame late by more than is tolerated: one that may stall the picture (with a
+        // target of 0, every frame a millisecond late would be logged).
+        if delay > before + TOLERATED_LATENESS {
             tracing::debug!(
                 delay_ms = delay.as_millis() as u64,
                 target_ms = before.as_millis() as u64,
-                "a frame came later than the target"
+                "a frame came later than the target and the tolerated lateness"
             );
         }
         arrival + self.target.saturating_sub(delay)
