@@ -201,13 +201,12 @@ impl JitterBuffer {
         // The first packet shows nothing missing; later ones, what lies between the highest
         // so far and them.
         let first_missing = self.highest + 1;
-        let missing = if self.highest == 0 || extended <= first_missing {
-            Vec::new()
-        } else if extended - first_missing <= ASK_AT_ONCE_AT_MOST {
-            (first_missing..extended).map(|s| s as u16).collect()
-        } else {
-            Vec::new()
-        };
+        let missing =
+            if self.highest == 0 || extended.saturating_sub(first_missing) > ASK_AT_ONCE_AT_MOST {
+                Vec::new()
+            } else {
+                (first_missing..extended).map(|s| s as u16).collect()
+            };
         self.highest = self.highest.max(extended);
         self.held.insert(
             extended,

@@ -174,16 +174,15 @@ impl AccessUnits {
     }
 }
 
-/// Asks the sender at once for packets a gap just showed missing (see `jitter`: the NACK
-/// generator's own requests follow on its ticks).
-async fn ask_again(raw: &Arc<dyn TrackRemote>, ssrc: u32, missing: &[u16]) {
-    let nack = TransportLayerNack {
-        sender_ssrc: 0,
-        media_ssrc: ssrc,
-        nacks: nack_pairs_from_sequence_numbers(missing),
-    };
-    if let Err(e) = raw.write_rtcp(vec![Box::new(nack)]).await {
-        tracing::debug!("sending NACK: {e}");
+/// Sends the sender feedback about its stream (a NACK, a PLI); a connection closing meanwhile
+/// is no error worth more than a debug line.
+async fn send_feedback(
+    raw: &Arc<dyn TrackRemote>,
+    packet: Box<dyn rtc::rtcp::Packet + Send + Sync>,
+    what: &str,
+) {
+    if let Err(e) = raw.write_rtcp(vec![packet]).await {
+        tracing::debug!("sending {what}: {e}");
     }
 }
 
@@ -282,8 +281,15 @@ impl RemoteVideoTrack {
                             let bytes = packet.payload.len() as u64;
                             let header = &packet.header;
                             let missing = reorder.push(Instant::now(), header.sequence_number, header.marker, header.timestamp, packet.payload);
+                            // Asked for at once (see `jitter`: the NACK generator's own
+                            // requests follow on its ticks).
                             if !missing.is_empty() {
-                                ask_again(&raw, ssrc, &missing).await;
+                                let nack = TransportLayerNack {
+                                    sender_ssrc: 0,
+                                    media_ssrc: ssrc,
+                                    nacks: nack_pairs_from_sequence_numbers(&missing),
+                                };
+                                send_feedback(&raw, Box::new(nack), "NACK").await;
                             }
                             let mut c = lock(&rtp_counters);
                             c.packets += 1;
@@ -347,9 +353,7 @@ impl RemoteVideoTrack {
                         sender_ssrc: 0,
                         media_ssrc: ssrc,
                     };
-                    if let Err(e) = raw.write_rtcp(vec![Box::new(pli)]).await {
-                        tracing::debug!("sending PLI: {e}");
-                    }
+                    send_feedback(&raw, Box::new(pli), "PLI").await;
                 }
             }
         });
