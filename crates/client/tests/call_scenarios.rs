@@ -109,14 +109,19 @@ fn a_one_to_one_call_nobody_answers_ends_after_the_ring_timeout() {
     }
 }
 
+/// User 1 calls user 2 in the direct room; 2 declines after `ringing`; 1's call ends.
+fn declined_after(w: &mut World, ringing: Duration) {
+    w.start_call(1, DIRECT);
+    w.run_for(ringing);
+    w.decline(2, DIRECT);
+    assert!(w.run_until(secs(1.0), |w| w.client(1).ended().is_some()));
+}
+
 #[test]
 fn a_declined_one_to_one_call_ends_for_the_caller() {
     for seed in 0..SEEDS {
         let mut w = world(seed);
-        w.start_call(1, DIRECT);
-        w.run_for(secs(2.0));
-        w.decline(2, DIRECT);
-        assert!(w.run_until(secs(1.0), |w| w.client(1).ended().is_some()));
+        declined_after(&mut w, secs(2.0));
         assert_eq!(w.client(1).ended(), Some(EndReason::Declined));
         assert!(w.client(1).saw(&CallEvent::Declined { user_id: 2 }));
         assert!(w.client(2).saw(&CallEvent::RingStopped {
@@ -132,10 +137,7 @@ fn a_declined_one_to_one_call_ends_for_the_caller() {
 fn calling_again_at_once_is_not_ended_by_the_last_calls_late_words() {
     for seed in 0..SEEDS {
         let mut w = world(seed);
-        w.start_call(1, DIRECT);
-        w.run_for(secs(1.0));
-        w.decline(2, DIRECT);
-        assert!(w.run_until(secs(1.0), |w| w.client(1).ended().is_some()));
+        declined_after(&mut w, secs(1.0));
         // At once, while the server's word that the first call ended is still on its way.
         w.start_call(1, DIRECT);
         w.run_for(secs(2.0));
