@@ -32,6 +32,10 @@ export function launchChromium({ fps } = {}) {
       '--use-fake-ui-for-media-stream',
       '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
       '--autoplay-policy=no-user-gesture-required',
+      // More switches for a diagnosis, e.g. its SCTP packets and data-channel errors:
+      // CHROMIUM_EXTRA_ARGS='--enable-logging=stderr --vmodule=dcsctp_transport=2,text_pcap_packet_observer=2'
+      // with DEBUG=pw:browser to see the browser's stderr.
+      ...(process.env.CHROMIUM_EXTRA_ARGS || '').split(' ').filter(Boolean),
     ],
   });
 }
