@@ -403,12 +403,10 @@ impl Pipeline {
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
-                    request = keyframe_requests.recv() => match request {
-                        Ok(requested) if requested == ssrc => {
-                            pipeline.keyframe_requested.store(true, Ordering::SeqCst);
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => break,
+                    request = keyframe_requests.recv() => match keyframe_asked(request, ssrc) {
+                        Some(true) => pipeline.keyframe_requested.store(true, Ordering::SeqCst),
+                        Some(false) => {}
+                        None => break,
                     },
                     changed = estimate.changed() => {
                         if changed.is_err() {
@@ -973,6 +971,19 @@ impl LocalAudioTrack {
     }
 }
 
+/// What one read of the connection's keyframe-request channel means for the stream `ssrc`:
+/// `Some(true)` a keyframe, `Some(false)` nothing, `None` the channel is gone. `Lagged` means
+/// requests were dropped unread, and this stream's may have been among them: a keyframe too
+/// many costs a few kilobytes (the encoder coalesces requests), one too few leaves the far side
+/// frozen until it asks again.
+fn keyframe_asked(read: Result<u32, broadcast::error::RecvError>, ssrc: u32) -> Option<bool> {
+    match read {
+        Ok(requested) => Some(requested == ssrc),
+        Err(broadcast::error::RecvError::Lagged(_)) => Some(true),
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1031,6 +1042,43 @@ mod tests {
             QualityLimitation::of_frame(slow, 15, false),
             QualityLimitation::None
         );
+    }
+
+    #[test]
+    fn requests_lost_to_a_full_channel_count_as_a_request() {
+        let (tx, mut rx) = broadcast::channel::<u32>(2);
+        // Another stream's request is not ours; ours is.
+        tx.send(7).unwrap();
+        assert_eq!(
+            keyframe_asked(rx.try_recv().map_err(lagged), 42),
+            Some(false)
+        );
+        tx.send(42).unwrap();
+        assert_eq!(
+            keyframe_asked(rx.try_recv().map_err(lagged), 42),
+            Some(true)
+        );
+        // More requests than the channel holds, ours the first: it was dropped unread.
+        for ssrc in [42, 7, 7] {
+            tx.send(ssrc).unwrap();
+        }
+        let read = rx.try_recv().map_err(lagged);
+        assert!(
+            matches!(read, Err(broadcast::error::RecvError::Lagged(1))),
+            "{read:?}"
+        );
+        assert_eq!(keyframe_asked(read, 42), Some(true));
+        drop(tx);
+        while rx.try_recv().is_ok() {}
+        assert_eq!(keyframe_asked(rx.try_recv().map_err(lagged), 42), None);
+    }
+
+    /// `try_recv`'s errors as `recv`'s.
+    fn lagged(e: broadcast::error::TryRecvError) -> broadcast::error::RecvError {
+        match e {
+            broadcast::error::TryRecvError::Lagged(n) => broadcast::error::RecvError::Lagged(n),
+            _ => broadcast::error::RecvError::Closed,
+        }
     }
 
     #[test]
