@@ -34,6 +34,11 @@ output_chain() {
   nft add table inet parlor_shape
   nft add chain inet parlor_shape out '{ type filter hook output priority 0; }'
 }
+log_link_change() {
+  if [ -n "${PARLOR_LINK_LOG:-}" ]; then
+    echo "$1 $(date +%s.%N)" >> "$PARLOR_LINK_LOG"
+  fi
+}
 drop_udp() {
   output_chain
   nft add rule inet parlor_shape out meta l4proto udp numgen random mod 100 \< "$1" drop
@@ -52,11 +57,15 @@ case "$profile" in
     tc qdisc add dev lo root tbf rate 2mbit burst 15k latency 300ms
     # A schedule of the link, not a wait for anything: the link changes at these times
     # whatever the call is doing, as a real one would.
+    # Each change is logged (`narrowed|widened <Unix time>`) to PARLOR_LINK_LOG if it is set,
+    # so a test can tell which of the call's seconds the link was narrow for.
     (
       sleep "${PARLOR_DROP_AT:-10}"
       tc qdisc change dev lo root tbf rate 300kbit burst 15k latency 300ms
+      log_link_change narrowed
       sleep "${PARLOR_DROP_FOR:-20}"
       tc qdisc change dev lo root tbf rate 2mbit burst 15k latency 300ms
+      log_link_change widened
     ) &
     ;;
   lose-server-hello)

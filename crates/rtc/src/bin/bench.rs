@@ -258,6 +258,9 @@ async fn data_channel_throughput() -> f64 {
 /// capture -> hand-out latency (a decoded frame handed to the application, after its render timing) from the pattern's stamps, and the process CPU (both peers).
 #[derive(serde::Serialize)]
 struct CallFigures {
+    /// When the measured call began, in seconds since the Unix epoch: the per-second figures
+    /// start here, and a shaped link's changes (`PARLOR_LINK_LOG`) are logged on this clock.
+    started_at_unix_s: f64,
     latency_p50_ms: f64,
     latency_p95_ms: f64,
     /// Process CPU (sender and receiver) as a share of one core.
@@ -344,6 +347,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
     let (sent_before, received_before) = (track.counters(), remote.counters());
     let cpu_start = cpu_time(false);
     let start = Instant::now();
+    let started_at_unix_s = wall_clock().as_secs_f64();
     let end = start + Duration::from_secs(seconds);
     let mut latencies = Vec::new();
     let mut arrivals = vec![start];
@@ -439,6 +443,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
             .unwrap_or(f64::NAN)
     };
     CallFigures {
+        started_at_unix_s,
         latency_p50_ms: p(0.5),
         latency_p95_ms: p(0.95),
         cpu_percent: cpu,
