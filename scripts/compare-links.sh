@@ -11,6 +11,7 @@
 #   scripts/compare-links.sh [SECONDS] [PROFILE...]     (default: 30 s; loss3 cap600-loss3 drop300)
 #
 # For drop300, give it 50 s or more to see the recovery after the link widens (at 30 s).
+# PARLOR_VIDEO=vp8: both pairs in VP8 (the codec Debian's Firefox calls us in) instead of H.264.
 #
 # Needs root (unshare), chromium, and `npm ci --prefix tests/interop`; builds the bench
 # (or takes PARLOR_BENCH, a built parlor-rtc-bench, e.g. an earlier build's).
@@ -27,6 +28,12 @@ if [ -z "$bench" ]; then
   bench="$CARGO_TARGET_DIR/release/parlor-rtc-bench"
 fi
 
+case "${PARLOR_VIDEO:-h264}" in
+  vp8) codec=VP8; vp8_flag=--vp8 ;;
+  h264) codec=H264; vp8_flag= ;;
+  *) echo "PARLOR_VIDEO is h264 or vp8" >&2; exit 2 ;;
+esac
+
 cap_of() {
   case "$1" in
     cap600*) echo 600 ;;
@@ -36,8 +43,8 @@ cap_of() {
 }
 
 for profile in "${profiles[@]}"; do
-  parlor=$(scripts/shaped-link.sh "$profile" -- "$bench" --link-call "$seconds" --json | grep '^{')
-  browser=$(scripts/shaped-link.sh "$profile" -- node tests/interop/chromium-pair.mjs --seconds "$seconds" | grep '^{')
+  parlor=$(scripts/shaped-link.sh "$profile" -- "$bench" --link-call "$seconds" --json $vp8_flag | grep '^{')
+  browser=$(scripts/shaped-link.sh "$profile" -- node tests/interop/chromium-pair.mjs --seconds "$seconds" --codec "$codec" | grep '^{')
   node -e '
     const [profile, cap, parlor, chromium] = process.argv.slice(1);
     const p = JSON.parse(parlor), c = JSON.parse(chromium);
@@ -49,7 +56,8 @@ for profile in "${profiles[@]}"; do
       `${String(f.freezes).padStart(3)} freezes (${f.freeze_seconds.toFixed(1)} s)  ` +
       `last ${f.received_width}x${f.received_height}  received ${mean(rx(f)).toFixed(0)} kbit/s, ` +
       `highest 2 s ${peak2(f).toFixed(0)}` + (cap > 0 ? ` (cap ${cap})` : "");
-    console.log(`${profile}, ${p.frames_per_second.length} s, 640x480 one-way, at the receiver:`);
+    console.log(`${profile}, ${p.frames_per_second.length} s, 640x480 one-way, at the receiver ` +
+      `(Parlor in ${p.video_codec}, Chromium in ${c.codec}):`);
     console.log(row("Parlor", p));
     console.log(row("Chromium", c));
     // drop300: how long after the link widened again the received rate was back to 90 % of

@@ -1,10 +1,10 @@
 // Two Debian Chromium pages in one headless browser (each in its own context), one-way video:
-// the sender's fake camera at 640x480 30 fps, H.264 forced, Chromium's own congestion control
+// the sender's fake camera at 640x480 30 fps, H.264 forced (or VP8, `--codec VP8`), Chromium's own congestion control
 // and defaults otherwise; the receiver plays it in a <video> element. Prints one JSON line in the
 // shape `parlor-rtc-bench --link-call --json` prints, so scripts/compare-links.sh can put the
 // two side by side.
 //
-//   node chromium-pair.mjs --seconds N
+//   node chromium-pair.mjs --seconds N [--codec H264|VP8]
 //
 // Meant to run inside a (shaped) loopback-only network namespace; contacts nothing but
 // 127.0.0.1.
@@ -16,6 +16,7 @@ function option(name, fallback) {
   return fallback;
 }
 const seconds = Number(option('seconds', '20'));
+const codec = option('codec', 'H264');
 
 const page = `<!doctype html><meta charset="utf-8"><title>pair</title>
 <video id="v" autoplay muted playsinline></video>
@@ -27,13 +28,13 @@ const page = `<!doctype html><meta charset="utf-8"><title>pair</title>
       if (pc.iceGatheringState === 'complete') resolve();
     });
   });
-  window.send = async () => {
+  window.send = async (codec) => {
     const stream = await navigator.mediaDevices.getUserMedia({
       video: { width: 640, height: 480, frameRate: 30 }, audio: false });
     const transceiver = pc.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendonly' });
-    const h264 = RTCRtpSender.getCapabilities('video').codecs
-      .filter((c) => c.mimeType === 'video/H264' || c.mimeType === 'video/rtx');
-    transceiver.setCodecPreferences(h264);
+    const forced = RTCRtpSender.getCapabilities('video').codecs
+      .filter((c) => c.mimeType === 'video/' + codec || c.mimeType === 'video/rtx');
+    transceiver.setCodecPreferences(forced);
     await pc.setLocalDescription(await pc.createOffer());
     await gathered();
     return pc.localDescription.toJSON();
@@ -97,7 +98,7 @@ try {
     await p.goto(url);
     return p;
   }));
-  const offer = await sender.evaluate(() => window.send());
+  const offer = await sender.evaluate((codec) => window.send(codec), codec);
   const answer = await receiver.evaluate((o) => window.receive(o), offer);
   await sender.evaluate((a) => window.answer(a), answer);
 

@@ -52,7 +52,7 @@ pub use peer::{
     ConnectionState, IceCandidate, IceConnectionState, PeerConnection, PeerEvent, SdpType,
     SessionDescription, SignalingState,
 };
-pub use sdp::OpenSections;
+pub use sdp::{without_h264, OpenSections};
 pub use track_local::{LocalAudioTrack, LocalVideoTrack, VideoTrackOptions};
 pub use track_remote::{RemoteAudioTrack, RemoteTrack, RemoteVideoTrack};
 

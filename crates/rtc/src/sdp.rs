@@ -223,6 +223,41 @@ pub(crate) fn sending_track_ids(description: &RTCSessionDescription) -> HashSet<
         .collect()
 }
 
+/// `description` (one of ours) as a peer without H.264 reads it: our H.264 payload type and its
+/// retransmissions' taken out of the video section, as Debian's Firefox ESR, which has no
+/// H.264, would offer or answer. For exercising the VP8 path between two Parlor peers in tests
+/// and benchmarks.
+pub fn without_h264(description: &crate::SessionDescription) -> crate::SessionDescription {
+    let ours = [codecs::H264_PAYLOAD_TYPE, codecs::H264_RTX_PAYLOAD_TYPE].map(|pt| pt.to_string());
+    let is_h264_attribute = |line: &str| {
+        ours.iter().any(|pt| {
+            ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .any(|attribute| line.starts_with(&format!("{attribute}{pt} ")))
+        })
+    };
+    let sdp = description
+        .sdp
+        .split("\r\n")
+        .filter(|line| !is_h264_attribute(line))
+        .map(|line| match line.strip_prefix("m=video ") {
+            Some(rest) => format!(
+                "m=video {}",
+                rest.split(' ')
+                    .filter(|field| !ours.iter().any(|pt| pt == field))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    crate::SessionDescription {
+        sdp_type: description.sdp_type,
+        sdp,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

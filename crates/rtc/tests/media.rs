@@ -9,7 +9,7 @@ use parlor_media::pattern::read_stamp;
 use parlor_media::source::{AudioSource, VideoConstraints, VideoSource};
 use parlor_media::spec::{AudioSpec, VideoSpec};
 use parlor_rtc::{
-    LocalAudioTrack, LocalVideoTrack, PeerEvent, RemoteTrack, SessionDescription, VideoTrackOptions,
+    without_h264, LocalAudioTrack, LocalVideoTrack, PeerEvent, RemoteTrack, VideoTrackOptions,
 };
 
 fn pattern() -> Box<dyn VideoSource> {
@@ -400,38 +400,6 @@ async fn remote_video(peer: &mut Peer) -> parlor_rtc::RemoteVideoTrack {
         _ => None,
     })
     .await
-}
-
-/// `offer` as a peer without H.264 reads it: payload types 102 and 103 (our H.264 and its
-/// retransmissions, see `codecs.rs`) taken out of the video section.
-fn without_h264(offer: &SessionDescription) -> SessionDescription {
-    let h264 = |line: &str| {
-        ["102", "103"].iter().any(|pt| {
-            ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
-                .iter()
-                .any(|attribute| line.starts_with(&format!("{attribute}{pt} ")))
-        })
-    };
-    let sdp = offer
-        .sdp
-        .split("\r\n")
-        .filter(|line| !h264(line))
-        .map(|line| match line.strip_prefix("m=video ") {
-            Some(rest) => format!(
-                "m=video {}",
-                rest.split(' ')
-                    .filter(|field| *field != "102" && *field != "103")
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            None => line.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n");
-    SessionDescription {
-        sdp_type: offer.sdp_type,
-        sdp,
-    }
 }
 
 /// One camera in a mesh, sent to a peer with H.264 and to a peer without it: each connection

@@ -139,8 +139,25 @@ fn relay(
 }
 
 async fn negotiate(a: &PeerConnection, b: &PeerConnection) {
+    negotiate_video_in(a, b, VideoChoice::Either).await
+}
+
+/// Which video codec a measured call is made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoChoice {
+    /// Whichever the two sides agree on (H.264, ours first).
+    Either,
+    /// VP8: `b` reads `a`'s offer as a peer without H.264 does (Debian's Firefox).
+    Vp8,
+}
+
+async fn negotiate_video_in(a: &PeerConnection, b: &PeerConnection, video: VideoChoice) {
     let offer = a.create_offer().await.unwrap();
     a.set_local_description(offer.clone()).await.unwrap();
+    let offer = match video {
+        VideoChoice::Either => offer,
+        VideoChoice::Vp8 => parlor_rtc::without_h264(&offer),
+    };
     b.set_remote_description(offer).await.unwrap();
     let answer = b.create_answer().await.unwrap();
     b.set_local_description(answer.clone()).await.unwrap();
@@ -258,6 +275,8 @@ async fn data_channel_throughput() -> f64 {
 /// capture -> hand-out latency (a decoded frame handed to the application, after its render timing) from the pattern's stamps, and the process CPU (both peers).
 #[derive(serde::Serialize)]
 struct CallFigures {
+    /// The codec the video arrived in (`video/H264`, `video/VP8`).
+    video_codec: String,
     /// When the measured call began, in seconds since the Unix epoch: the per-second figures
     /// start here, and a shaped link's changes (`PARLOR_LINK_LOG`) are logged on this clock.
     started_at_unix_s: f64,
@@ -324,7 +343,12 @@ impl std::fmt::Debug for TracePoint {
     }
 }
 
-async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures {
+async fn measure_call(
+    width: usize,
+    height: usize,
+    seconds: u64,
+    video: VideoChoice,
+) -> CallFigures {
     let PatternCall {
         a,
         b,
@@ -332,7 +356,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         a_events: _a_events,
         mut b_events,
     } = pattern_call(width, height).await;
-    negotiate(&a, &b).await;
+    negotiate_video_in(&a, &b, video).await;
     let remote = loop {
         if let PeerEvent::TrackAdded(RemoteTrack::Video(v)) = b_events.recv().await.expect("events")
         {
@@ -416,6 +440,14 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
         .find(|o| o.kind == "video")
         .map(|o| o.feedback)
         .unwrap_or_default();
+    let video_codec = b
+        .stats()
+        .await
+        .inbound
+        .into_iter()
+        .find(|i| i.kind == "video")
+        .map(|i| i.mime_type)
+        .unwrap_or_default();
     track.stop();
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -443,6 +475,7 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
             .unwrap_or(f64::NAN)
     };
     CallFigures {
+        video_codec,
         started_at_unix_s,
         latency_p50_ms: p(0.5),
         latency_p95_ms: p(0.95),
@@ -470,10 +503,10 @@ async fn measure_call(width: usize, height: usize, seconds: u64) -> CallFigures 
 
 /// `--link-call SECONDS`: a 640x480 one-way call over whatever link this process runs on
 /// (`scripts/shaped-link.sh` runs it inside a namespace with a shaped loopback).
-async fn link_call(seconds: u64, json: bool) {
+async fn link_call(seconds: u64, json: bool, video: VideoChoice) {
     // Bounded: on a link too poor to set the call up, say so instead of waiting forever.
     let limit = Duration::from_secs(seconds + 30);
-    let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds)).await else {
+    let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds, video)).await else {
         // A failure, not a figure: scripts and tests must not read it as a measurement.
         eprintln!("640x480 one-way, {seconds} s: the call was not set up within {limit:?}");
         std::process::exit(1);
@@ -483,11 +516,12 @@ async fn link_call(seconds: u64, json: bool) {
         return;
     }
     println!(
-        "640x480 one-way, {seconds} s, measured at the receiver's decoder output: \
+        "640x480 one-way in {}, {seconds} s, measured at the receiver's decoder output: \
          {:.1} fps received ({} frames), {} freezes ({:.1} s frozen), encoder output {:.0} kbit/s, \
          {} packets given up, {} late, {} duplicates, {} PLIs sent, {} keyframes encoded, \
          capture -> hand-out latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0} %, \
          frames each second {:?}, every second, kbit/s: {:?}",
+        f.video_codec,
         f.fps,
         f.frames,
         f.freezes,
@@ -519,7 +553,12 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--link-call") {
         let seconds = args.get(at + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
-        link_call(seconds, args.iter().any(|a| a == "--json")).await;
+        let video = if args.iter().any(|a| a == "--vp8") {
+            VideoChoice::Vp8
+        } else {
+            VideoChoice::Either
+        };
+        link_call(seconds, args.iter().any(|a| a == "--json"), video).await;
         return;
     }
     if std::env::args().any(|a| a == "--data-channel-only") {
@@ -560,7 +599,7 @@ async fn main() {
         median(runs)
     );
 
-    let f = measure_call(1280, 720, 5).await;
+    let f = measure_call(1280, 720, 5, VideoChoice::Either).await;
     println!("720p30 one-way call, 5 s (capture -> encode -> RTP -> decode, one process):");
     println!(
         "  capture -> hand-out latency: median {:.1} ms, p95 {:.1} ms ({} frames, {:.1} fps \
