@@ -16,7 +16,7 @@ function option(name, fallback) {
   return fallback;
 }
 const seconds = Number(option('seconds', '20'));
-const codec = option('codec', 'H264');
+const forcedCodec = option('codec', 'H264');
 
 const page = `<!doctype html><meta charset="utf-8"><title>pair</title>
 <video id="v" autoplay muted playsinline></video>
@@ -98,7 +98,7 @@ try {
     await p.goto(url);
     return p;
   }));
-  const offer = await sender.evaluate((codec) => window.send(codec), codec);
+  const offer = await sender.evaluate((codec) => window.send(codec), forcedCodec);
   const answer = await receiver.evaluate((o) => window.receive(o), offer);
   await sender.evaluate((a) => window.answer(a), answer);
 
