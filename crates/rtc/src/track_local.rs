@@ -1050,19 +1050,19 @@ mod tests {
         // Another stream's request is not ours; ours is.
         tx.send(7).unwrap();
         assert_eq!(
-            keyframe_asked(rx.try_recv().map_err(lagged), 42),
+            keyframe_asked(rx.try_recv().map_err(as_recv_error), 42),
             Some(false)
         );
         tx.send(42).unwrap();
         assert_eq!(
-            keyframe_asked(rx.try_recv().map_err(lagged), 42),
+            keyframe_asked(rx.try_recv().map_err(as_recv_error), 42),
             Some(true)
         );
         // More requests than the channel holds, ours the first: it was dropped unread.
         for ssrc in [42, 7, 7] {
             tx.send(ssrc).unwrap();
         }
-        let read = rx.try_recv().map_err(lagged);
+        let read = rx.try_recv().map_err(as_recv_error);
         assert!(
             matches!(read, Err(broadcast::error::RecvError::Lagged(1))),
             "{read:?}"
@@ -1070,14 +1070,18 @@ mod tests {
         assert_eq!(keyframe_asked(read, 42), Some(true));
         drop(tx);
         while rx.try_recv().is_ok() {}
-        assert_eq!(keyframe_asked(rx.try_recv().map_err(lagged), 42), None);
+        assert_eq!(
+            keyframe_asked(rx.try_recv().map_err(as_recv_error), 42),
+            None
+        );
     }
 
-    /// `try_recv`'s errors as `recv`'s.
-    fn lagged(e: broadcast::error::TryRecvError) -> broadcast::error::RecvError {
+    /// `try_recv`'s errors as `recv` reports them (`recv` waits where `try_recv` is `Empty`).
+    fn as_recv_error(e: broadcast::error::TryRecvError) -> broadcast::error::RecvError {
         match e {
             broadcast::error::TryRecvError::Lagged(n) => broadcast::error::RecvError::Lagged(n),
-            _ => broadcast::error::RecvError::Closed,
+            broadcast::error::TryRecvError::Closed => broadcast::error::RecvError::Closed,
+            broadcast::error::TryRecvError::Empty => panic!("nothing to read"),
         }
     }
 
