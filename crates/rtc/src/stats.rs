@@ -161,26 +161,22 @@ pub(crate) async fn collect(
     };
     let mut remote_inbound: HashMap<u32, (f64, i64)> = HashMap::new();
     let mut candidates: HashMap<String, (String, String, String)> = HashMap::new();
-    let mut outbound_rtp: HashMap<u32, (u64, u64)> = HashMap::new();
-    let mut feedback: HashMap<u32, Feedback> = HashMap::new();
+    let mut outbound_rtp: HashMap<u32, (u64, u64, Feedback)> = HashMap::new();
     let mut inbound_rtp: HashMap<u32, (u64, u64, i64, f64)> = HashMap::new();
     for entry in report.iter() {
         match entry {
             RTCStatsReportEntry::OutboundRtp(o) => {
                 let sent = &o.sent_rtp_stream_stats;
+                let feedback = Feedback {
+                    nack_count: 0, // counted by the registry
+                    pli_count: o.pli_count,
+                    fir_count: o.fir_count,
+                    retransmitted_packets_sent: o.retransmitted_packets_sent,
+                    retransmitted_bytes_sent: o.retransmitted_bytes_sent,
+                };
                 outbound_rtp.insert(
                     sent.rtp_stream_stats.ssrc,
-                    (sent.packets_sent, sent.bytes_sent),
-                );
-                feedback.insert(
-                    sent.rtp_stream_stats.ssrc,
-                    Feedback {
-                        nack_count: 0, // counted by the registry
-                        pli_count: o.pli_count,
-                        fir_count: o.fir_count,
-                        retransmitted_packets_sent: o.retransmitted_packets_sent,
-                        retransmitted_bytes_sent: o.retransmitted_bytes_sent,
-                    },
+                    (sent.packets_sent, sent.bytes_sent, feedback),
                 );
             }
             RTCStatsReportEntry::RemoteInboundRtp(r) => {
@@ -255,7 +251,7 @@ pub(crate) async fn collect(
     let mut previous = lock(&registry.previous);
     for source in lock(&registry.outbound).iter() {
         let counters = (source.counters)();
-        let (packets_sent, bytes_sent) =
+        let (packets_sent, bytes_sent, feedback) =
             outbound_rtp.get(&source.ssrc).copied().unwrap_or_default();
         let (rtt, lost) = remote_inbound
             .get(&source.ssrc)
@@ -283,7 +279,7 @@ pub(crate) async fn collect(
                     .get(&source.ssrc)
                     .copied()
                     .unwrap_or_default(),
-                ..feedback.get(&source.ssrc).copied().unwrap_or_default()
+                ..feedback
             },
         });
     }
