@@ -11,6 +11,9 @@
 #   cap600-loss3 600 kbit/s token bucket with a 300 ms queue, plus 3 % UDP loss
 #   drop300      2 Mbit/s, narrowed to 300 kbit/s from 10 s to 30 s after the start, then
 #                2 Mbit/s again (both times: PARLOR_DROP_AT, PARLOR_DROP_FOR, in seconds)
+#   mesh-thin    only what goes to or from 127.0.0.3 is shaped: 300 kbit/s with a 300 ms queue
+#                (one peer of a mesh on a thin link, the others on a fast one; parlor-rtc-bench
+#                --mesh-call puts its second receiver there)
 #   lose-server-hello  no shaping, but the first datagram carrying a DTLS ServerHello (the
 #                server's flight 4) is lost: the handshake has to retransmit it
 #
@@ -67,6 +70,16 @@ case "$profile" in
       tc qdisc change dev lo root tbf rate 2mbit burst 15k latency 300ms
       log_link_change widened
     ) &
+    ;;
+  mesh-thin)
+    # Unshaped by default; one class for the thin peer, its queue 300 ms at its rate.
+    tc qdisc add dev lo root handle 1: htb default 10
+    tc class add dev lo parent 1: classid 1:10 htb rate 10gbit quantum 60000
+    tc class add dev lo parent 1: classid 1:20 htb rate 300kbit ceil 300kbit
+    tc qdisc add dev lo parent 1:20 bfifo limit 11250
+    for end in src dst; do
+      tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip "$end" 127.0.0.3/32 flowid 1:20
+    done
     ;;
   lose-server-hello)
     # UDP payload byte 0: DTLS content type 22 (handshake); byte 13: handshake type 2

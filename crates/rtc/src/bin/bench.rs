@@ -12,6 +12,9 @@
 //! * `--link-call SECONDS`: only a 640x480 one-way call, with received frame rate, freezes,
 //!   encoder bitrate, losses, PLIs and keyframes; run inside `scripts/shaped-link.sh` for a
 //!   lossy or narrow link.
+//! * `--mesh-call SECONDS [--receivers N]`: one 640x480 camera sent to N receivers over a
+//!   connection each, with each receiver's frame rate, size, bitrate and freezes and what the
+//!   sender's encoding cost; `scripts/shaped-link.sh mesh-thin` makes one receiver's link thin.
 //!
 //! Run it with `cargo run --release -p parlor-rtc --bin parlor-rtc-bench`.
 use std::sync::Arc;
@@ -98,7 +101,14 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 async fn peer() -> (Arc<PeerConnection>, mpsc::UnboundedReceiver<PeerEvent>) {
+    peer_on([127, 0, 0, 1]).await
+}
+
+/// A peer gathering on `ip` only: a mesh call puts each receiver on a loopback address of its
+/// own, so that a shaped link can single one of them out.
+async fn peer_on(ip: [u8; 4]) -> (Arc<PeerConnection>, mpsc::UnboundedReceiver<PeerEvent>) {
     let config = RtcConfig {
+        udp_addrs: vec![std::net::SocketAddr::from((ip, 0))],
         data_channel_buffer: env_usize(
             "PARLOR_BENCH_DC_BUFFER",
             RtcConfig::loopback().data_channel_buffer,
@@ -343,6 +353,75 @@ impl std::fmt::Debug for TracePoint {
     }
 }
 
+/// Takes `remote`'s frames until `end`: when each arrived, and how old it was (capture stamp →
+/// hand-out, ms).
+async fn receive_until(
+    remote: &parlor_rtc::RemoteVideoTrack,
+    end: Instant,
+    arrivals: &mut Vec<Instant>,
+    latencies: &mut Vec<f64>,
+) {
+    while let Ok(Some(frame)) = tokio::time::timeout_at(end.into(), remote.next_frame()).await {
+        arrivals.push(Instant::now());
+        if let Some(stamp) = read_stamp(&frame) {
+            latencies.push(wall_clock().saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+/// What a receiver got in a measured call, from its frames' arrival times.
+#[derive(serde::Serialize)]
+struct Reception {
+    frames: u64,
+    /// Freezes as Chromium's getStats counts them (`parlor_rtc::freezes`).
+    freezes: u64,
+    freeze_seconds: f64,
+    /// When each freeze ended, in seconds into the call.
+    freezes_at: Vec<f64>,
+    /// Frames decoded in each second of the call.
+    frames_per_second: Vec<u32>,
+    latency_p50_ms: f64,
+    latency_p95_ms: f64,
+}
+
+impl Reception {
+    /// `arrivals` starts with the call's start and ends with its end, frames in between.
+    fn of(start: Instant, arrivals: &[Instant], mut latencies: Vec<f64>, seconds: u64) -> Self {
+        let frames = arrivals.len() as u64 - 2;
+        let mut frames_per_second = vec![0u32; seconds as usize];
+        for arrival in &arrivals[1..arrivals.len() - 1] {
+            if let Some(count) = frames_per_second.get_mut((*arrival - start).as_secs() as usize) {
+                *count += 1;
+            }
+        }
+        let mut freezes = parlor_rtc::freezes::FreezeCounter::default();
+        let mut freezes_at = Vec::new();
+        for &arrival in arrivals {
+            let before = freezes.count;
+            freezes.frame(arrival);
+            if freezes.count > before {
+                freezes_at.push((arrival - start).as_secs_f64());
+            }
+        }
+        latencies.sort_by(|x, y| x.total_cmp(y));
+        let p = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Reception {
+            frames,
+            freezes: freezes.count,
+            freeze_seconds: freezes.total.as_secs_f64(),
+            freezes_at,
+            frames_per_second,
+            latency_p50_ms: p(0.5),
+            latency_p95_ms: p(0.95),
+        }
+    }
+}
+
 async fn measure_call(
     width: usize,
     height: usize,
@@ -415,12 +494,7 @@ async fn measure_call(
                 .push(sample);
         }
     });
-    while let Ok(Some(frame)) = tokio::time::timeout_at(end.into(), remote.next_frame()).await {
-        arrivals.push(Instant::now());
-        if let Some(stamp) = read_stamp(&frame) {
-            latencies.push(wall_clock().saturating_sub(stamp.captured_at).as_secs_f64() * 1000.0);
-        }
-    }
+    receive_until(&remote, end, &mut arrivals, &mut latencies).await;
     arrivals.push(end);
     let elapsed = start.elapsed().as_secs_f64();
     // Stopped, not awaited: its last sleep may end after the call, and must not count in it.
@@ -451,40 +525,18 @@ async fn measure_call(
     track.stop();
     a.close().await.unwrap();
     b.close().await.unwrap();
-    let frames = arrivals.len() as u64 - 2;
-    let mut frames_per_second = vec![0u32; seconds as usize];
-    for arrival in &arrivals[1..arrivals.len() - 1] {
-        if let Some(count) = frames_per_second.get_mut((*arrival - start).as_secs() as usize) {
-            *count += 1;
-        }
-    }
-    let mut freezes = parlor_rtc::freezes::FreezeCounter::default();
-    let mut freezes_at = Vec::new();
-    for &arrival in &arrivals {
-        let before = freezes.count;
-        freezes.frame(arrival);
-        if freezes.count > before {
-            freezes_at.push((arrival - start).as_secs_f64());
-        }
-    }
-    latencies.sort_by(|x, y| x.total_cmp(y));
-    let p = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+    let r = Reception::of(start, &arrivals, latencies, seconds);
     CallFigures {
         video_codec,
         started_at_unix_s,
-        latency_p50_ms: p(0.5),
-        latency_p95_ms: p(0.95),
+        latency_p50_ms: r.latency_p50_ms,
+        latency_p95_ms: r.latency_p95_ms,
         cpu_percent: cpu,
-        frames,
-        fps: frames as f64 / elapsed,
-        freezes: freezes.count,
-        freeze_seconds: freezes.total.as_secs_f64(),
-        freezes_at,
+        frames: r.frames,
+        fps: r.frames as f64 / elapsed,
+        freezes: r.freezes,
+        freeze_seconds: r.freeze_seconds,
+        freezes_at: r.freezes_at,
         sent_kbps: (sent.bytes_encoded - sent_before.bytes_encoded) as f64 * 8.0 / elapsed / 1000.0,
         packets_lost: received.packets_lost - received_before.packets_lost,
         packets_late: received.packets_late - received_before.packets_late,
@@ -495,7 +547,7 @@ async fn measure_call(
         frames_encoded: sent.frames_encoded - sent_before.frames_encoded,
         frames_captured: sent.frames_captured - sent_before.frames_captured,
         estimates_kbps,
-        frames_per_second,
+        frames_per_second: r.frames_per_second,
         received_width: received.width,
         received_height: received.height,
     }
@@ -540,6 +592,158 @@ async fn link_call(seconds: u64, json: bool, video: VideoChoice) {
     );
 }
 
+/// One receiver's figures in a mesh call.
+#[derive(serde::Serialize)]
+struct MeshReceiver {
+    /// The loopback address it gathered on (a shaped link singles one out by it).
+    address: String,
+    fps: f64,
+    #[serde(flatten)]
+    reception: Reception,
+    /// RTP payload received, kbit/s.
+    received_kbps: f64,
+    /// The size of the last frame decoded.
+    width: u32,
+    height: u32,
+}
+
+#[derive(serde::Serialize)]
+struct MeshFigures {
+    receivers: Vec<MeshReceiver>,
+    /// The sender's encoders' time (all of them, every codec and rate) as a share of one core:
+    /// what the mesh's encoding costs, apart from capture, packetizing and the receivers.
+    encode_cpu_percent: f64,
+    /// Process CPU (sender and every receiver) as a share of one core.
+    cpu_percent: f64,
+    frames_captured: u64,
+    frames_encoded: u64,
+}
+
+/// `--mesh-call SECONDS [--receivers N]`: one 640x480 camera sent to N receivers (default 2),
+/// each over a connection of its own, as a mesh call's sender does. Receiver i gathers on
+/// 127.0.0.(2+i), so a shaped link (`scripts/shaped-link.sh mesh-thin`) can make one
+/// receiver's link thin and leave the others' alone.
+async fn mesh_call(seconds: u64, receivers: usize, json: bool) {
+    let limit = Duration::from_secs(seconds + 30);
+    let Ok(f) = tokio::time::timeout(limit, measure_mesh(seconds, receivers)).await else {
+        eprintln!("mesh call, {seconds} s: not set up within {limit:?}");
+        std::process::exit(1);
+    };
+    if json {
+        println!("{}", serde_json::to_string(&f).expect("figures serialize"));
+        return;
+    }
+    println!(
+        "640x480 to {receivers} receivers, {seconds} s, measured at each receiver's decoder output:"
+    );
+    for r in &f.receivers {
+        println!(
+            "  {}: {:.1} fps, {}x{}, {:.0} kbit/s, {} freezes ({:.1} s frozen), \
+             capture -> hand-out p50 {:.0} ms p95 {:.0} ms, frames each second {:?}",
+            r.address,
+            r.fps,
+            r.width,
+            r.height,
+            r.received_kbps,
+            r.reception.freezes,
+            r.reception.freeze_seconds,
+            r.reception.latency_p50_ms,
+            r.reception.latency_p95_ms,
+            r.reception.frames_per_second,
+        );
+    }
+    println!(
+        "  sender: {} frames encoded of {} captured, encoders {:.0} % of one core; \
+         process (sender and receivers) {:.0} %",
+        f.frames_encoded, f.frames_captured, f.encode_cpu_percent, f.cpu_percent
+    );
+}
+
+async fn measure_mesh(seconds: u64, receivers: usize) -> MeshFigures {
+    let pattern = VideoSpec::TestPattern
+        .open(VideoConstraints {
+            width: 640,
+            height: 480,
+            fps: 30,
+        })
+        .unwrap();
+    let track = LocalVideoTrack::new(pattern, VideoTrackOptions::default()).unwrap();
+    let mut links = Vec::new();
+    for i in 0..receivers {
+        let (a, a_events) = peer().await;
+        let address = [127, 0, 0, 2 + i as u8];
+        let (b, b_events) = peer_on(address).await;
+        a.add_video_track(&track).await.unwrap();
+        let a_events = relay(a_events, b.clone());
+        let mut b_events = relay(b_events, a.clone());
+        negotiate(&a, &b).await;
+        let remote = loop {
+            if let PeerEvent::TrackAdded(RemoteTrack::Video(v)) =
+                b_events.recv().await.expect("events")
+            {
+                break v;
+            }
+        };
+        let address = std::net::Ipv4Addr::from(address).to_string();
+        links.push((a, b, a_events, b_events, remote, address));
+    }
+    // Warm up for a second, then measure every receiver over the same seconds.
+    let warm = Instant::now() + Duration::from_secs(1);
+    for (.., remote, _) in &links {
+        while Instant::now() < warm {
+            let _ = tokio::time::timeout_at(warm.into(), remote.next_frame()).await;
+        }
+    }
+    let sent_before = track.counters();
+    let cpu_start = cpu_time(false);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let mut receiving = Vec::new();
+    for (.., remote, _) in &links {
+        let remote = remote.clone();
+        receiving.push(tokio::spawn(async move {
+            let bytes_before = remote.counters().bytes;
+            let (mut arrivals, mut latencies) = (vec![start], Vec::new());
+            receive_until(&remote, end, &mut arrivals, &mut latencies).await;
+            arrivals.push(end);
+            (arrivals, latencies, remote.counters().bytes - bytes_before)
+        }));
+    }
+    let mut results = Vec::new();
+    for task in receiving {
+        results.push(task.await.expect("a receiver's task"));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / elapsed * 100.0;
+    let sent = track.counters();
+    let mut figures = Vec::new();
+    for ((arrivals, latencies, bytes), (.., remote, address)) in results.into_iter().zip(&links) {
+        let reception = Reception::of(start, &arrivals, latencies, seconds);
+        let received = remote.counters();
+        figures.push(MeshReceiver {
+            address: address.clone(),
+            fps: reception.frames as f64 / elapsed,
+            reception,
+            received_kbps: bytes as f64 * 8.0 / elapsed / 1000.0,
+            width: received.width,
+            height: received.height,
+        });
+    }
+    track.stop();
+    for (a, b, ..) in &links {
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+    MeshFigures {
+        receivers: figures,
+        encode_cpu_percent: (sent.encode_time - sent_before.encode_time).as_secs_f64() / elapsed
+            * 100.0,
+        cpu_percent: cpu,
+        frames_captured: sent.frames_captured - sent_before.frames_captured,
+        frames_encoded: sent.frames_encoded - sent_before.frames_encoded,
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // Quiet unless asked: a shaped link's drops are logged by webrtc-rs as errors, once per
@@ -559,6 +763,17 @@ async fn main() {
             VideoChoice::Either
         };
         link_call(seconds, args.iter().any(|a| a == "--json"), video).await;
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--mesh-call") {
+        let seconds = args.get(at + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
+        let receivers = args
+            .iter()
+            .position(|a| a == "--receivers")
+            .and_then(|at| args.get(at + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2);
+        mesh_call(seconds, receivers, args.iter().any(|a| a == "--json")).await;
         return;
     }
     if std::env::args().any(|a| a == "--data-channel-only") {
