@@ -605,6 +605,12 @@ struct MeshReceiver {
     /// The size of the last frame decoded.
     width: u32,
     height: u32,
+    /// The sender's congestion estimate for this link, kbit/s, every second.
+    estimates_kbps: Vec<u32>,
+    /// Packets given up, PLIs sent and keyframes decoded at the receiver.
+    packets_lost: u64,
+    plis_sent: u64,
+    keyframes_decoded: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -639,7 +645,8 @@ async fn mesh_call(seconds: u64, receivers: usize, json: bool) {
     for r in &f.receivers {
         println!(
             "  {}: {:.1} fps, {}x{}, {:.0} kbit/s, {} freezes ({:.1} s frozen), \
-             capture -> hand-out p50 {:.0} ms p95 {:.0} ms, frames each second {:?}",
+             capture -> hand-out p50 {:.0} ms p95 {:.0} ms, frames each second {:?}, \
+             the sender's estimate each second {:?}",
             r.address,
             r.fps,
             r.width,
@@ -650,6 +657,7 @@ async fn mesh_call(seconds: u64, receivers: usize, json: bool) {
             r.reception.latency_p50_ms,
             r.reception.latency_p95_ms,
             r.reception.frames_per_second,
+            r.estimates_kbps,
         );
     }
     println!(
@@ -698,35 +706,53 @@ async fn measure_mesh(seconds: u64, receivers: usize) -> MeshFigures {
     let cpu_start = cpu_time(false);
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
-    let mut receiving = Vec::new();
-    for (.., remote, _) in &links {
+    let (mut receiving, mut estimating) = (Vec::new(), Vec::new());
+    for (a, _, _, _, remote, _) in &links {
         let remote = remote.clone();
         receiving.push(tokio::spawn(async move {
-            let bytes_before = remote.counters().bytes;
+            let before = remote.counters();
             let (mut arrivals, mut latencies) = (vec![start], Vec::new());
             receive_until(&remote, end, &mut arrivals, &mut latencies).await;
             arrivals.push(end);
-            (arrivals, latencies, remote.counters().bytes - bytes_before)
+            (arrivals, latencies, before)
+        }));
+        let sender = a.clone();
+        estimating.push(tokio::spawn(async move {
+            let mut estimates = Vec::new();
+            for second in 1..=seconds {
+                tokio::time::sleep_until((start + Duration::from_secs(second)).into()).await;
+                let estimate = sender.stats().await.estimate;
+                estimates.push(estimate.map_or(0, |e| e.target_bps / 1000));
+            }
+            estimates
         }));
     }
     let mut results = Vec::new();
-    for task in receiving {
-        results.push(task.await.expect("a receiver's task"));
+    for (task, estimates) in receiving.into_iter().zip(estimating) {
+        let (arrivals, latencies, before) = task.await.expect("a receiver's task");
+        let estimates = estimates.await.expect("an estimate's task");
+        results.push((arrivals, latencies, before, estimates));
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = (cpu_time(false) - cpu_start).as_secs_f64() / elapsed * 100.0;
     let sent = track.counters();
     let mut figures = Vec::new();
-    for ((arrivals, latencies, bytes), (.., remote, address)) in results.into_iter().zip(&links) {
+    for ((arrivals, latencies, before, estimates_kbps), (.., remote, address)) in
+        results.into_iter().zip(&links)
+    {
         let reception = Reception::of(start, &arrivals, latencies, seconds);
         let received = remote.counters();
         figures.push(MeshReceiver {
             address: address.clone(),
             fps: reception.frames as f64 / elapsed,
             reception,
-            received_kbps: bytes as f64 * 8.0 / elapsed / 1000.0,
+            received_kbps: (received.bytes - before.bytes) as f64 * 8.0 / elapsed / 1000.0,
             width: received.width,
             height: received.height,
+            estimates_kbps,
+            packets_lost: received.packets_lost - before.packets_lost,
+            plis_sent: received.plis_sent - before.plis_sent,
+            keyframes_decoded: received.keyframes_decoded - before.keyframes_decoded,
         });
     }
     track.stop();
