@@ -62,6 +62,20 @@ impl Ladder {
         Self::default()
     }
 
+    /// A ladder that starts at the biggest size `target_bps` affords (what the ladder would
+    /// climb to): a new encoder for a link already known to be thin starts small, rather than
+    /// stepping down a rung a second, and its first keyframe, made before its rate control has
+    /// the target, is one the link can carry.
+    pub(crate) fn starting_at(target_bps: u32, source: (usize, usize, u32)) -> Self {
+        let mut ladder = Self::new();
+        let usable = |index: usize| ladder_usable(index, source);
+        ladder.rung = (0..RUNGS.len())
+            .filter(|&index| usable(index))
+            .find(|&index| f64::from(target_bps) / pixels_per_second(index, source) >= STEP_UP_BPP)
+            .unwrap_or_else(|| (0..RUNGS.len()).rev().find(|&i| usable(i)).unwrap_or(0));
+        ladder
+    }
+
     pub(crate) fn rung(&self) -> Rung {
         RUNGS[self.rung]
     }
@@ -79,11 +93,7 @@ impl Ladder {
         target_bps: u32,
         (width, height, fps): (usize, usize, u32),
     ) -> Rung {
-        let usable = |index: usize| {
-            let rung = RUNGS[index];
-            let (_, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
-            index == 0 || (h >= MIN_HEIGHT && (rung.frame_interval == 1 || fps >= MIN_FPS_TO_HALVE))
-        };
+        let usable = |index: usize| ladder_usable(index, (width, height, fps));
         let bpp = |index: usize| target_bps as f64 / pixels_per_second(index, (width, height, fps));
         // A source that shrank (a new camera) may have made the current rung unusable.
         while self.rung > 0 && !usable(self.rung) {
@@ -112,6 +122,14 @@ impl Ladder {
         let above = self.rung.checked_sub(1)?;
         Some((STEP_UP_BPP * pixels_per_second(above, source)).ceil() as u32)
     }
+}
+
+/// Whether `RUNGS[index]` is worth sending of a `(width, height, fps)` source: not below the
+/// smallest useful height, and not at half the frame rate of an already slow source.
+fn ladder_usable(index: usize, (width, height, fps): (usize, usize, u32)) -> bool {
+    let rung = RUNGS[index];
+    let (_, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
+    index == 0 || (h >= MIN_HEIGHT && (rung.frame_interval == 1 || fps >= MIN_FPS_TO_HALVE))
 }
 
 /// Pixels a second that `RUNGS[index]` sends of a `(width, height, fps)` source.
@@ -209,6 +227,23 @@ mod tests {
         ladder.follow(at(start, 1000), 400_000, VGA);
         ladder.follow(at(start, 3000), 250_000, VGA);
         assert_eq!(ladder.follow(at(start, 4500), 400_000, VGA), RUNGS[1]);
+    }
+
+    #[test]
+    fn a_ladder_for_a_thin_link_starts_at_the_size_it_can_keep() {
+        assert_eq!(Ladder::starting_at(2_000_000, VGA).rung(), RUNGS[0]);
+        // 640x480 at 30 fps is affordable from 323k (0.035 bpp); 320x240 81k, 160x120 20k.
+        assert_eq!(Ladder::starting_at(330_000, VGA).rung(), RUNGS[0]);
+        assert_eq!(Ladder::starting_at(300_000, VGA).rung(), RUNGS[1]);
+        assert_eq!(Ladder::starting_at(40_000, VGA).rung(), RUNGS[2]);
+        assert_eq!(Ladder::starting_at(15_000, VGA).rung(), RUNGS[3]);
+        // A 320x240 source never goes below 160x120.
+        assert!(Ladder::starting_at(1_000, (320, 240, 30)).rung().halvings <= 1);
+        // And it climbs from there as any ladder does.
+        let mut ladder = Ladder::starting_at(150_000, VGA);
+        let start = Instant::now();
+        ladder.follow(start, 400_000, VGA);
+        assert_eq!(ladder.follow(at(start, 3000), 400_000, VGA), RUNGS[0]);
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod counters;
 mod data_channel;
 mod drop_recovery;
 mod encoder_budget;
+mod encoder_groups;
+mod encodings;
 mod error;
 mod estimate;
 pub mod freezes;

@@ -1,12 +1,15 @@
-//! Local tracks: a `parlor-media` source, captured and encoded once on its own thread, with the
-//! encoded frames fanned out to every peer connection the track is added to (a mesh call
-//! sends one camera to several peers). Each connection gets its own RTP binding with a unique
-//! SSRC and track id; a keyframe request from any of them makes the shared encoder emit an IDR.
+//! Local tracks: a `parlor-media` source, captured once on its own thread and encoded for every
+//! peer connection the track is added to (a mesh call sends one camera to several peers).
+//! Connections whose links carry about the same share an encoder; a much thinner link gets one
+//! of its own, so that it does not hold the others back (`encodings`, `encoder_groups`). Each
+//! connection gets its own RTP binding with a unique SSRC and track id; a keyframe request from
+//! one of them makes its encoder emit an IDR.
 //!
 //! Constraints honoured: the source's size and frame rate (the encoder follows the source), the
 //! target bitrate and keyframe interval in [`VideoTrackOptions`]; audio is Opus at 48 kHz with
 //! the source's channel count, 20 ms frames.
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +31,8 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::codecs::{self, MediaKind, VideoCodec};
 use crate::counters::{QualityLimitation, SendCounters};
-use crate::estimate::video_share;
+use crate::encoder_groups::Groups;
+use crate::encodings::{EncodingKey, LinkState, Planned};
 use crate::estimate::Estimate;
 use crate::lifecycle::Lifecycle;
 use crate::state::ConnectionState;
@@ -74,6 +78,12 @@ impl KeyframeGate {
         true
     }
 
+    /// A keyframe was made now without asking (a link's first from this encoder): the next
+    /// request waits as if it had been let through.
+    fn force(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+
     /// A keyframe of `bytes` went out with the encoder aiming at `target_bps`.
     fn sent(&mut self, bytes: usize, target_bps: u32) {
         let seconds = bytes as f64 * 8.0 / target_bps.max(1) as f64;
@@ -104,38 +114,16 @@ pub struct VideoTrackOptions {
 }
 
 struct Encoded {
-    /// The video codec it is in (`None`: audio, in Opus); a link sends only its own codec's.
-    codec: Option<VideoCodec>,
+    /// The video encoder it came from (`None`: audio, in Opus); a link sends only its own
+    /// encoder's frames.
+    encoding: Option<EncodingKey>,
+    keyframe: bool,
+    width: u32,
+    height: u32,
+    quality_limitation: QualityLimitation,
+    encode_time: Duration,
     data: bytes::Bytes,
     duration: Duration,
-}
-
-/// The video encoders a track runs: one per codec its links negotiated, each built (again)
-/// when the picture's size or rate changes.
-#[derive(Default)]
-struct VideoEncoders(Vec<(VideoCodec, Option<Box<dyn VideoEncoder>>)>);
-
-impl VideoEncoders {
-    /// Keeps an encoder for each of `codecs` (H.264 when none is known yet), and no other.
-    fn follow(&mut self, codecs: &[VideoCodec]) {
-        let wanted: &[VideoCodec] = if codecs.is_empty() {
-            &[VideoCodec::H264]
-        } else {
-            codecs
-        };
-        self.0.retain(|(codec, _)| wanted.contains(codec));
-        for codec in wanted {
-            if !self.0.iter().any(|(c, _)| c == codec) {
-                self.0.push((*codec, None));
-            }
-        }
-    }
-
-    fn iter_mut(
-        &mut self,
-    ) -> impl Iterator<Item = &mut (VideoCodec, Option<Box<dyn VideoEncoder>>)> {
-        self.0.iter_mut()
-    }
 }
 
 /// What a local track's capture thread and its bindings share.
@@ -144,18 +132,13 @@ pub(crate) struct Pipeline {
     stream_id: String,
     pub(crate) kind: MediaKind,
     enabled: AtomicBool,
-    keyframe_requested: AtomicBool,
     stop: AtomicBool,
     frames: broadcast::Sender<Arc<Encoded>>,
+    /// The whole track's: every frame captured, and every encoder's output.
     counters: Mutex<SendCounters>,
     fps: AtomicU64,
-    /// What the ladder's next size up needs, bits per second; 0 at full size or when nothing
-    /// is being encoded. Each connection's prober fills the stream up to it.
-    next_size_bps: AtomicU32,
-    /// Each binding's connection's congestion-control estimate, by binding number.
-    link_estimates: Mutex<std::collections::HashMap<u64, crate::estimate::Estimate>>,
-    /// The video codec each binding's connection negotiated, by binding number.
-    link_codecs: Mutex<std::collections::HashMap<u64, VideoCodec>>,
+    /// Each binding's connection, by binding number.
+    links: Mutex<HashMap<u64, LinkState>>,
     next_link: AtomicU64,
 }
 
@@ -174,68 +157,50 @@ impl Pipeline {
             stream_id: "parlor".into(),
             kind,
             enabled: AtomicBool::new(true),
-            keyframe_requested: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             frames: broadcast::channel(8).0,
             counters: Mutex::new(SendCounters::default()),
             fps: AtomicU64::new(30),
-            next_size_bps: AtomicU32::new(0),
-            link_estimates: Mutex::default(),
-            link_codecs: Mutex::default(),
+            links: Mutex::default(),
             next_link: AtomicU64::new(0),
         })
     }
 
-    fn set_link_estimate(&self, link: u64, estimate: Option<crate::estimate::Estimate>) {
-        let mut links = self
-            .link_estimates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match estimate {
-            Some(estimate) => links.insert(link, estimate),
-            None => links.remove(&link),
-        };
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<u64, LinkState>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set_link_codec(&self, link: u64, codec: Option<VideoCodec>) {
-        let mut links = self.link_codecs.lock().unwrap_or_else(|p| p.into_inner());
-        match codec {
-            Some(codec) => links.insert(link, codec),
-            None => links.remove(&link),
-        };
+    /// `change` applied to one link's state (nothing if the link is gone).
+    fn with_link<T>(&self, link: u64, change: impl FnOnce(&mut LinkState) -> T) -> Option<T> {
+        self.links().get_mut(&link).map(change)
     }
 
-    /// The video codecs the connections negotiated, each once, H.264 first.
-    fn video_codecs(&self) -> Vec<VideoCodec> {
-        let links = self.link_codecs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut codecs: Vec<VideoCodec> = links.values().copied().collect();
-        codecs.sort_by_key(|codec| *codec != VideoCodec::H264);
-        codecs.dedup();
-        codecs
+    /// The link's receiver needs a keyframe.
+    fn want_keyframe(&self, link: u64) {
+        self.with_link(link, |state| state.wants_keyframe = true);
+    }
+
+    /// Every link's receiver needs a keyframe (a new source, unmuting).
+    fn want_keyframes(&self) {
+        for state in self.links().values_mut() {
+            state.wants_keyframe = true;
+        }
+    }
+
+    /// What was sent on one link (default once it is gone).
+    fn link_counters(&self, link: u64) -> SendCounters {
+        self.with_link(link, |state| state.counters.clone())
+            .unwrap_or_default()
     }
 
     /// The loss the audio encoder should prepare for, in per cent: the worst link's, as its
     /// congestion controller measured it (Opus spends bits on in-band FEC in proportion).
     fn expected_loss_percent(&self) -> Option<u8> {
-        let links = self
-            .link_estimates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        links
+        self.links()
             .values()
-            .filter_map(|e| e.loss)
+            .filter_map(|state| state.estimate?.loss)
             .map(|loss| (loss * 100.0).round().clamp(0.0, 100.0) as u8)
             .max()
-    }
-
-    /// The bitrate the shared encoder should aim at: what the thinnest link can carry. (One
-    /// encoder serves every connection of a mesh, so a slow link sets the rate for all.)
-    fn video_target_bps(&self) -> Option<u32> {
-        let links = self
-            .link_estimates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        links.values().map(|e| e.target_bps).min().map(video_share)
     }
 
     fn counters(&self) -> std::sync::MutexGuard<'_, SendCounters> {
@@ -295,6 +260,14 @@ impl Pipeline {
         } = connection;
         let closed = lifecycle.closed.clone();
         let link = self.next_link.fetch_add(1, Ordering::Relaxed);
+        // A new receiver needs a keyframe to start decoding.
+        self.links().insert(
+            link,
+            LinkState {
+                wants_keyframe: true,
+                ..LinkState::default()
+            },
+        );
         let guard = lifecycle.tasks.enter();
         let stats_pipeline = self.clone();
         let stats_rtp = rtp.clone();
@@ -306,7 +279,7 @@ impl Pipeline {
             } else {
                 "audio"
             };
-            let counters = move || stats_pipeline.counters().clone();
+            let counters = move || stats_pipeline.link_counters(link);
             stats.add_outbound(crate::stats::OutboundSource {
                 ssrc,
                 track_id,
@@ -314,8 +287,6 @@ impl Pipeline {
                 counters: Box::new(counters),
             });
         });
-        // A new receiver needs a keyframe to start decoding.
-        self.keyframe_requested.store(true, Ordering::SeqCst);
         tokio::spawn(async move {
             let _guard = guard;
             let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
@@ -331,6 +302,13 @@ impl Pipeline {
             let sequencer: Box<dyn Sequencer> =
                 Box::new(rtc::rtp::sequence::new_random_sequencer());
             let mut packetizer: Option<(String, Box<dyn Packetizer>)> = None;
+            // The video encoder this link's last frame came from. When the link is moved to
+            // another group's encoder, that one's frames are sent from its keyframe on: what
+            // comes before refers to pictures this receiver never had. (A new link sends from
+            // its first frame, as the receiver expects of a starting stream, keyframe requested:
+            // held back until the keyframe, a thin link's congestion controller saw the load
+            // later, and measured, its picture froze for a second or two more at the start.)
+            let mut sent_from: Option<EncodingKey> = None;
             let mut negotiations = negotiations;
             // Nothing can be sent before DTLS is up; waiting also keeps the encoder from
             // spending a keyframe on packets that would be dropped.
@@ -344,7 +322,7 @@ impl Pipeline {
             // was gone; sent anyway, it came as a burst the receiver could not decode. (Nobody
             // subscribed also means nothing is encoded for this link until it can be sent.)
             let mut frames = pipeline.frames.subscribe();
-            pipeline.keyframe_requested.store(true, Ordering::SeqCst);
+            pipeline.want_keyframe(link);
             loop {
                 tokio::select! {
                     frame = frames.recv() => match frame {
@@ -368,19 +346,26 @@ impl Pipeline {
                                     }
                                 }
                                 if pipeline.kind == MediaKind::Video {
-                                    pipeline.set_link_codec(link, negotiated.as_ref().and_then(|n| n.video));
+                                    let video = negotiated.as_ref().and_then(|n| n.video);
+                                    pipeline.with_link(link, |state| state.codec = video);
                                 }
                             }
-                            let (Some(Negotiated { video, codec }), Some((_, packetizer))) =
+                            let (Some(Negotiated { codec, .. }), Some((_, packetizer))) =
                                 (&negotiated, packetizer.as_mut())
                             else {
                                 continue;
                             };
-                            if frame.codec != *video {
-                                continue; // another link's codec
+                            let (encoding, next_size) = pipeline
+                                .with_link(link, |state| (state.encoding, state.next_size_bps))
+                                .unwrap_or_default();
+                            if frame.encoding != encoding {
+                                continue; // another link's encoder
                             }
                             if pipeline.kind == MediaKind::Video {
-                                let next_size = pipeline.next_size_bps.load(Ordering::Relaxed);
+                                let moved = sent_from.is_some_and(|from| Some(from) != encoding);
+                                if moved && !frame.keyframe {
+                                    continue; // not decodable here before its keyframe
+                                }
                                 probe_next_size.send_if_modified(|current| {
                                     std::mem::replace(current, next_size) != next_size
                                 });
@@ -395,16 +380,19 @@ impl Pipeline {
                                 // offer's numbering wins): look it up again next time.
                                 tracing::debug!("writing a sample: {e}");
                                 negotiated = None;
+                                continue;
                             }
+                            sent_from = encoding;
+                            pipeline.with_link(link, |state| count_sent(&mut state.counters, &frame));
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             // Frames were skipped; the far side needs a fresh start.
-                            pipeline.keyframe_requested.store(true, Ordering::SeqCst);
+                            pipeline.want_keyframe(link);
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     request = keyframe_requests.recv() => match keyframe_asked(request, ssrc) {
-                        Some(true) => pipeline.keyframe_requested.store(true, Ordering::SeqCst),
+                        Some(true) => pipeline.want_keyframe(link),
                         Some(false) => {}
                         None => break,
                     },
@@ -413,13 +401,12 @@ impl Pipeline {
                             break;
                         }
                         let next = *estimate.borrow_and_update();
-                        pipeline.set_link_estimate(link, next);
+                        pipeline.with_link(link, |state| state.estimate = next);
                     }
                     _ = closed.cancelled() => break,
                 }
             }
-            pipeline.set_link_estimate(link, None);
-            pipeline.set_link_codec(link, None);
+            pipeline.links().remove(&link);
             if pipeline.kind == MediaKind::Video {
                 probe_next_size.send_replace(0);
             }
@@ -595,17 +582,184 @@ fn encoder_config(options: &VideoTrackOptions, w: usize, h: usize, fps: u32) -> 
     config
 }
 
-/// A video source encoded in every codec the links chose, at the size and rate the ladder and
-/// the encoder budget leave room for.
+/// A video source encoded for every group of links (`encodings::plan`), each encoder at the
+/// size and rate its ladder and budget leave room for.
 struct VideoCapture {
     source: Box<dyn VideoSource>,
     options: VideoTrackOptions,
-    encoders: VideoEncoders,
-    last_capture: Option<Duration>,
-    keyframe_gate: KeyframeGate,
+    /// The links of each codec, grouped by what they can carry.
+    groups: HashMap<VideoCodec, Groups>,
+    encoders: Vec<LinkEncoder>,
+}
+
+/// One encoder and what paces it: the picture size its links can take, the bits they have
+/// room for, and how often it may make a keyframe.
+struct LinkEncoder {
+    key: EncodingKey,
+    /// Built (again) on the first frame and when the picture's size or rate changes.
+    encoder: Option<Box<dyn VideoEncoder>>,
     ladder: crate::ladder::Ladder,
     budget: crate::encoder_budget::EncoderBudget,
+    keyframe_gate: KeyframeGate,
     frames_seen: u64,
+    last_capture: Option<Duration>,
+}
+
+impl LinkEncoder {
+    fn new(key: EncodingKey, target_bps: Option<u32>, source: (usize, usize, u32)) -> Self {
+        LinkEncoder {
+            key,
+            encoder: None,
+            ladder: match target_bps {
+                Some(target) => crate::ladder::Ladder::starting_at(target, source),
+                None => crate::ladder::Ladder::new(),
+            },
+            budget: crate::encoder_budget::EncoderBudget::new(),
+            keyframe_gate: KeyframeGate::new(MIN_KEYFRAME_INTERVAL),
+            frames_seen: 0,
+            last_capture: None,
+        }
+    }
+
+    /// Encodes `frame` for `planned`'s links if their link has room for it, and hands it to
+    /// them. Returns what the next size up needs (for the links' probers) and whether a
+    /// keyframe was due (their requests are served), or `None` if the frame was skipped
+    /// before the ladder was asked.
+    fn encode(
+        &mut self,
+        pipeline: &Pipeline,
+        options: &VideoTrackOptions,
+        frame: &VideoFrame,
+        source_fps: u32,
+        planned: &Planned,
+        scaled: &mut HashMap<u32, VideoFrame>,
+    ) -> Option<(Option<u32>, bool)> {
+        let now = Instant::now();
+        let target = planned.target_bps;
+        // Skipped before anything is spent on the frame (scaling, encoding).
+        if !self.budget.allows(now, target) {
+            tracing::trace!(?target, "frame skipped: the link has no room");
+            pipeline.counters().frames_dropped += 1;
+            return None;
+        }
+        // Below what the source's size needs, the ladder makes the picture smaller, then the
+        // frame rate lower.
+        let source = (frame.width, frame.height, source_fps);
+        let rung = match target {
+            Some(target) => self.ladder.follow(now, target, source),
+            None => self.ladder.rung(),
+        };
+        let next_size = self.ladder.next_size_bps(source);
+        self.frames_seen = self.frames_seen.wrapping_add(1);
+        if !self
+            .frames_seen
+            .is_multiple_of(u64::from(rung.frame_interval))
+        {
+            return Some((next_size, false));
+        }
+        // Encoders at the same size share the scaling.
+        let frame = match rung.halvings {
+            0 => frame,
+            halvings => &*scaled
+                .entry(halvings)
+                .or_insert_with(|| parlor_media::scale::downscale(frame, halvings)),
+        };
+        let fps = (source_fps / rung.frame_interval).max(1);
+        // Requests that come while a keyframe is still young wait for the gate: many PLIs
+        // (from several receivers, or one lossy link) make one IDR. A link new to this
+        // encoder cannot wait: it has nothing to decode until its first keyframe.
+        let keyframe_due = if planned.keyframe_needed {
+            self.keyframe_gate.force(now);
+            true
+        } else {
+            planned.keyframe_wanted && self.keyframe_gate.open(now)
+        };
+        let duration = match self.last_capture {
+            Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
+            _ => Duration::from_secs(1) / fps,
+        };
+        self.last_capture = Some(frame.captured_at);
+        let stale = self.encoder.as_ref().is_none_or(|encoder| {
+            let c = encoder.config();
+            (frame.width, frame.height, fps) != (c.width, c.height, c.fps)
+        });
+        if stale {
+            match self
+                .key
+                .codec
+                .encoder(encoder_config(options, frame.width, frame.height, fps))
+            {
+                Ok(e) => self.encoder = Some(e),
+                Err(e) => {
+                    set_error(pipeline, &e);
+                    self.encoder = None;
+                    return Some((next_size, keyframe_due));
+                }
+            }
+        }
+        let encoder = self.encoder.as_mut()?;
+        // Small moves are not worth a rate-control reset.
+        if let Some(target) = target {
+            let current = encoder.config().bitrate_bps;
+            if target.abs_diff(current) > current / 20 {
+                if let Err(e) = encoder.set_bitrate(target) {
+                    tracing::debug!("{e}");
+                }
+            }
+        }
+        if keyframe_due {
+            encoder.request_keyframe();
+        }
+        let started = Instant::now();
+        let encoded = match encoder.encode(frame) {
+            Ok(Some(encoded)) => encoded,
+            Ok(None) => {
+                tracing::trace!("frame skipped by the encoder's rate control");
+                pipeline.counters().frames_dropped += 1;
+                return Some((next_size, keyframe_due));
+            }
+            Err(e) => {
+                set_error(pipeline, &e);
+                return Some((next_size, keyframe_due));
+            }
+        };
+        let spent = started.elapsed();
+        let target_bps = encoder.config().bitrate_bps;
+        if encoded.keyframe {
+            tracing::debug!(
+                encoding = ?self.key,
+                bytes = encoded.data.len(),
+                target_bps,
+                "keyframe"
+            );
+            self.keyframe_gate.sent(encoded.data.len(), target_bps);
+        }
+        self.budget.spent(encoded.data.len());
+        let quality_limitation =
+            QualityLimitation::of_frame(spent, encoder.config().fps, next_size.is_some());
+        {
+            let mut c = pipeline.counters();
+            c.frames_encoded += 1;
+            c.keyframes_encoded += encoded.keyframe as u64;
+            c.bytes_encoded += encoded.data.len() as u64;
+            c.width = frame.width as u32;
+            c.height = frame.height as u32;
+            c.encode_time += spent;
+            c.quality_limitation = quality_limitation;
+        }
+        let EncodedFrame { data, keyframe, .. } = encoded;
+        let _ = pipeline.frames.send(Arc::new(Encoded {
+            encoding: Some(self.key),
+            keyframe,
+            width: frame.width as u32,
+            height: frame.height as u32,
+            quality_limitation,
+            encode_time: spent,
+            data: data.into(),
+            duration,
+        }));
+        Some((next_size, keyframe_due))
+    }
 }
 
 impl Capture for VideoCapture {
@@ -614,9 +768,9 @@ impl Capture for VideoCapture {
     const THREAD: &'static str = "parlor-video-capture";
 
     fn replace(&mut self, pipeline: &Pipeline, next: Self::Source) -> Result<(), MediaError> {
-        // The encoder follows the new source's size on the next frame, like a ladder step.
+        // The encoders follow the new source's size on the next frame, like a ladder step.
         self.source = next;
-        pipeline.keyframe_requested.store(true, Ordering::SeqCst);
+        pipeline.want_keyframes();
         Ok(())
     }
 
@@ -628,145 +782,70 @@ impl Capture for VideoCapture {
     }
 
     fn idle(&mut self, pipeline: &Pipeline) {
-        self.last_capture = None;
+        for encoder in &mut self.encoders {
+            encoder.last_capture = None;
+        }
         // A camera turned off is not a picture to make room for.
-        pipeline.next_size_bps.store(0, Ordering::Relaxed);
+        for state in pipeline.links().values_mut() {
+            state.next_size_bps = 0;
+        }
     }
 
     fn encode(&mut self, pipeline: &Pipeline, frame: VideoFrame) {
-        // The encoder follows the congestion controller (never above the user's cap),
-        // and below what the source's size needs, the ladder makes the picture
-        // smaller, then the frame rate lower.
-        let target = pipeline
-            .video_target_bps()
-            .map(|target| target.min(self.options.bitrate_bps.unwrap_or(u32::MAX)));
-        // Skipped before anything is spent on the frame (scaling, encoding).
-        let now = Instant::now();
-        if !self.budget.allows(now, target) {
-            tracing::trace!(?target, "frame skipped: the link has no room");
-            pipeline.counters().frames_dropped += 1;
-            return;
-        }
         let source_fps = self.source.format().fps;
-        let rung = match target {
-            Some(target) => {
-                self.ladder
-                    .follow(now, target, (frame.width, frame.height, source_fps))
-            }
-            None => self.ladder.rung(),
-        };
-        let next_size = self
-            .ladder
-            .next_size_bps((frame.width, frame.height, source_fps));
-        pipeline
-            .next_size_bps
-            .store(next_size.unwrap_or(0), Ordering::Relaxed);
-        self.frames_seen = self.frames_seen.wrapping_add(1);
-        if !self
-            .frames_seen
-            .is_multiple_of(u64::from(rung.frame_interval))
-        {
-            return;
-        }
-        let frame = if rung.halvings > 0 {
-            parlor_media::scale::downscale(&frame, rung.halvings)
-        } else {
-            frame
-        };
-        let fps = (source_fps / rung.frame_interval).max(1);
-        // One encoder per codec the links negotiated (H.264 until one says).
-        self.encoders.follow(&pipeline.video_codecs());
-        // Requests that come while a keyframe is still young wait for the gate:
-        // many PLIs (from several receivers, or one lossy link) make one IDR.
-        let keyframe_due = pipeline.keyframe_requested.load(Ordering::SeqCst)
-            && self.keyframe_gate.open(Instant::now());
-        if keyframe_due {
-            pipeline.keyframe_requested.store(false, Ordering::SeqCst);
-        }
-        let duration = match self.last_capture {
-            Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
-            _ => Duration::from_secs(1) / fps,
-        };
-        self.last_capture = Some(frame.captured_at);
-        for (codec, slot) in self.encoders.iter_mut() {
-            let stale = slot.as_ref().is_none_or(|encoder| {
-                let c = encoder.config();
-                (frame.width, frame.height, fps) != (c.width, c.height, c.fps)
-            });
-            if stale {
-                match codec.encoder(encoder_config(
-                    &self.options,
-                    frame.width,
-                    frame.height,
-                    fps,
-                )) {
-                    Ok(e) => *slot = Some(e),
-                    Err(e) => {
-                        set_error(pipeline, &e);
-                        *slot = None;
-                        continue;
-                    }
+        // What the picture needs at full size: links that can carry more are all alike to it.
+        let full_rate = EncoderConfig::for_size(frame.width, frame.height, source_fps).bitrate_bps;
+        let planned = crate::encodings::plan(
+            Instant::now(),
+            &mut pipeline.links(),
+            &mut self.groups,
+            full_rate,
+            self.options.bitrate_bps,
+        );
+        self.encoders
+            .retain(|encoder| planned.iter().any(|p| p.key == encoder.key));
+        let mut scaled = HashMap::new();
+        for planned in &planned {
+            let at = match self.encoders.iter().position(|e| e.key == planned.key) {
+                Some(at) => at,
+                None => {
+                    let source = (frame.width, frame.height, source_fps);
+                    self.encoders
+                        .push(LinkEncoder::new(planned.key, planned.target_bps, source));
+                    self.encoders.len() - 1
                 }
-            }
-            let Some(encoder) = slot.as_mut() else {
+            };
+            let outcome = self.encoders[at].encode(
+                pipeline,
+                &self.options,
+                &frame,
+                source_fps,
+                planned,
+                &mut scaled,
+            );
+            let Some((next_size, keyframe_due)) = outcome else {
                 continue;
             };
-            // Small moves are not worth a rate-control reset.
-            if let Some(target) = target {
-                let current = encoder.config().bitrate_bps;
-                if target.abs_diff(current) > current / 20 {
-                    if let Err(e) = encoder.set_bitrate(target) {
-                        tracing::debug!("{e}");
-                    }
+            let mut links = pipeline.links();
+            for link in &planned.links {
+                if let Some(state) = links.get_mut(link) {
+                    state.next_size_bps = next_size.unwrap_or(0);
+                    state.wants_keyframe &= !keyframe_due;
                 }
             }
-            if keyframe_due {
-                encoder.request_keyframe();
-            }
-            let started = Instant::now();
-            let encoded = match encoder.encode(&frame) {
-                Ok(Some(encoded)) => encoded,
-                Ok(None) => {
-                    tracing::trace!("frame skipped by the encoder's rate control");
-                    pipeline.counters().frames_dropped += 1;
-                    continue;
-                }
-                Err(e) => {
-                    set_error(pipeline, &e);
-                    continue;
-                }
-            };
-            let spent = started.elapsed();
-            {
-                let mut c = pipeline.counters();
-                c.frames_encoded += 1;
-                c.keyframes_encoded += encoded.keyframe as u64;
-                if encoded.keyframe {
-                    tracing::debug!(
-                        ?codec,
-                        bytes = encoded.data.len(),
-                        target_bps = encoder.config().bitrate_bps,
-                        "keyframe"
-                    );
-                    self.keyframe_gate
-                        .sent(encoded.data.len(), encoder.config().bitrate_bps);
-                }
-                c.bytes_encoded += encoded.data.len() as u64;
-                self.budget.spent(encoded.data.len());
-                c.width = frame.width as u32;
-                c.height = frame.height as u32;
-                c.encode_time += spent;
-                c.quality_limitation =
-                    QualityLimitation::of_frame(spent, encoder.config().fps, next_size.is_some());
-            }
-            let EncodedFrame { data, .. } = encoded;
-            let _ = pipeline.frames.send(Arc::new(Encoded {
-                codec: Some(*codec),
-                data: data.into(),
-                duration,
-            }));
         }
     }
+}
+
+/// Counts a frame sent on one link in that link's counters.
+fn count_sent(counters: &mut SendCounters, frame: &Encoded) {
+    counters.frames_encoded += 1;
+    counters.keyframes_encoded += frame.keyframe as u64;
+    counters.bytes_encoded += frame.data.len() as u64;
+    counters.width = frame.width;
+    counters.height = frame.height;
+    counters.encode_time += frame.encode_time;
+    counters.quality_limitation = frame.quality_limitation;
 }
 
 /// An audio source encoded as Opus, with in-band FEC as the link's loss asks.
@@ -820,7 +899,12 @@ impl Capture for AudioCapture {
                     c.encode_time += started.elapsed();
                 }
                 let _ = pipeline.frames.send(Arc::new(Encoded {
-                    codec: None,
+                    encoding: None,
+                    keyframe: false,
+                    width: 0,
+                    height: 0,
+                    quality_limitation: QualityLimitation::None,
+                    encode_time: started.elapsed(),
                     data: packet.into(),
                     duration: frame.duration(),
                 }));
@@ -843,8 +927,8 @@ impl LocalVideoTrack {
         let pipeline = Pipeline::new(MediaKind::Video);
         let replacement: Arc<Mutex<Option<Box<dyn VideoSource>>>> = Arc::new(Mutex::new(None));
         let format = source.format();
-        // Built here, so a size no encoder takes fails now rather than on the capture thread.
-        let first = VideoCodec::H264.encoder(encoder_config(
+        // Tried here, so a size no encoder takes fails now rather than on the capture thread.
+        VideoCodec::H264.encoder(encoder_config(
             &options,
             format.width,
             format.height,
@@ -853,12 +937,8 @@ impl LocalVideoTrack {
         let capture = VideoCapture {
             source,
             options,
-            encoders: VideoEncoders(vec![(VideoCodec::H264, Some(first))]),
-            last_capture: None,
-            keyframe_gate: KeyframeGate::new(MIN_KEYFRAME_INTERVAL),
-            ladder: crate::ladder::Ladder::new(),
-            budget: crate::encoder_budget::EncoderBudget::new(),
-            frames_seen: 0,
+            groups: HashMap::new(),
+            encoders: Vec::new(),
         };
         spawn_capture(pipeline.clone(), replacement.clone(), capture)?;
         Ok(LocalVideoTrack {
@@ -874,9 +954,7 @@ impl LocalVideoTrack {
     /// Mute (false) or unmute (true) without renegotiation: while disabled nothing is sent.
     pub fn set_enabled(&self, enabled: bool) {
         if enabled && !self.pipeline.enabled.load(Ordering::SeqCst) {
-            self.pipeline
-                .keyframe_requested
-                .store(true, Ordering::SeqCst);
+            self.pipeline.want_keyframes();
         }
         self.pipeline.enabled.store(enabled, Ordering::SeqCst);
     }
@@ -890,11 +968,9 @@ impl LocalVideoTrack {
         *self.replacement.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
-    /// Asks the encoder for an IDR frame now.
+    /// Asks every encoder for an IDR frame now.
     pub fn request_keyframe(&self) {
-        self.pipeline
-            .keyframe_requested
-            .store(true, Ordering::SeqCst);
+        self.pipeline.want_keyframes();
     }
 
     pub fn counters(&self) -> SendCounters {
@@ -989,22 +1065,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_encoder_aims_at_the_thinnest_link_less_audio_and_margin() {
-        let pipeline = Pipeline::new(MediaKind::Video);
-        assert_eq!(pipeline.video_target_bps(), None, "no estimate yet");
-        pipeline.set_link_estimate(0, Some(estimate(2_000_000, Some(0.01))));
-        pipeline.set_link_estimate(1, Some(estimate(600_000, Some(0.034))));
-        assert_eq!(pipeline.video_target_bps(), Some(470_000));
+    fn audio_prepares_for_the_worst_links_loss() {
+        let pipeline = Pipeline::new(MediaKind::Audio);
+        let link = |estimate| LinkState {
+            estimate,
+            ..LinkState::default()
+        };
+        assert_eq!(pipeline.expected_loss_percent(), None, "no link yet");
+        pipeline
+            .links()
+            .insert(0, link(Some(estimate(2_000_000, Some(0.01)))));
+        pipeline
+            .links()
+            .insert(1, link(Some(estimate(600_000, Some(0.034)))));
+        pipeline.links().insert(2, link(None));
         assert_eq!(
             pipeline.expected_loss_percent(),
             Some(3),
             "the worst link's loss"
         );
-        pipeline.set_link_estimate(1, None);
-        assert_eq!(pipeline.video_target_bps(), Some(1_660_000));
+        pipeline.links().remove(&1);
         assert_eq!(pipeline.expected_loss_percent(), Some(1));
-        assert_eq!(video_share(10_000), 0, "never below zero");
-        pipeline.set_link_estimate(0, Some(estimate(2_000_000, None)));
+        pipeline
+            .links()
+            .insert(0, link(Some(estimate(2_000_000, None))));
         assert_eq!(
             pipeline.expected_loss_percent(),
             None,

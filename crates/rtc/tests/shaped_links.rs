@@ -281,6 +281,52 @@ fn calls_hold_up_on_lossy_narrow_and_changing_links() {
     sent_over_the_cap_at_most_a_second("drop300", &per_second(&figures, "sent"), narrow, 300.0);
 }
 
+/// A mesh call's sender with one peer behind a thin link (`mesh-thin`: 300 kbit/s to and from
+/// 127.0.0.3; the other peer's link unshaped): the thin link gets an encoder of its own and
+/// does not hold the other back. With one encoder for both (before), both peers got 320x240
+/// at about 190 kbit/s.
+#[test]
+fn in_a_mesh_a_thin_link_does_not_hold_the_others_back() {
+    let bench = env!("CARGO_BIN_EXE_parlor-rtc-bench");
+    let command = [bench, "--mesh-call", "20", "--json"];
+    let figures = run_shaped("mesh-thin", &command, Path::new("."), &[], 80);
+    eprintln!("mesh-thin: {figures}");
+    let receiver = |address: &str| {
+        figures["receivers"]
+            .as_array()
+            .expect("receivers")
+            .iter()
+            .find(|r| r["address"] == address)
+            .unwrap_or_else(|| panic!("no receiver at {address}: {figures}"))
+            .clone()
+    };
+    let (wide, thin) = (receiver("127.0.0.2"), receiver("127.0.0.3"));
+    // The unshaped link: the whole picture, at more than the thin link could carry at all.
+    assert_eq!(
+        (wide["width"].as_u64(), wide["height"].as_u64()),
+        (Some(640), Some(480)),
+        "the wide link got a smaller picture: {wide}"
+    );
+    let wide_kbps = wide["received_kbps"].as_f64().expect("received_kbps");
+    assert!(
+        wide_kbps > 300.0,
+        "the wide link held to the thin one's rate: {wide}"
+    );
+    // The thin link: video keeps arriving, at what it can carry.
+    let frames: Vec<f64> = thin["frames_per_second"]
+        .as_array()
+        .expect("frames_per_second")
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    video_keeps_arriving("mesh-thin, the thin link", &frames, 5);
+    let thin_kbps = thin["received_kbps"].as_f64().expect("received_kbps");
+    assert!(
+        thin_kbps < 300.0,
+        "more arrived than the thin link carries: {thin}"
+    );
+}
+
 /// The DTLS server's flight 4 (ServerHello to ServerHelloDone, one datagram) is lost once: the
 /// handshake must send it again and the call connect, between two Parlor peers and from Parlor
 /// into Chromium. Before the vendored rtc-dtls fix, neither call ever connected (one call in
