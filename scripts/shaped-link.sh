@@ -14,6 +14,8 @@
 #   mesh-thin    only what goes to or from 127.0.0.3 is shaped: 300 kbit/s with a 300 ms queue
 #                (one peer of a mesh on a thin link, the others on a fast one; parlor-rtc-bench
 #                --mesh-call puts its second receiver there)
+#   mesh-tiers   as mesh-thin, and 127.0.0.4 (the third receiver) on 100 kbit/s with a 300 ms
+#                queue: three links three tiers apart, the most encoders a codec gets
 #   lose-server-hello  no shaping, but the first datagram carrying a DTLS ServerHello (the
 #                server's flight 4) is lost: the handshake has to retransmit it
 #
@@ -71,15 +73,19 @@ case "$profile" in
       log_link_change widened
     ) &
     ;;
-  mesh-thin)
-    # Unshaped by default; one class for the thin peer, its queue 300 ms at its rate.
+  mesh-thin|mesh-tiers)
+    # Unshaped by default; a class for each thin peer, its queue 300 ms at its rate.
     tc qdisc add dev lo root handle 1: htb default 10
     tc class add dev lo parent 1: classid 1:10 htb rate 10gbit quantum 60000
-    tc class add dev lo parent 1: classid 1:20 htb rate 300kbit ceil 300kbit
-    tc qdisc add dev lo parent 1:20 bfifo limit 11250
-    for end in src dst; do
-      tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip "$end" 127.0.0.3/32 flowid 1:20
-    done
+    thin_peer() { # ADDRESS CLASS RATE_KBIT
+      tc class add dev lo parent 1: classid "1:$2" htb rate "${3}kbit" ceil "${3}kbit"
+      tc qdisc add dev lo parent "1:$2" bfifo limit $(( $3 * 1000 / 8 * 3 / 10 ))
+      for end in src dst; do
+        tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip "$end" "$1/32" flowid "1:$2"
+      done
+    }
+    thin_peer 127.0.0.3 20 300
+    if [ "$profile" = mesh-tiers ]; then thin_peer 127.0.0.4 30 100; fi
     ;;
   lose-server-hello)
     # UDP payload byte 0: DTLS content type 22 (handshake); byte 13: handshake type 2
