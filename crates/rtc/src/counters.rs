@@ -63,6 +63,9 @@ pub struct ReceiveCounters {
     pub height: u32,
     pub samples_received: u64,
     pub samples_concealed: u64,
+    /// Of those, the samples made up for silence the sender left out (DTX): getStats'
+    /// `silentConcealedSamples`. The rest stood in for lost packets.
+    pub silent_concealed_samples: u64,
     pub decode_time: Duration,
     pub first_frame_at: Option<Instant>,
     /// getStats' `jitterBufferTargetDelay` (the sum, over frames handed out, of how long frames

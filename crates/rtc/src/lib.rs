@@ -11,6 +11,7 @@
 //! Everything that fails returns an [`RtcError`]; nothing the remote side sends can panic.
 
 mod arrival_rate;
+mod audio_gaps;
 mod client;
 mod codecs;
 mod config;

@@ -321,6 +321,7 @@ pub(crate) async fn collect(
             frames_per_second: if source.kind == "video" { fps } else { 0.0 },
             samples_received: counters.samples_received,
             samples_concealed: counters.samples_concealed,
+            silent_concealed_samples: counters.silent_concealed_samples,
             plis_sent: counters.plis_sent,
             freeze_count: counters.freezes.count,
             total_freezes_duration: counters.freezes.total.as_secs_f64(),
@@ -411,6 +412,8 @@ pub struct InboundTrack {
     pub frames_per_second: f64,
     pub samples_received: u64,
     pub samples_concealed: u64,
+    /// getStats' `silentConcealedSamples`: made up for silence the sender left out (DTX).
+    pub silent_concealed_samples: u64,
     pub plis_sent: u64,
     /// getStats' `freezeCount` and `totalFreezesDuration` (seconds), for video.
     pub freeze_count: u64,

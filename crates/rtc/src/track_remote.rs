@@ -404,48 +404,71 @@ impl RemoteAudioTrack {
         let track_id = id.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let mut expected: Option<u16> = None;
+            // Lost packets and left-out silences (DTX) are made up in time, with Opus's
+            // concealment (comfort noise after a DTX packet): see `audio_gaps`.
+            let mut gaps = crate::audio_gaps::AudioGaps::default();
             loop {
+                let due = gaps.timeout();
+                let made_up = async {
+                    match due {
+                        Some(due) => tokio::time::sleep_until(due.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let event = tokio::select! {
-                    event = raw.poll() => event,
+                    event = raw.poll() => Some(event),
+                    _ = made_up => None,
                     _ = closed.cancelled() => break,
                 };
-                let packet = match event {
-                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => packet,
-                    Some(TrackRemoteEvent::OnEnded) | None => {
-                        ended(track_id.clone());
-                        break;
-                    }
-                    Some(_) => continue,
-                };
-                let sequence = packet.header.sequence_number;
                 let mut out = Vec::new();
-                if let Some(exp) = expected {
-                    let gap = sequence.wrapping_sub(exp);
-                    if gap >= 0x8000 {
-                        continue; // late or duplicate
-                    }
-                    if gap > 0 {
-                        lock(&task_counters).packets_lost += gap as u64;
-                        // Conceal up to 100 ms; beyond that, silence is the honest answer.
-                        for i in 0..gap.min(5) {
-                            let next = (i + 1 == gap).then_some(&packet.payload[..]);
-                            if let Ok(frame) = decoder.conceal(next, wall_clock()) {
+                match event {
+                    None => {
+                        if gaps.make_up_now(Instant::now()) {
+                            if let Ok(frame) = decoder.conceal(None, wall_clock()) {
                                 lock(&task_counters).samples_concealed +=
                                     frame.len_per_channel() as u64;
                                 out.push(frame);
                             }
                         }
                     }
-                }
-                expected = Some(sequence.wrapping_add(1));
-                match decoder.decode(&packet.payload, wall_clock()) {
-                    Ok(frame) => out.push(frame),
-                    Err(_) => lock(&task_counters).decode_errors += 1,
+                    Some(Some(TrackRemoteEvent::OnRtpPacket(packet))) => {
+                        let header = &packet.header;
+                        let Some(gap) =
+                            gaps.packet(Instant::now(), header.sequence_number, header.timestamp)
+                        else {
+                            continue; // late or duplicate
+                        };
+                        {
+                            let mut c = lock(&task_counters);
+                            c.packets_lost += gap.lost;
+                            c.silent_concealed_samples += u64::from(gap.silence_made_up)
+                                * parlor_media::opus_codec::FRAME_SAMPLES as u64;
+                        }
+                        for i in 0..gap.make_up {
+                            // The last frame missing may be in this packet's in-band FEC.
+                            let fec = gap.with_fec && i + 1 == gap.make_up;
+                            let next = fec.then_some(&packet.payload[..]);
+                            if let Ok(frame) = decoder.conceal(next, wall_clock()) {
+                                lock(&task_counters).samples_concealed +=
+                                    frame.len_per_channel() as u64;
+                                out.push(frame);
+                            }
+                        }
+                        match decoder.decode(&packet.payload, wall_clock()) {
+                            Ok(frame) => out.push(frame),
+                            Err(_) => lock(&task_counters).decode_errors += 1,
+                        }
+                        let mut c = lock(&task_counters);
+                        c.packets += 1;
+                        c.bytes += packet.payload.len() as u64;
+                    }
+                    Some(Some(TrackRemoteEvent::OnEnded) | None) => {
+                        ended(track_id.clone());
+                        break;
+                    }
+                    Some(Some(_)) => continue,
                 }
                 let mut c = lock(&task_counters);
-                c.packets += 1;
-                c.bytes += packet.payload.len() as u64;
                 for frame in out {
                     c.frames_decoded += 1;
                     c.samples_received += frame.len_per_channel() as u64;
