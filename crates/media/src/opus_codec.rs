@@ -18,6 +18,12 @@ fn codec_error(e: opus::Error) -> MediaError {
     MediaError::Codec(format!("opus: {e}"))
 }
 
+/// Whether an encoded packet is one of the DTX encoder's silence packets (its table-of-contents
+/// byte, and at most one more), which a sender using DTX does not send, as libwebrtc does not.
+pub fn is_silence(packet: &[u8]) -> bool {
+    packet.len() <= 2
+}
+
 /// The loss an encoder prepares for until a link has measured one.
 pub const DEFAULT_EXPECTED_LOSS_PERCENT: u8 = 10;
 
@@ -36,6 +42,10 @@ impl OpusEncoder {
             .set_bitrate(Bitrate::Bits(bitrate_bps))
             .map_err(codec_error)?;
         encoder.set_inband_fec(true).map_err(codec_error)?;
+        // In silence libopus then makes packets of a byte or two (see `is_silence`) with a
+        // comfort-noise update every 400 ms; a link whose far side asked for DTX leaves them
+        // out, and any Opus decoder reads them as silence where they are sent.
+        encoder.set_dtx(true).map_err(codec_error)?;
         // FEC only kicks in when the encoder expects loss.
         encoder
             .set_packet_loss_perc(DEFAULT_EXPECTED_LOSS_PERCENT.into())

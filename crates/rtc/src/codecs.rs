@@ -161,7 +161,9 @@ pub fn opus() -> RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
         channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        // usedtx=1: we prefer the far side to leave silence out (RFC 7587); we do the same for
+        // a far side that asks (`sdp::asks_for_dtx`).
+        sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
         rtcp_feedback: vec![],
     }
 }

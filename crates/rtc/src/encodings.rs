@@ -252,7 +252,10 @@ mod tests {
         let planned = plan(at(start, 100), &mut links, &mut groups, FULL, None);
         let codecs: Vec<VideoCodec> = planned.iter().map(|p| p.key.codec).collect();
         assert_eq!(codecs, vec![VideoCodec::H264, VideoCodec::Vp8]);
-        assert!(planned[1].keyframe_wanted, "link 2 asked for its first keyframe");
+        assert!(
+            planned[1].keyframe_wanted,
+            "link 2 asked for its first keyframe"
+        );
         assert!(!planned[1].keyframe_needed && !planned[0].keyframe_needed);
         // A renegotiation moves link 1 to VP8: it needs a keyframe from VP8's encoder at once.
         links.get_mut(&1).unwrap().codec = Some(VideoCodec::Vp8);

@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) connection: watch::Sender<ConnectionState>,
     /// Bumped after every applied description: negotiated payload types may have changed.
     pub(crate) negotiations: watch::Sender<u64>,
+    /// Whether the far side's last description asked us to leave silence out (Opus DTX).
+    pub(crate) far_side_dtx: watch::Sender<bool>,
     /// The congestion controller's estimate for this connection (all media), published by the
     /// estimator itself each time it changes.
     pub(crate) bandwidth_estimate: watch::Sender<Option<crate::estimate::Estimate>>,
@@ -120,6 +122,7 @@ impl Shared {
             keyframe_requests: self.keyframe_requests.subscribe(),
             lifecycle: self.lifecycle.clone(),
             negotiations: self.negotiations.subscribe(),
+            far_side_dtx: self.far_side_dtx.subscribe(),
             connection: self.connection.subscribe(),
             estimate: self.bandwidth_estimate.subscribe(),
             probe_next_size: self.probe_next_size.clone(),
@@ -460,6 +463,7 @@ impl PeerConnection {
             keyframe_requests: keyframe_tx.clone(),
             connection: connection_tx,
             negotiations: watch::channel(0).0,
+            far_side_dtx: watch::channel(false).0,
             round_trip_time: watch::channel(None).0,
             bandwidth_estimate: watch::channel(None).0,
             probe_next_size: watch::channel(0).0,
@@ -596,12 +600,14 @@ impl PeerConnection {
         if description.sdp_type == RTCSdpType::Answer {
             self.name_answered_codecs(&description).await?;
         }
+        let dtx = crate::sdp::asks_for_dtx(&description);
         // Held across the call so a candidate cannot slip between the check and the apply.
         let mut early = self.early_candidates.lock().await;
         self.raw
             .set_remote_description(description)
             .await
             .map_err(|e| RtcError::Sdp(e.to_string()))?;
+        self.shared.far_side_dtx.send_replace(dtx);
         for section in unserved {
             self.refuse(section).await?;
         }

@@ -126,6 +126,25 @@ pub(crate) fn answered_video_codecs(
     chosen
 }
 
+/// Whether `description` asks its far side to leave silence out: `usedtx=1` on the Opus
+/// payload type of an audio section it did not refuse (RFC 7587). Parlor's descriptions ask;
+/// Chromium's do not unless the page sets it.
+pub(crate) fn asks_for_dtx(description: &RTCSessionDescription) -> bool {
+    let Ok(parsed) = description.unmarshal() else {
+        return false;
+    };
+    parsed
+        .media_descriptions
+        .iter()
+        .filter(|section| section.media_name.media == "audio" && section.media_name.port.value != 0)
+        .any(|section| {
+            section.codecs().values().any(|codec| {
+                codec.name.eq_ignore_ascii_case("opus")
+                    && codec.fmtp.split(';').any(|p| p.trim() == "usedtx=1")
+            })
+        })
+}
+
 /// An offer whose video sections list H.264 after another codec of ours (Chromium lists VP8
 /// first) is read with H.264 moved to the front: webrtc-rs answers in the offer's order, and
 /// Parlor's rate control and picture ladder were measured with H.264, which is also what its
@@ -292,6 +311,26 @@ mod tests {
             }
         );
         assert_eq!(OpenSections::of("not sdp"), OpenSections::default());
+    }
+
+    #[test]
+    fn dtx_is_asked_for_by_usedtx_on_an_open_audio_sections_opus() {
+        let audio = |port: u16, fmtp: &str| {
+            offer(&format!(
+                "m=audio {port} UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\na=mid:a0\r\n\
+                 a=rtpmap:111 opus/48000/2\r\na=fmtp:111 {fmtp}\r\na=rtpmap:0 PCMU/8000\r\n"
+            ))
+        };
+        assert!(asks_for_dtx(&audio(
+            9,
+            "minptime=10;useinbandfec=1;usedtx=1"
+        )));
+        // Chromium's own, and a refused section.
+        assert!(!asks_for_dtx(&audio(9, "minptime=10;useinbandfec=1")));
+        assert!(!asks_for_dtx(&audio(9, "usedtx=0")));
+        assert!(!asks_for_dtx(&audio(0, "usedtx=1")));
+        // Ours says so.
+        assert!(asks_for_dtx(&audio(9, &codecs::opus().sdp_fmtp_line)));
     }
 
     #[test]

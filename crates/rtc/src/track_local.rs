@@ -97,6 +97,8 @@ pub(crate) struct SendLink {
     pub(crate) lifecycle: Lifecycle,
     /// Bumped after every applied description: negotiated payload types may have changed.
     pub(crate) negotiations: watch::Receiver<u64>,
+    /// Whether the far side asked us to leave silence out (Opus DTX).
+    pub(crate) far_side_dtx: watch::Receiver<bool>,
     pub(crate) connection: watch::Receiver<ConnectionState>,
     /// The connection's congestion estimate.
     pub(crate) estimate: watch::Receiver<Option<Estimate>>,
@@ -241,7 +243,8 @@ impl Pipeline {
     }
 
     /// Forwards encoded frames to one connection until the track stops or the connection
-    /// closes. Keyframe requests naming this binding's SSRC reach the shared encoder.
+    /// closes. Keyframe requests naming this binding's SSRC reach the encoder its frames come
+    /// from.
     pub(crate) fn start_sending(
         self: &Arc<Self>,
         rtp: Arc<TrackLocalStaticRTP>,
@@ -253,6 +256,7 @@ impl Pipeline {
             mut keyframe_requests,
             lifecycle,
             negotiations,
+            far_side_dtx,
             connection,
             mut estimate,
             probe_next_size,
@@ -369,6 +373,15 @@ impl Pipeline {
                                 probe_next_size.send_if_modified(|current| {
                                     std::mem::replace(current, next_size) != next_size
                                 });
+                            }
+                            if pipeline.kind == MediaKind::Audio
+                                && *far_side_dtx.borrow()
+                                && parlor_media::opus_codec::is_silence(&frame.data)
+                            {
+                                // Silence the far side asked us to leave out: the stream's
+                                // clock moves on without it (the far side fills it in).
+                                packetizer.skip_samples(ticks_of(frame.duration, codec));
+                                continue;
                             }
                             let sample = Sample {
                                 data: frame.data.clone(),
@@ -497,9 +510,12 @@ async fn write_sample(
     codec: &rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters,
     sample: &Sample,
 ) -> std::result::Result<(), webrtc::error::Error> {
-    let ticks = (sample.duration.as_secs_f64() * f64::from(codec.rtp_codec.clock_rate)) as u32;
     let packets = packetizer
-        .packetize(sample.timestamp, &sample.data, ticks)
+        .packetize(
+            sample.timestamp,
+            &sample.data,
+            ticks_of(sample.duration, codec),
+        )
         .map_err(|e| webrtc::error::Error::Other(e.to_string()))?;
     for mut packet in packets {
         // The connection's number for the codec, which a renegotiation may change.
@@ -507,6 +523,14 @@ async fn write_sample(
         rtp.write_rtp(packet).await?;
     }
     Ok(())
+}
+
+/// `duration` in ticks of the codec's RTP clock.
+fn ticks_of(
+    duration: Duration,
+    codec: &rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters,
+) -> u32 {
+    (duration.as_secs_f64() * f64::from(codec.rtp_codec.clock_rate)) as u32
 }
 
 /// webrtc-rs's sample writer's packet size, which the rest of the chain assumes.

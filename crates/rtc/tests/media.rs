@@ -452,3 +452,97 @@ async fn one_track_goes_out_in_h264_and_in_vp8_at_once() {
         pc.close().await.unwrap();
     }
 }
+
+/// 20 ms frames of digital silence, paced like a microphone.
+struct Silence(parlor_media::source::Pacer);
+
+impl AudioSource for Silence {
+    fn channels(&self) -> u16 {
+        1
+    }
+    fn frame_duration(&self) -> Duration {
+        Duration::from_millis(20)
+    }
+    fn next_frame(&mut self) -> Result<parlor_media::AudioFrame, parlor_media::MediaError> {
+        self.0.wait();
+        Ok(parlor_media::AudioFrame {
+            channels: 1,
+            samples: vec![0; 960],
+            captured_at: parlor_media::frame::wall_clock(),
+        })
+    }
+    fn describe(&self) -> String {
+        "silence".into()
+    }
+}
+
+fn loudness(frame: &parlor_media::AudioFrame) -> f64 {
+    let sum: f64 = frame.samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+    (sum / frame.samples.len().max(1) as f64).sqrt()
+}
+
+/// Both sides ask for Opus DTX (`usedtx=1`): in silence the sender leaves its packets out but
+/// for a comfort-noise update every 400 ms, and the receiver makes up the frames left out as
+/// they fall due, so the audio it hands on keeps the stream's pace; the tone comes back after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_is_left_out_on_the_wire_and_made_up_at_the_far_side() {
+    let audio = LocalAudioTrack::new(tone(440.0)).unwrap();
+    let sent = audio.clone();
+    let (_a, mut b) = connected_pair(|a, _b| async move {
+        a.add_audio_track(&sent).await.unwrap();
+    })
+    .await;
+    let remote = loop {
+        let track = next_matching(&mut b.events, "remote track", |e| match e {
+            PeerEvent::TrackAdded(t) => Some(t),
+            _ => None,
+        })
+        .await;
+        if let RemoteTrack::Audio(a) = track {
+            break a;
+        }
+    };
+    let hz = audio_frequency(&remote, 25).await;
+    assert!((hz - 440.0).abs() < 15.0, "the tone first: {hz} Hz");
+
+    audio.replace_source(Box::new(Silence(parlor_media::source::Pacer::new(
+        Duration::from_millis(20),
+    ))));
+    // Past what was queued before the silence began.
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, remote.next_frame())
+            .await
+            .expect("audio in time")
+            .expect("ended");
+        if loudness(&frame) < 100.0 {
+            break;
+        }
+    }
+    // 3 s of silence as the receiver hands it on.
+    let before = remote.counters();
+    for _ in 0..150 {
+        tokio::time::timeout(PATIENCE, remote.next_frame())
+            .await
+            .expect("audio keeps coming through a silence")
+            .expect("ended");
+    }
+    let after = remote.counters();
+    let packets = after.packets - before.packets;
+    let made_up = (after.samples_concealed - before.samples_concealed) / 960;
+    // Without DTX, 150 packets; with it, the first 200 ms and one every 400 ms.
+    assert!(packets < 50, "{packets} packets in 3 s of silence");
+    assert!(
+        made_up >= 100,
+        "{made_up} of 150 frames made up (the rest: {packets} packets)"
+    );
+    assert_eq!(after.packets_lost, before.packets_lost, "nothing was lost");
+    let silent = after.silent_concealed_samples - before.silent_concealed_samples;
+    assert!(
+        silent >= 100 * 960,
+        "what was made up is counted as silence: {silent} samples"
+    );
+
+    audio.replace_source(tone(440.0));
+    let hz = audio_frequency(&remote, 50).await;
+    assert!((hz - 440.0).abs() < 15.0, "the tone again: {hz} Hz");
+}
