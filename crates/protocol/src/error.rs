@@ -87,10 +87,13 @@ impl ErrorBody {
         }
     }
 
-    /// A `rate_limited` refusal that says when to try again.
+    /// A `rate_limited` refusal that says when to try again: `wait` in whole milliseconds,
+    /// rounded up, so that a client waiting as long as it is told is never early (truncated, a
+    /// 1.7 ms wait read as 1, and the retry after it was refused again).
     pub fn retry_after(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let ms = wait.as_nanos().div_ceil(1_000_000);
         ErrorBody {
-            retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+            retry_after_ms: Some(u64::try_from(ms).unwrap_or(u64::MAX).max(1)),
             ..ErrorBody::new(ErrorCode::RateLimited, message)
         }
     }
@@ -99,6 +102,19 @@ impl ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_is_never_told_to_come_early() {
+        let told = |wait: std::time::Duration| {
+            ErrorBody::retry_after("slow down", wait)
+                .retry_after_ms
+                .expect("a wait")
+        };
+        assert_eq!(told(std::time::Duration::from_micros(1_700)), 2);
+        assert_eq!(told(std::time::Duration::from_millis(50)), 50);
+        assert_eq!(told(std::time::Duration::from_nanos(50_000_001)), 51);
+        assert_eq!(told(std::time::Duration::ZERO), 1, "never 'now'");
+    }
 
     #[test]
     fn codes_serialize_as_their_stable_names() {
