@@ -291,8 +291,13 @@ impl Pipeline {
                 counters: Box::new(counters),
             });
         });
+        let registered = Registered {
+            pipeline: self.clone(),
+            link,
+        };
         tokio::spawn(async move {
             let _guard = guard;
+            let _registered = registered;
             let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
             let mut negotiated: Option<Negotiated> = None;
             // When the codec was last looked up and none found (a section the far side
@@ -419,11 +424,22 @@ impl Pipeline {
                     _ = closed.cancelled() => break,
                 }
             }
-            pipeline.links().remove(&link);
             if pipeline.kind == MediaKind::Video {
                 probe_next_size.send_replace(0);
             }
         });
+    }
+}
+
+/// A link's place in its pipeline, given up however its sending task ends.
+struct Registered {
+    pipeline: Arc<Pipeline>,
+    link: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.pipeline.links().remove(&self.link);
     }
 }
 

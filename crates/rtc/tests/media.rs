@@ -529,6 +529,7 @@ async fn silence_is_left_out_on_the_wire_and_made_up_at_the_far_side() {
     let after = remote.counters();
     let packets = after.packets - before.packets;
     let made_up = (after.samples_concealed - before.samples_concealed) / 960;
+    eprintln!("3 s of silence: {packets} packets, {made_up} of 150 frames made up");
     // Without DTX, 150 packets; with it, the first 200 ms and one every 400 ms.
     assert!(packets < 50, "{packets} packets in 3 s of silence");
     assert!(
