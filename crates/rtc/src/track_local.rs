@@ -299,18 +299,7 @@ impl Pipeline {
             let _guard = guard;
             let _registered = registered;
             let ssrc = rtp.ssrcs().await.first().copied().unwrap_or_default();
-            let mut negotiated: Option<Negotiated> = None;
-            // When the codec was last looked up and none found (a section the far side
-            // refused): asked again after a renegotiation, or a second later, not every frame.
-            let mut none_since: Option<Instant> = None;
-            // Packetized here for the negotiated codec, and written as RTP: the binding names
-            // no codec when it is made (see `binding`). One sequence for the link's life, and
-            // a packetizer kept until the codec itself changes: a renegotiation (a track added
-            // mid-call) must not restart the stream's sequence numbers and timestamps, which a
-            // receiver takes for a jump, losing what follows.
-            let sequencer: Box<dyn Sequencer> =
-                Box::new(rtc::rtp::sequence::new_random_sequencer());
-            let mut packetizer: Option<(String, Box<dyn Packetizer>)> = None;
+            let mut link_codec = LinkCodec::new(ssrc);
             // The video encoder this link's last frame came from. When the link is moved to
             // another group's encoder, that one's frames are sent from its keyframe on: what
             // comes before refers to pictures this receiver never had. (A new link sends from
@@ -326,6 +315,9 @@ impl Pipeline {
                 _ = connection.wait_for(|s| *s == crate::ConnectionState::Connected) => {}
                 _ = closed.cancelled() => return,
             }
+            // Known before the first frame, so that the capture places this link on an
+            // encoder for the very next one.
+            link_codec.look_up(&sender, &pipeline, link).await;
             // Frames start here, after a keyframe asked for now: what was encoded while
             // connecting is stale, and once more of it came than the queue holds, its keyframe
             // was gone; sent anyway, it came as a burst the receiver could not decode. (Nobody
@@ -338,30 +330,10 @@ impl Pipeline {
                         Ok(frame) => {
                             if negotiations.has_changed().unwrap_or(false) {
                                 negotiations.mark_unchanged();
-                                negotiated = None;
-                                none_since = None;
+                                link_codec.renegotiated();
                             }
-                            let asked_lately = none_since
-                                .is_some_and(|at| at.elapsed() < NO_CODEC_RECHECK);
-                            if negotiated.is_none() && !asked_lately {
-                                negotiated = negotiated_codec(&sender).await;
-                                none_since = negotiated.is_none().then(Instant::now);
-                                if let Some(n) = &negotiated {
-                                    let mime = n.codec.rtp_codec.mime_type.to_ascii_lowercase();
-                                    if packetizer.as_ref().is_none_or(|(m, _)| *m != mime) {
-                                        packetizer = n
-                                            .packetizer(ssrc, sequencer.clone())
-                                            .map(|p| (mime, p));
-                                    }
-                                }
-                                if pipeline.kind == MediaKind::Video {
-                                    let video = negotiated.as_ref().and_then(|n| n.video);
-                                    pipeline.with_link(link, |state| state.codec = video);
-                                }
-                            }
-                            let (Some(Negotiated { codec, .. }), Some((_, packetizer))) =
-                                (&negotiated, packetizer.as_mut())
-                            else {
+                            link_codec.look_up(&sender, &pipeline, link).await;
+                            let Some((codec, packetizer)) = link_codec.in_use() else {
                                 continue;
                             };
                             let (encoding, next_size) = pipeline
@@ -397,7 +369,7 @@ impl Pipeline {
                                 // Negotiation may have changed the payload type (the remote
                                 // offer's numbering wins): look it up again next time.
                                 tracing::debug!("writing a sample: {e}");
-                                negotiated = None;
+                                link_codec.renegotiated();
                                 continue;
                             }
                             sent_from = encoding;
@@ -450,6 +422,78 @@ async fn stats_pipeline_kind_is_video(rtp: &Arc<TrackLocalStaticRTP>) -> bool {
 /// How often a link whose sender has no negotiated codec (its section was refused) asks again
 /// when no renegotiation says it changed.
 const NO_CODEC_RECHECK: Duration = Duration::from_secs(1);
+
+/// The codec a link sends in, looked up from its sender, and the packetizer for it.
+struct LinkCodec {
+    ssrc: u32,
+    negotiated: Option<Negotiated>,
+    /// When the codec was last looked up and none found (a section the far side refused):
+    /// asked again after a renegotiation, or a second later, not every frame.
+    none_since: Option<Instant>,
+    /// Packetized here for the negotiated codec, and written as RTP: the binding names no
+    /// codec when it is made (see `Pipeline::binding`). One sequence for the link's life, and
+    /// a packetizer kept until the codec itself changes: a renegotiation (a track added
+    /// mid-call) must not restart the stream's sequence numbers and timestamps, which a
+    /// receiver takes for a jump, losing what follows.
+    sequencer: Box<dyn Sequencer>,
+    packetizer: Option<(String, Box<dyn Packetizer>)>,
+}
+
+impl LinkCodec {
+    fn new(ssrc: u32) -> Self {
+        LinkCodec {
+            ssrc,
+            negotiated: None,
+            none_since: None,
+            sequencer: Box::new(rtc::rtp::sequence::new_random_sequencer()),
+            packetizer: None,
+        }
+    }
+
+    /// A description was applied (or a write failed): the payload type may have changed.
+    fn renegotiated(&mut self) {
+        self.negotiated = None;
+        self.none_since = None;
+    }
+
+    /// Looks the codec up if it is not known (and was not found missing a moment ago), and
+    /// tells the pipeline which video codec the link is in.
+    async fn look_up(&mut self, sender: &Arc<dyn RtpSender>, pipeline: &Pipeline, link: u64) {
+        let asked_lately = self
+            .none_since
+            .is_some_and(|at| at.elapsed() < NO_CODEC_RECHECK);
+        if self.negotiated.is_some() || asked_lately {
+            return;
+        }
+        self.negotiated = negotiated_codec(sender).await;
+        self.none_since = self.negotiated.is_none().then(Instant::now);
+        if let Some(n) = &self.negotiated {
+            let mime = n.codec.rtp_codec.mime_type.to_ascii_lowercase();
+            if self.packetizer.as_ref().is_none_or(|(m, _)| *m != mime) {
+                self.packetizer = n
+                    .packetizer(self.ssrc, self.sequencer.clone())
+                    .map(|p| (mime, p));
+            }
+        }
+        if pipeline.kind == MediaKind::Video {
+            let video = self.negotiated.as_ref().and_then(|n| n.video);
+            pipeline.with_link(link, |state| state.codec = video);
+        }
+    }
+
+    /// The negotiated codec and its packetizer, once both are known.
+    fn in_use(
+        &mut self,
+    ) -> Option<(
+        &rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters,
+        &mut Box<dyn Packetizer>,
+    )> {
+        match (&self.negotiated, self.packetizer.as_mut()) {
+            (Some(n), Some((_, packetizer))) => Some((&n.codec, packetizer)),
+            _ => None,
+        }
+    }
+}
 
 /// What a connection negotiated for a sender: its first codec, with the payload type the
 /// connection gave it, and which video codec that is (`None` for audio).
