@@ -95,7 +95,12 @@ impl Vp8Encoder {
         cfg.rc_overshoot_pct = 15;
         cfg.rc_buf_initial_sz = 500;
         cfg.rc_buf_optimal_sz = 600;
-        cfg.rc_buf_sz = 1000;
+        // No room above the optimal level: libvpx keeps its buffer in bits, and a bitrate cut
+        // turns a buffer sized at the old rate into a surplus at the new one, which it spends.
+        // With libwebrtc's 1000 ms, output after a cut from 800 to 350 kbit/s stayed at 600-700
+        // kbit/s for half a second (OpenH264 follows within 100 ms): just when the congestion
+        // controller backs off, a queue on the link, frames 250-400 ms late, a freeze.
+        cfg.rc_buf_sz = 600;
         // Dropping a frame when the buffer runs low is how libvpx holds a bitrate on a thin
         // link, as OpenH264's frame skipping is (a dropped frame comes back as `Ok(None)`).
         cfg.rc_dropframe_thresh = 30;
@@ -472,6 +477,31 @@ mod tests {
         let mut odd = Vp8Encoder::new(EncoderConfig::for_size(320, 240, 30)).unwrap();
         assert!(odd.encode(&bigger).is_err());
         assert!(Vp8Encoder::new(EncoderConfig::for_size(321, 240, 30)).is_err());
+    }
+
+    #[test]
+    fn after_a_bitrate_cut_the_output_follows_at_once() {
+        let pattern = pattern(640, 480);
+        let mut encoder = Vp8Encoder::new(EncoderConfig::for_size(640, 480, 30)).unwrap();
+        encoder.set_bitrate(800_000).unwrap();
+        let bytes = |encoder: &mut Vp8Encoder, from: u32, frames: u32| -> usize {
+            (from..from + frames)
+                .filter_map(|n| {
+                    let at = Duration::from_millis(u64::from(n) * 1000 / 30);
+                    encoder.encode(&pattern.render(n, at)).unwrap()
+                })
+                .map(|f| f.data.len())
+                .sum()
+        };
+        bytes(&mut encoder, 0, 150);
+        encoder.set_bitrate(350_000).unwrap();
+        // The half second after the cut: 175 kbit at 350 kbit/s. (With a 1000 ms buffer:
+        // about 300 kbit, spending what the old rate had left in it.)
+        let kbit = bytes(&mut encoder, 150, 15) as f64 * 8.0 / 1000.0;
+        assert!(
+            kbit < 175.0 * 1.3,
+            "{kbit:.0} kbit in the 500 ms after the cut"
+        );
     }
 
     #[test]
