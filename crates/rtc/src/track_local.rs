@@ -78,8 +78,8 @@ impl KeyframeGate {
         true
     }
 
-    /// A keyframe was made now without asking (a link's first from this encoder): the next
-    /// request waits as if it had been let through.
+    /// A keyframe was made now without asking (for a link just moved to this encoder): the
+    /// next request waits as if it had been let through.
     fn force(&mut self, now: Instant) {
         self.last = Some(now);
     }
@@ -207,6 +207,12 @@ impl Pipeline {
 
     fn counters(&self) -> std::sync::MutexGuard<'_, SendCounters> {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a frame the capture thread encoded and hands it to the links.
+    fn hand_on(&self, frame: Encoded) {
+        count(&mut self.counters(), &frame);
+        let _ = self.frames.send(Arc::new(frame));
     }
 
     /// A new RTP track for one peer connection.
@@ -373,7 +379,7 @@ impl Pipeline {
                                 continue;
                             }
                             sent_from = encoding;
-                            pipeline.with_link(link, |state| count_sent(&mut state.counters, &frame));
+                            pipeline.with_link(link, |state| count(&mut state.counters, &frame));
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             // Frames were skipped; the far side needs a fresh start.
@@ -706,9 +712,7 @@ impl LinkEncoder {
     }
 
     /// Encodes `frame` for `planned`'s links if their link has room for it, and hands it to
-    /// them. Returns what the next size up needs (for the links' probers) and whether a
-    /// keyframe was due (their requests are served), or `None` if the frame was skipped
-    /// before the ladder was asked.
+    /// them. `None` if the frame was skipped before the ladder was asked.
     fn encode(
         &mut self,
         pipeline: &Pipeline,
@@ -717,7 +721,7 @@ impl LinkEncoder {
         source_fps: u32,
         planned: &Planned,
         scaled: &mut HashMap<u32, VideoFrame>,
-    ) -> Option<(Option<u32>, bool)> {
+    ) -> Option<EncodeOutcome> {
         let now = Instant::now();
         let target = planned.target_bps;
         // Skipped before anything is spent on the frame (scaling, encoding).
@@ -739,7 +743,10 @@ impl LinkEncoder {
             .frames_seen
             .is_multiple_of(u64::from(rung.frame_interval))
         {
-            return Some((next_size, false));
+            return Some(EncodeOutcome {
+                next_size_bps: next_size,
+                keyframe_due: false,
+            });
         }
         // Encoders at the same size share the scaling.
         let frame = match rung.halvings {
@@ -750,13 +757,17 @@ impl LinkEncoder {
         };
         let fps = (source_fps / rung.frame_interval).max(1);
         // Requests that come while a keyframe is still young wait for the gate: many PLIs
-        // (from several receivers, or one lossy link) make one IDR. A link new to this
-        // encoder cannot wait: it has nothing to decode until its first keyframe.
+        // (from several receivers, or one lossy link) make one IDR. A link just moved to this
+        // encoder cannot wait: it has nothing to decode until this encoder's first keyframe.
         let keyframe_due = if planned.keyframe_needed {
             self.keyframe_gate.force(now);
             true
         } else {
             planned.keyframe_wanted && self.keyframe_gate.open(now)
+        };
+        let outcome = EncodeOutcome {
+            next_size_bps: next_size,
+            keyframe_due,
         };
         let duration = match self.last_capture {
             Some(prev) if frame.captured_at > prev => frame.captured_at - prev,
@@ -777,7 +788,7 @@ impl LinkEncoder {
                 Err(e) => {
                     set_error(pipeline, &e);
                     self.encoder = None;
-                    return Some((next_size, keyframe_due));
+                    return Some(outcome);
                 }
             }
         }
@@ -800,11 +811,11 @@ impl LinkEncoder {
             Ok(None) => {
                 tracing::trace!("frame skipped by the encoder's rate control");
                 pipeline.counters().frames_dropped += 1;
-                return Some((next_size, keyframe_due));
+                return Some(outcome);
             }
             Err(e) => {
                 set_error(pipeline, &e);
-                return Some((next_size, keyframe_due));
+                return Some(outcome);
             }
         };
         let spent = started.elapsed();
@@ -821,18 +832,8 @@ impl LinkEncoder {
         self.budget.spent(encoded.data.len());
         let quality_limitation =
             QualityLimitation::of_frame(spent, encoder.config().fps, next_size.is_some());
-        {
-            let mut c = pipeline.counters();
-            c.frames_encoded += 1;
-            c.keyframes_encoded += encoded.keyframe as u64;
-            c.bytes_encoded += encoded.data.len() as u64;
-            c.width = frame.width as u32;
-            c.height = frame.height as u32;
-            c.encode_time += spent;
-            c.quality_limitation = quality_limitation;
-        }
         let EncodedFrame { data, keyframe, .. } = encoded;
-        let _ = pipeline.frames.send(Arc::new(Encoded {
+        pipeline.hand_on(Encoded {
             encoding: Some(self.key),
             keyframe,
             width: frame.width as u32,
@@ -841,9 +842,17 @@ impl LinkEncoder {
             encode_time: spent,
             data: data.into(),
             duration,
-        }));
-        Some((next_size, keyframe_due))
+        });
+        Some(outcome)
     }
+}
+
+/// What encoding one frame means for the links it was for.
+struct EncodeOutcome {
+    /// What the next size up needs (for the links' probers), `None` at full size.
+    next_size_bps: Option<u32>,
+    /// A keyframe was due: their requests are served.
+    keyframe_due: bool,
 }
 
 impl Capture for VideoCapture {
@@ -907,22 +916,23 @@ impl Capture for VideoCapture {
                 planned,
                 &mut scaled,
             );
-            let Some((next_size, keyframe_due)) = outcome else {
+            let Some(outcome) = outcome else {
                 continue;
             };
             let mut links = pipeline.links();
             for link in &planned.links {
                 if let Some(state) = links.get_mut(link) {
-                    state.next_size_bps = next_size.unwrap_or(0);
-                    state.wants_keyframe &= !keyframe_due;
+                    state.next_size_bps = outcome.next_size_bps.unwrap_or(0);
+                    state.wants_keyframe &= !outcome.keyframe_due;
                 }
             }
         }
     }
 }
 
-/// Counts a frame sent on one link in that link's counters.
-fn count_sent(counters: &mut SendCounters, frame: &Encoded) {
+/// Counts an encoded frame: in the track's counters when it is made, in a link's when it is
+/// sent on it.
+fn count(counters: &mut SendCounters, frame: &Encoded) {
     counters.frames_encoded += 1;
     counters.keyframes_encoded += frame.keyframe as u64;
     counters.bytes_encoded += frame.data.len() as u64;
@@ -975,24 +985,16 @@ impl Capture for AudioCapture {
         }
         let started = Instant::now();
         match self.encoder.encode(&frame) {
-            Ok(packet) => {
-                {
-                    let mut c = pipeline.counters();
-                    c.frames_encoded += 1;
-                    c.bytes_encoded += packet.len() as u64;
-                    c.encode_time += started.elapsed();
-                }
-                let _ = pipeline.frames.send(Arc::new(Encoded {
-                    encoding: None,
-                    keyframe: false,
-                    width: 0,
-                    height: 0,
-                    quality_limitation: QualityLimitation::None,
-                    encode_time: started.elapsed(),
-                    data: packet.into(),
-                    duration: frame.duration(),
-                }));
-            }
+            Ok(packet) => pipeline.hand_on(Encoded {
+                encoding: None,
+                keyframe: false,
+                width: 0,
+                height: 0,
+                quality_limitation: QualityLimitation::None,
+                encode_time: started.elapsed(),
+                data: packet.into(),
+                duration: frame.duration(),
+            }),
             Err(e) => set_error(pipeline, &e),
         }
     }
