@@ -110,6 +110,12 @@ impl OpusDecoder {
         self.channels
     }
 
+    /// How many samples (per channel, at 48 kHz: ticks of Opus's RTP clock) `packet` holds,
+    /// read from its table of contents without decoding it; `None` if it is malformed.
+    pub fn samples_in(&self, packet: &[u8]) -> Option<usize> {
+        self.decoder.get_nb_samples(packet).ok()
+    }
+
     /// Decodes one packet.
     pub fn decode(
         &mut self,
@@ -157,6 +163,20 @@ mod tests {
     use crate::analysis::{dominant_frequency, first_channel};
     use crate::tone::Tone;
     use std::time::Duration;
+
+    #[test]
+    fn a_packet_says_how_long_it_is_without_being_decoded() {
+        let mut encoder = OpusEncoder::new(2, 64_000).unwrap();
+        let decoder = OpusDecoder::new(2).unwrap();
+        for (ms, samples) in [(20, 960), (10, 480)] {
+            let mut tone = Tone::unpaced(440.0, 2, Duration::from_millis(ms)).unwrap();
+            let packet = encoder.encode(&tone.render()).unwrap();
+            assert_eq!(decoder.samples_in(&packet), Some(samples), "{ms} ms");
+        }
+        // Code 3 (a frame count follows) with nothing after it, and nothing at all.
+        assert_eq!(decoder.samples_in(&[0xff]), None);
+        assert_eq!(decoder.samples_in(&[]), None);
+    }
 
     #[test]
     fn a_tone_survives_opus_and_lost_packets_are_concealed() {

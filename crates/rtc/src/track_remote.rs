@@ -22,6 +22,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use crate::audio_gaps::AudioGaps;
 use crate::codecs::VideoCodec;
 use crate::counters::{Counters, ReceiveCounters};
 use crate::jitter::{wait_for_rtt, JitterBuffer, Released};
@@ -406,7 +407,7 @@ impl RemoteAudioTrack {
             let _guard = guard;
             // Lost packets and left-out silences (DTX) are made up in time, with Opus's
             // concealment (comfort noise after a DTX packet): see `audio_gaps`.
-            let mut gaps = crate::audio_gaps::AudioGaps::default();
+            let mut gaps = AudioGaps::default();
             loop {
                 let due = gaps.timeout();
                 let made_up = async {
@@ -415,10 +416,13 @@ impl RemoteAudioTrack {
                         None => std::future::pending().await,
                     }
                 };
+                // A packet already here is always taken before a frame is made up in its place:
+                // on a busy machine this task wakes late, and finds both ready at once.
                 let event = tokio::select! {
+                    biased;
+                    _ = closed.cancelled() => break,
                     event = raw.poll() => Some(event),
                     _ = made_up => None,
-                    _ = closed.cancelled() => break,
                 };
                 let mut out = Vec::new();
                 match event {
@@ -433,10 +437,20 @@ impl RemoteAudioTrack {
                     }
                     Some(Some(TrackRemoteEvent::OnRtpPacket(packet))) => {
                         let header = &packet.header;
-                        let Some(gap) =
-                            gaps.packet(Instant::now(), header.sequence_number, header.timestamp)
-                        else {
-                            continue; // late or duplicate
+                        // A malformed packet's length is taken as a usual frame's; decoding it
+                        // will fail and be counted.
+                        let duration = decoder
+                            .samples_in(&packet.payload)
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(parlor_media::opus_codec::FRAME_SAMPLES as u32);
+                        let Some(gap) = gaps.packet(
+                            Instant::now(),
+                            header.sequence_number,
+                            header.timestamp,
+                            duration,
+                        ) else {
+                            lock(&task_counters).packets_late += 1;
+                            continue; // behind one already decoded, or a duplicate
                         };
                         {
                             let mut c = lock(&task_counters);
@@ -449,8 +463,9 @@ impl RemoteAudioTrack {
                             let fec = gap.with_fec && i + 1 == gap.make_up;
                             let next = fec.then_some(&packet.payload[..]);
                             if let Ok(frame) = decoder.conceal(next, wall_clock()) {
-                                lock(&task_counters).samples_concealed +=
-                                    frame.len_per_channel() as u64;
+                                let mut c = lock(&task_counters);
+                                c.samples_concealed += frame.len_per_channel() as u64;
+                                c.fec_packets_received += u64::from(fec);
                                 out.push(frame);
                             }
                         }
