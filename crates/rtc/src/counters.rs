@@ -50,7 +50,7 @@ pub struct ReceiveCounters {
     pub packets: u64,
     pub bytes: u64,
     pub packets_lost: u64,
-    /// Packets that arrived after their place was given up.
+    /// Packets that arrived after their place was given up (getStats' `packetsDiscarded`).
     pub packets_late: u64,
     /// Second copies of packets already received (crossed retransmissions, senders' probes).
     pub packets_duplicated: u64,
@@ -66,6 +66,10 @@ pub struct ReceiveCounters {
     /// Of those, the samples made up for silence the sender left out (DTX): getStats'
     /// `silentConcealedSamples`. The rest stood in for lost packets.
     pub silent_concealed_samples: u64,
+    /// Lost audio frames recovered from the in-band FEC of the packet after them (getStats'
+    /// `fecPacketsReceived`, which the specification lets count FEC carried in media packets,
+    /// as Opus's is). Video carries no FEC: its losses are repaired by retransmission.
+    pub fec_packets_received: u64,
     pub decode_time: Duration,
     pub first_frame_at: Option<Instant>,
     /// getStats' `jitterBufferTargetDelay` (the sum, over frames handed out, of how long frames

@@ -322,6 +322,8 @@ pub(crate) async fn collect(
             samples_received: counters.samples_received,
             samples_concealed: counters.samples_concealed,
             silent_concealed_samples: counters.silent_concealed_samples,
+            packets_discarded: counters.packets_late,
+            fec_packets_received: counters.fec_packets_received,
             plis_sent: counters.plis_sent,
             freeze_count: counters.freezes.count,
             total_freezes_duration: counters.freezes.total.as_secs_f64(),
@@ -414,6 +416,11 @@ pub struct InboundTrack {
     pub samples_concealed: u64,
     /// getStats' `silentConcealedSamples`: made up for silence the sender left out (DTX).
     pub silent_concealed_samples: u64,
+    /// getStats' `packetsDiscarded`: packets that came after their time had passed (video: a
+    /// frame given up; audio: behind a packet already decoded, or a second copy).
+    pub packets_discarded: u64,
+    /// getStats' `fecPacketsReceived`: lost audio frames recovered from Opus's in-band FEC.
+    pub fec_packets_received: u64,
     pub plis_sent: u64,
     /// getStats' `freezeCount` and `totalFreezesDuration` (seconds), for video.
     pub freeze_count: u64,
