@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parlor_media::frame::wall_clock;
-use parlor_media::opus_codec::OpusDecoder;
+use parlor_media::opus_codec::{self, OpusDecoder};
 use parlor_media::{AudioFrame, VideoFrame};
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -442,7 +442,7 @@ impl RemoteAudioTrack {
                         let duration = decoder
                             .samples_in(&packet.payload)
                             .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(parlor_media::opus_codec::FRAME_SAMPLES as u32);
+                            .unwrap_or(opus_codec::FRAME_SAMPLES as u32);
                         let Some(gap) = gaps.packet(
                             Instant::now(),
                             header.sequence_number,
@@ -455,8 +455,8 @@ impl RemoteAudioTrack {
                         {
                             let mut c = lock(&task_counters);
                             c.packets_lost += gap.lost;
-                            c.silent_concealed_samples += u64::from(gap.silence_made_up)
-                                * parlor_media::opus_codec::FRAME_SAMPLES as u64;
+                            c.silent_concealed_samples +=
+                                u64::from(gap.silence_made_up) * opus_codec::FRAME_SAMPLES as u64;
                         }
                         for i in 0..gap.make_up {
                             // The last frame missing may be in this packet's in-band FEC.
@@ -465,7 +465,8 @@ impl RemoteAudioTrack {
                             if let Ok(frame) = decoder.conceal(next, wall_clock()) {
                                 let mut c = lock(&task_counters);
                                 c.samples_concealed += frame.len_per_channel() as u64;
-                                c.fec_packets_received += u64::from(fec);
+                                c.fec_packets_received +=
+                                    u64::from(fec && opus_codec::carries_fec(&packet.payload));
                                 out.push(frame);
                             }
                         }
