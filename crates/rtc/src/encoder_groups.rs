@@ -12,7 +12,11 @@
 //! grouping has been out of shape for [`REGROUP_AFTER`] (a congestion controller's estimate
 //! saws up and down; a dip must not shuffle the peers), and "out of shape" has a margin:
 //! a group splits when its thinnest link can carry less than [`KEEP_RATIO`] of its widest, two
-//! groups merge when together they would be within [`JOIN_RATIO`].
+//! groups merge when together they would be within [`JOIN_RATIO`]. The wait is for dips, and a
+//! link in its first [`SETTLING`] has no rate to dip from: every link starts at the same start
+//! estimate, so one that is thin is found so only as its estimate falls in the call's first
+//! seconds, and it is split off as soon as it is (waiting held every other peer's picture down
+//! to the thin link's for those 2 s).
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -27,6 +31,8 @@ const JOIN_RATIO: f64 = 0.5;
 const KEEP_RATIO: f64 = 0.35;
 /// How long a grouping must have been out of shape before the links are regrouped.
 const REGROUP_AFTER: Duration = Duration::from_secs(2);
+/// A link this new is still finding its rate: a group it makes too wide is split at once.
+const SETTLING: Duration = Duration::from_secs(5);
 
 /// Links that share one encoder. `id` stays the group's for as long as it exists, so that a
 /// regrouping can tell which links keep their encoder.
@@ -42,6 +48,8 @@ pub(crate) struct Groups {
     next_id: u64,
     /// Since when the grouping has been out of shape.
     out_of_shape_since: Option<Instant>,
+    /// When each link was first grouped.
+    joined: HashMap<LinkId, Instant>,
 }
 
 impl Groups {
@@ -56,6 +64,7 @@ impl Groups {
             group.links.retain(|link| rates.contains_key(link));
         }
         self.groups.retain(|group| !group.links.is_empty());
+        self.joined.retain(|link, _| rates.contains_key(link));
         let mut newcomers: Vec<LinkId> = links
             .iter()
             .map(|&(link, _)| link)
@@ -63,6 +72,7 @@ impl Groups {
             .collect();
         newcomers.sort_by(|a, b| rates[b].total_cmp(&rates[a]));
         for link in newcomers {
+            self.joined.insert(link, now);
             self.place(link, &rates);
         }
         let ideal = ideal_partition(&rates);
@@ -70,7 +80,9 @@ impl Groups {
             self.out_of_shape_since = None;
         } else {
             let since = *self.out_of_shape_since.get_or_insert(now);
-            if now.duration_since(since) >= REGROUP_AFTER {
+            if now.duration_since(since) >= REGROUP_AFTER
+                || self.settling_link_too_thin(now, &rates)
+            {
                 self.adopt(ideal, &rates);
                 self.out_of_shape_since = None;
             }
@@ -109,6 +121,23 @@ impl Groups {
                 });
             }
         }
+    }
+
+    /// Whether a group is spread wider than [`KEEP_RATIO`] by a thinnest link still in its
+    /// first [`SETTLING`].
+    fn settling_link_too_thin(&self, now: Instant, rates: &HashMap<LinkId, f64>) -> bool {
+        self.groups.len() < MAX_GROUPS
+            && self.groups.iter().any(|group| {
+                let (low, high) = span(group, rates);
+                low < high * KEEP_RATIO
+                    && group.links.iter().any(|link| {
+                        rates[link] == low
+                            && self
+                                .joined
+                                .get(link)
+                                .is_some_and(|&at| now.duration_since(at) < SETTLING)
+                    })
+            })
     }
 
     /// No group spread wider than [`KEEP_RATIO`] (unless the cap on groups forces it), and no
@@ -254,13 +283,19 @@ mod tests {
         assert_eq!(shape(later), before);
     }
 
-    #[test]
-    fn a_link_that_thins_is_split_off_after_a_while_and_keeps_its_encoder() {
+    /// Links past their first [`SETTLING`], all sharing one encoder from `start`.
+    fn settled(links: &[(LinkId, u32)]) -> (Groups, Instant) {
         let mut groups = Groups::default();
         let start = Instant::now();
-        let got = groups.follow(start, &[(1, 900_000), (2, 900_000), (3, 900_000)]);
-        assert_eq!(got.len(), 1);
-        let shared = got[0].id;
+        assert_eq!(groups.follow(start, links).len(), 1);
+        assert_eq!(groups.follow(at(start, 10_000), links).len(), 1);
+        (groups, at(start, 10_000))
+    }
+
+    #[test]
+    fn a_link_that_thins_is_split_off_after_a_while_and_keeps_its_encoder() {
+        let (mut groups, start) = settled(&[(1, 900_000), (2, 900_000), (3, 900_000)]);
+        let shared = groups.follow(start, &[(1, 900_000), (2, 900_000), (3, 900_000)])[0].id;
         // Link 3 narrows; for a moment (a dip of the estimate) nothing changes.
         let thin = [(1, 900_000), (2, 900_000), (3, 200_000)];
         assert_eq!(groups.follow(at(start, 1000), &thin).len(), 1);
@@ -275,12 +310,35 @@ mod tests {
     }
 
     #[test]
-    fn a_dip_shorter_than_the_wait_changes_nothing() {
+    fn a_link_found_thin_in_its_first_seconds_is_split_off_at_once() {
         let mut groups = Groups::default();
         let start = Instant::now();
+        // Every link starts at the same estimate; link 3's falls as its path is found thin.
+        let got = groups.follow(start, &[(1, 1_000_000), (2, 1_000_000), (3, 1_000_000)]);
+        assert_eq!(got.len(), 1);
+        let shared = got[0].id;
+        let thin = [(1, 1_000_000), (2, 1_000_000), (3, 300_000)];
+        let got = groups.follow(at(start, 1500), &thin);
+        assert_eq!(shape(got), vec![vec![1, 2], vec![3]]);
+        assert_eq!(id_of(got, 3), shared, "the thin link keeps its encoder");
+        // A link that joins later is young while the others are not.
+        let got = groups.follow(
+            at(start, 20_000),
+            &[(1, 1_000_000), (2, 1_000_000), (3, 300_000), (4, 1_000_000)],
+        );
+        assert_eq!(shape(got), vec![vec![1, 2, 4], vec![3]]);
+        let got = groups.follow(
+            at(start, 21_000),
+            &[(1, 1_000_000), (2, 1_000_000), (3, 300_000), (4, 250_000)],
+        );
+        assert_eq!(shape(got), vec![vec![1, 2], vec![3, 4]]);
+    }
+
+    #[test]
+    fn a_dip_shorter_than_the_wait_changes_nothing() {
         let wide = [(1, 900_000), (2, 900_000)];
         let thin = [(1, 900_000), (2, 200_000)];
-        groups.follow(start, &wide);
+        let (mut groups, start) = settled(&wide);
         for ms in (0..20_000).step_by(500) {
             // Thin for 1.5 s of every 3 s: never out of shape for 2 s on end.
             let links = if ms % 3000 < 1500 { &thin } else { &wide };
