@@ -171,19 +171,21 @@ mod tests {
             (2, link(VideoCodec::H264, 1_000_000)),
         ]);
         let mut groups = HashMap::new();
-        let planned = plan(Instant::now(), &mut links, &mut groups, FULL, None);
+        let start = Instant::now();
+        let planned = plan(start, &mut links, &mut groups, FULL, None);
         assert_eq!(planned.len(), 1, "{planned:?}");
         // 85 % of 1 Mbit/s less 40 kbit/s of audio.
         assert_eq!(planned[0].target_bps, Some(810_000));
         assert_eq!(planned[0].links.len(), 2);
         assert!(!planned[0].keyframe_needed, "new links wait for the gate");
         // The user's cap bounds it.
-        let planned = plan(Instant::now(), &mut links, &mut groups, FULL, Some(300_000));
+        let planned = plan(at(start, 10), &mut links, &mut groups, FULL, Some(300_000));
         assert_eq!(planned[0].target_bps, Some(300_000));
         assert!(!planned[0].keyframe_needed, "nobody moved");
-        // A link below the audio's room leaves the video nothing, never less.
+        // A link below the audio's room leaves the video nothing, never less (past its first
+        // seconds, when it would be split off at once).
         links.get_mut(&2).unwrap().estimate = Some(estimate(40_000));
-        let planned = plan(Instant::now(), &mut links, &mut groups, FULL, None);
+        let planned = plan(at(start, 10_000), &mut links, &mut groups, FULL, None);
         assert_eq!(planned[0].target_bps, Some(0));
     }
 
@@ -199,6 +201,9 @@ mod tests {
         let first = plan(start, &mut links, &mut groups, FULL, None);
         assert_eq!(first.len(), 1);
         let shared = first[0].key;
+        // Past the links' first seconds (a link found thin then is split off at once).
+        let start = at(start, 10_000);
+        assert_eq!(plan(start, &mut links, &mut groups, FULL, None).len(), 1);
         links.get_mut(&3).unwrap().estimate = Some(estimate(300_000));
         // At first the thin link holds the others back (it may be a dip)...
         let planned = plan(at(start, 1000), &mut links, &mut groups, FULL, None);
