@@ -137,7 +137,7 @@ impl Groups {
         self.groups.len() < MAX_GROUPS
             && self.groups.iter().any(|group| {
                 let (low, high) = span(group, rates);
-                low < high * KEEP_RATIO
+                too_wide((low, high))
                     && group.links.iter().any(|link| {
                         rates[link] == low
                             && self
@@ -152,13 +152,13 @@ impl Groups {
     /// two groups that could be one.
     fn in_shape(&self, rates: &HashMap<LinkId, f64>) -> bool {
         let spans: Vec<(f64, f64)> = self.groups.iter().map(|g| span(g, rates)).collect();
-        let too_wide = spans.iter().any(|&(low, high)| low < high * KEEP_RATIO);
+        let any_too_wide = spans.iter().copied().any(too_wide);
         let mergeable = spans.iter().enumerate().any(|(i, a)| {
             spans[i + 1..]
                 .iter()
                 .any(|b| a.0.min(b.0) >= a.1.max(b.1) * JOIN_RATIO)
         });
-        !mergeable && (!too_wide || self.groups.len() >= MAX_GROUPS)
+        !mergeable && (!any_too_wide || self.groups.len() >= MAX_GROUPS)
     }
 
     /// Takes `partition` as the grouping. A link that moves needs a keyframe, so each part
@@ -203,6 +203,12 @@ impl Groups {
         self.next_id += 1;
         self.next_id
     }
+}
+
+/// Whether a group's span (its thinnest and widest rates) is too wide to keep: the one rule
+/// for a split, whether it waits or not.
+fn too_wide((low, high): (f64, f64)) -> bool {
+    low < high * KEEP_RATIO
 }
 
 /// The thinnest and the widest rate in a group.
