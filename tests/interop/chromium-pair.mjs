@@ -4,7 +4,7 @@
 // shape `parlor-rtc-bench --link-call --json` prints, so scripts/compare-links.sh can put the
 // two side by side.
 //
-//   node chromium-pair.mjs --seconds N [--codec H264|VP8]
+//   node chromium-pair.mjs --seconds N [--codec H264|VP8] [--warm-up S]
 //
 // Meant to run inside a (shaped) loopback-only network namespace; contacts nothing but
 // 127.0.0.1.
@@ -17,6 +17,8 @@ function option(name, fallback) {
 }
 const seconds = Number(option('seconds', '20'));
 const forcedCodec = option('codec', 'H264');
+// 0 measures from the moment the answer is applied: the call's first seconds too.
+const warmUp = Number(option('warm-up', '1'));
 
 const page = `<!doctype html><meta charset="utf-8"><title>pair</title>
 <video id="v" autoplay muted playsinline></video>
@@ -102,9 +104,9 @@ try {
   const answer = await receiver.evaluate((o) => window.receive(o), offer);
   await sender.evaluate((a) => window.answer(a), answer);
 
-  // Warm up for a second (as the Parlor bench does), then a reading every second.
+  // Warm up (a second unless told, as the Parlor bench does), then a reading every second.
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  await sleep(1000);
+  await sleep(warmUp * 1000);
   const first = (await receiver.evaluate(() => window.inbound())) || { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0, bytesReceived: 0 };
   let previous = first;
   let sentBefore = (await sender.evaluate(() => window.outbound())).bytes;

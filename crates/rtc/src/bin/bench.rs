@@ -426,6 +426,7 @@ async fn measure_call(
     width: usize,
     height: usize,
     seconds: u64,
+    warm_up: Duration,
     video: VideoChoice,
 ) -> CallFigures {
     let PatternCall {
@@ -442,8 +443,9 @@ async fn measure_call(
             break v;
         }
     };
-    // Warm up for a second, then measure.
-    let warm = Instant::now() + Duration::from_secs(1);
+    // Warm up (a second unless told), then measure. With no warm-up the figures start when the
+    // track is announced, before its first packet: the start of the call is measured too.
+    let warm = Instant::now() + warm_up;
     while Instant::now() < warm {
         let _ = tokio::time::timeout_at(warm.into(), remote.next_frame()).await;
     }
@@ -555,10 +557,10 @@ async fn measure_call(
 
 /// `--link-call SECONDS`: a 640x480 one-way call over whatever link this process runs on
 /// (`scripts/shaped-link.sh` runs it inside a namespace with a shaped loopback).
-async fn link_call(seconds: u64, json: bool, video: VideoChoice) {
+async fn link_call(seconds: u64, warm_up: Duration, json: bool, video: VideoChoice) {
     // Bounded: on a link too poor to set the call up, say so instead of waiting forever.
     let limit = Duration::from_secs(seconds + 30);
-    let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds, video)).await else {
+    let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds, warm_up, video)).await else {
         // A failure, not a figure: scripts and tests must not read it as a measurement.
         eprintln!("640x480 one-way, {seconds} s: the call was not set up within {limit:?}");
         std::process::exit(1);
@@ -788,7 +790,14 @@ async fn main() {
         } else {
             VideoChoice::Either
         };
-        link_call(seconds, args.iter().any(|a| a == "--json"), video).await;
+        // `--warm-up 0` measures the call's first seconds too.
+        let warm_up = args
+            .iter()
+            .position(|a| a == "--warm-up")
+            .and_then(|at| args.get(at + 1))
+            .and_then(|s| s.parse().ok())
+            .map_or(Duration::from_secs(1), Duration::from_secs_f64);
+        link_call(seconds, warm_up, args.iter().any(|a| a == "--json"), video).await;
         return;
     }
     if let Some(at) = args.iter().position(|a| a == "--mesh-call") {
@@ -840,7 +849,7 @@ async fn main() {
         median(runs)
     );
 
-    let f = measure_call(1280, 720, 5, VideoChoice::Either).await;
+    let f = measure_call(1280, 720, 5, Duration::from_secs(1), VideoChoice::Either).await;
     println!("720p30 one-way call, 5 s (capture -> encode -> RTP -> decode, one process):");
     println!(
         "  capture -> hand-out latency: median {:.1} ms, p95 {:.1} ms ({} frames, {:.1} fps \
