@@ -6,6 +6,14 @@
 //! (halving width and height, then halving the frame rate) when the target falls below what the
 //! current size needs, and back up once the next size up has been affordable for a while; the
 //! gap between the two thresholds and the wait keep it from flapping on a sawing estimate.
+//!
+//! A climb can still fail: below full size the estimate comes from probes (`probe`), and a link
+//! behind a token bucket carries a short probe at line rate whatever its rate. Measured on a
+//! steady 300 kbit/s link (15 kB bucket): every ~10 s a probe came back at the next size's need,
+//! the ladder climbed from 320x240 to 640x480, sent a keyframe the link could not carry, and
+//! stepped down again a second or two later. A probe cannot tell such a link from one that
+//! widened, so each climb stepped back down soon after doubles the wait before the next, up to
+//! a bound that keeps the climb after a real widening within seconds.
 use std::time::{Duration, Instant};
 
 /// What to send: the source halved `halvings` times, every `frame_interval`-th frame.
@@ -41,6 +49,12 @@ const STEP_DOWN_BPP: f64 = 0.022;
 const STEP_UP_BPP: f64 = 0.035;
 /// How long the bigger size must have been affordable before the ladder climbs.
 const STEP_UP_AFTER: Duration = Duration::from_secs(3);
+/// A climb stepped back down within this long failed; one that held this long resets the wait.
+const CLIMB_HELD: Duration = Duration::from_secs(10);
+/// The longest the wait to climb grows to after climbs that failed in a row: `drop300` asks
+/// for the bitrate of before a 20 s dip back within 15 s of the link widening, and climbs that
+/// failed during the dip must not delay that by more than this.
+const LONGEST_STEP_UP_WAIT: Duration = Duration::from_secs(12);
 /// How long a size is kept at least before the next step down: the encoder needs a moment at
 /// its new bitrate before its output says anything.
 const STEP_DOWN_AFTER: Duration = Duration::from_secs(1);
@@ -55,6 +69,10 @@ pub(crate) struct Ladder {
     changed_at: Option<Instant>,
     /// Since when the rung above has been affordable.
     affordable_since: Option<Instant>,
+    /// When the ladder last climbed, until the climb has held for [`CLIMB_HELD`].
+    climbed_at: Option<Instant>,
+    /// Climbs in a row that were stepped back down within [`CLIMB_HELD`].
+    failed_climbs: u32,
 }
 
 impl Ladder {
@@ -81,9 +99,21 @@ impl Ladder {
     }
 
     fn step_to(&mut self, rung: usize, now: Instant) {
+        if rung < self.rung {
+            self.climbed_at = Some(now);
+        } else if self.climbed_at.take().is_some() {
+            self.failed_climbs += 1;
+        }
         self.rung = rung;
         self.changed_at = Some(now);
         self.affordable_since = None;
+    }
+
+    /// How long the next size up must have been affordable before the ladder climbs to it.
+    fn step_up_wait(&self) -> Duration {
+        STEP_UP_AFTER
+            .saturating_mul(1 << self.failed_climbs.min(8))
+            .min(LONGEST_STEP_UP_WAIT)
     }
 
     /// The rung to send at now, given the video's share of the estimate and the source.
@@ -99,6 +129,13 @@ impl Ladder {
         while self.rung > 0 && !usable(self.rung) {
             self.rung -= 1;
         }
+        if self
+            .climbed_at
+            .is_some_and(|at| now.duration_since(at) >= CLIMB_HELD)
+        {
+            self.climbed_at = None;
+            self.failed_climbs = 0;
+        }
         let settled = self
             .changed_at
             .is_none_or(|at| now.duration_since(at) >= STEP_DOWN_AFTER);
@@ -107,7 +144,7 @@ impl Ladder {
             self.step_to(below, now);
         } else if self.rung > 0 && bpp(self.rung - 1) >= STEP_UP_BPP {
             let since = *self.affordable_since.get_or_insert(now);
-            if now.duration_since(since) >= STEP_UP_AFTER {
+            if now.duration_since(since) >= self.step_up_wait() {
                 self.step_to(self.rung - 1, now);
             }
         } else {
@@ -187,6 +224,40 @@ mod tests {
         assert_eq!(ladder.follow(at(start, 2000), 330_000, VGA), RUNGS[1]);
         assert_eq!(ladder.follow(at(start, 4000), 330_000, VGA), RUNGS[1]);
         assert_eq!(ladder.follow(at(start, 5000), 330_000, VGA), RUNGS[0]);
+    }
+
+    #[test]
+    fn each_climb_stepped_back_down_soon_doubles_the_wait_before_the_next() {
+        let mut ladder = Ladder::new();
+        let start = Instant::now();
+        ladder.follow(start, 150_000, VGA);
+        assert_eq!(ladder.rung(), RUNGS[1]);
+        // A probe says 640x480 is affordable; the link then says it was not: a climb after the
+        // usual 3 s, and a step down a second later.
+        let mut now = 1_000;
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let affordable_from = now;
+            while ladder.follow(at(start, now), 400_000, VGA) != RUNGS[0] {
+                now += 500;
+                assert!(now < affordable_from + 60_000, "never climbed");
+            }
+            waits.push(now - affordable_from);
+            now += 1_000;
+            assert_eq!(ladder.follow(at(start, now), 150_000, VGA), RUNGS[1]);
+            now += 1_000;
+        }
+        assert_eq!(waits, vec![3_000, 6_000, 12_000, 12_000]);
+        // A climb that holds makes the next wait the usual one again.
+        ladder.follow(at(start, now), 400_000, VGA);
+        now += 12_000;
+        assert_eq!(ladder.follow(at(start, now), 400_000, VGA), RUNGS[0]);
+        now += 10_000;
+        assert_eq!(ladder.follow(at(start, now), 400_000, VGA), RUNGS[0]);
+        now += 1_000;
+        assert_eq!(ladder.follow(at(start, now), 150_000, VGA), RUNGS[1]);
+        ladder.follow(at(start, now + 1_000), 400_000, VGA);
+        assert_eq!(ladder.follow(at(start, now + 4_000), 400_000, VGA), RUNGS[0]);
     }
 
     #[test]
