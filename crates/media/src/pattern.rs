@@ -72,12 +72,13 @@ pub fn write_stamp(frame: &mut VideoFrame, stamp: Stamp) {
 /// Reads the stamp back, or `None` if the frame carries none (or it was damaged beyond reading).
 ///
 /// A frame the sender scaled down carries the stamp with smaller blocks than its width implies,
-/// so every block size the stamp can have is tried; a wrong size averages across block edges
+/// so every block size the stamp can have is tried (16 or 8 px, halved, or at three quarters:
+/// 12 or 6 px); a wrong size averages across block edges
 /// and reads as undecided, and the checksum catches the rest.
 pub fn read_stamp(frame: &VideoFrame) -> Option<Stamp> {
     let natural = block_size(frame.width);
     std::iter::once(natural)
-        .chain([16, 8, 4].into_iter().filter(|&b| b != natural))
+        .chain([16, 12, 8, 6, 4].into_iter().filter(|&b| b != natural))
         .filter(|&b| COLUMNS * b <= frame.width && ROWS * b <= frame.height)
         .find_map(|b| read_stamp_with_blocks(frame, b))
 }

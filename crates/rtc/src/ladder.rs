@@ -3,7 +3,7 @@
 //! Below some bits per pixel an encoder can only hold its bitrate by making a mush of every
 //! frame, skipping frames, and producing keyframes that take seconds to cross the link: a
 //! smaller picture at the same bitrate looks better and recovers faster. The ladder steps down
-//! (halving width and height, then halving the frame rate) when the target falls below what the
+//! (to three quarters of the width and height, a half, a quarter, then half the frame rate) when the target falls below what the
 //! current size needs, and back up once the next size up has been affordable for a while; the
 //! gap between the two thresholds and the wait keep it from flapping on a sawing estimate.
 //!
@@ -16,28 +16,37 @@
 //! a bound that keeps the climb after a real widening within seconds.
 use std::time::{Duration, Instant};
 
-/// What to send: the source halved `halvings` times, every `frame_interval`-th frame.
+use parlor_media::scale::Scale;
+
+/// What to send: the source at `scale` of its size, every `frame_interval`-th frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rung {
-    pub(crate) halvings: u32,
+    pub(crate) scale: Scale,
     pub(crate) frame_interval: u32,
 }
 
-const RUNGS: [Rung; 4] = [
+/// Three quarters before a half, as libwebrtc steps (720p → 540p → 360p → 180p): each step
+/// then costs less sharpness, and a link between two halvings' needs (measured: 300 kbit/s,
+/// where 640x480 was too big and 320x240 used 120 kbit/s of it) gets the size between.
+const RUNGS: [Rung; 5] = [
     Rung {
-        halvings: 0,
+        scale: Scale::Full,
         frame_interval: 1,
     },
     Rung {
-        halvings: 1,
+        scale: Scale::ThreeQuarters,
         frame_interval: 1,
     },
     Rung {
-        halvings: 2,
+        scale: Scale::Half,
         frame_interval: 1,
     },
     Rung {
-        halvings: 2,
+        scale: Scale::Quarter,
+        frame_interval: 1,
+    },
+    Rung {
+        scale: Scale::Quarter,
         frame_interval: 2,
     },
 ];
@@ -165,14 +174,14 @@ impl Ladder {
 /// smallest useful height, and not at half the frame rate of an already slow source.
 fn ladder_usable(index: usize, (width, height, fps): (usize, usize, u32)) -> bool {
     let rung = RUNGS[index];
-    let (_, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
+    let (_, h) = parlor_media::scale::scaled_size(width, height, rung.scale);
     index == 0 || (h >= MIN_HEIGHT && (rung.frame_interval == 1 || fps >= MIN_FPS_TO_HALVE))
 }
 
 /// Pixels a second that `RUNGS[index]` sends of a `(width, height, fps)` source.
 fn pixels_per_second(index: usize, (width, height, fps): (usize, usize, u32)) -> f64 {
     let rung = RUNGS[index];
-    let (w, h) = parlor_media::scale::halved_size(width, height, rung.halvings);
+    let (w, h) = parlor_media::scale::scaled_size(width, height, rung.scale);
     let frames = (fps.max(1) as f64 / rung.frame_interval as f64).max(1.0);
     (w * h).max(1) as f64 * frames
 }
@@ -201,12 +210,12 @@ mod tests {
     fn a_falling_target_steps_down_one_rung_per_second_to_half_the_frame_rate() {
         let mut ladder = Ladder::new();
         let start = Instant::now();
-        let rungs: Vec<Rung> = (0..5)
+        let rungs: Vec<Rung> = (0..6)
             .map(|second| ladder.follow(at(start, second * 1000), 10_000, VGA))
             .collect();
         assert_eq!(
             rungs,
-            vec![RUNGS[1], RUNGS[2], RUNGS[3], RUNGS[3], RUNGS[3]]
+            vec![RUNGS[1], RUNGS[2], RUNGS[3], RUNGS[4], RUNGS[4], RUNGS[4]]
         );
         // Nothing happens in between: each step waits for the last to take effect.
         let mut ladder = Ladder::new();
@@ -257,7 +266,10 @@ mod tests {
         now += 1_000;
         assert_eq!(ladder.follow(at(start, now), 150_000, VGA), RUNGS[1]);
         ladder.follow(at(start, now + 1_000), 400_000, VGA);
-        assert_eq!(ladder.follow(at(start, now + 4_000), 400_000, VGA), RUNGS[0]);
+        assert_eq!(
+            ladder.follow(at(start, now + 4_000), 400_000, VGA),
+            RUNGS[0]
+        );
     }
 
     #[test]
@@ -275,9 +287,9 @@ mod tests {
         ladder.follow(at(start, 5000), 10_000, VGA);
         ladder.follow(at(start, 6000), 10_000, VGA);
         assert_eq!(ladder.rung(), RUNGS[2]);
-        // 320x240 at 30 fps (rounded up: a figure just under would not climb).
+        // 480x360 at 30 fps (rounded up: a figure just under would not climb).
         let needed = ladder.next_size_bps(VGA).expect("below full size");
-        assert!(needed.abs_diff(80_640) <= 1, "{needed}");
+        assert!(needed.abs_diff(181_440) <= 1, "{needed}");
     }
 
     #[test]
@@ -285,7 +297,7 @@ mod tests {
         let mut ladder = Ladder::new();
         let start = Instant::now();
         ladder.follow(start, 150_000, VGA);
-        // 250k: enough for 320x240 to stay, not enough to climb to 640x480 (0.027 bpp).
+        // 250k: enough for 480x360 to stay, not enough to climb to 640x480 (0.027 bpp).
         for second in 1..30 {
             assert_eq!(
                 ladder.follow(at(start, second * 1000), 250_000, VGA),
@@ -303,37 +315,43 @@ mod tests {
     #[test]
     fn a_ladder_for_a_thin_link_starts_at_the_size_it_can_keep() {
         assert_eq!(Ladder::starting_at(2_000_000, VGA).rung(), RUNGS[0]);
-        // 640x480 at 30 fps is affordable from 323k (0.035 bpp); 320x240 81k, 160x120 20k.
+        // 640x480 at 30 fps is affordable from 323k (0.035 bpp); 480x360 182k, 320x240 81k,
+        // 160x120 20k.
         assert_eq!(Ladder::starting_at(330_000, VGA).rung(), RUNGS[0]);
         assert_eq!(Ladder::starting_at(300_000, VGA).rung(), RUNGS[1]);
-        assert_eq!(Ladder::starting_at(40_000, VGA).rung(), RUNGS[2]);
-        assert_eq!(Ladder::starting_at(15_000, VGA).rung(), RUNGS[3]);
+        assert_eq!(Ladder::starting_at(150_000, VGA).rung(), RUNGS[2]);
+        assert_eq!(Ladder::starting_at(40_000, VGA).rung(), RUNGS[3]);
+        assert_eq!(Ladder::starting_at(15_000, VGA).rung(), RUNGS[4]);
         // A 320x240 source never goes below 160x120.
-        assert!(Ladder::starting_at(1_000, (320, 240, 30)).rung().halvings <= 1);
-        // And it climbs from there as any ladder does.
+        assert_eq!(
+            Ladder::starting_at(1_000, (320, 240, 30)).rung().scale,
+            Scale::Half
+        );
+        // And it climbs from there as any ladder does, a rung at a time.
         let mut ladder = Ladder::starting_at(150_000, VGA);
         let start = Instant::now();
         ladder.follow(start, 400_000, VGA);
-        assert_eq!(ladder.follow(at(start, 3000), 400_000, VGA), RUNGS[0]);
+        assert_eq!(ladder.follow(at(start, 3000), 400_000, VGA), RUNGS[1]);
+        ladder.follow(at(start, 4000), 400_000, VGA);
+        assert_eq!(ladder.follow(at(start, 7000), 400_000, VGA), RUNGS[0]);
     }
 
     #[test]
     fn small_or_slow_sources_keep_their_size_or_frame_rate() {
         let mut ladder = Ladder::new();
         let start = Instant::now();
-        // 320x240: one halving (160x120) is the last size above 90 rows; then the frame rate.
+        // 320x240: a half (160x120) is the last size of at least 90 rows.
         let rungs: Vec<Rung> = (0..4)
             .map(|second| ladder.follow(at(start, second * 1000), 1_000, (320, 240, 30)))
             .collect();
-        assert_eq!(rungs[0], RUNGS[1]);
-        assert!(rungs.iter().all(|r| r.halvings <= 1), "{rungs:?}");
+        assert_eq!(rungs, vec![RUNGS[1], RUNGS[2], RUNGS[2], RUNGS[2]]);
         let mut ladder = Ladder::new();
-        for second in 0..5 {
+        for second in 0..6 {
             ladder.follow(at(start, second * 1000), 1_000, (640, 480, 15));
         }
         assert_eq!(
             ladder.rung(),
-            RUNGS[2],
+            RUNGS[3],
             "a 15 fps source keeps its frame rate"
         );
     }

@@ -720,7 +720,7 @@ impl LinkEncoder {
         frame: &VideoFrame,
         source_fps: u32,
         planned: &Planned,
-        scaled: &mut HashMap<u32, VideoFrame>,
+        scaled: &mut HashMap<parlor_media::scale::Scale, VideoFrame>,
     ) -> Option<EncodeOutcome> {
         let now = Instant::now();
         let target = planned.target_bps;
@@ -749,11 +749,11 @@ impl LinkEncoder {
             });
         }
         // Encoders at the same size share the scaling.
-        let frame = match rung.halvings {
-            0 => frame,
-            halvings => &*scaled
-                .entry(halvings)
-                .or_insert_with(|| parlor_media::scale::downscale(frame, halvings)),
+        let frame = match rung.scale {
+            parlor_media::scale::Scale::Full => frame,
+            scale => &*scaled
+                .entry(scale)
+                .or_insert_with(|| parlor_media::scale::downscale(frame, scale)),
         };
         let fps = (source_fps / rung.frame_interval).max(1);
         // Requests that come while a keyframe is still young wait for the gate: many PLIs

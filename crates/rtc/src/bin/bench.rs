@@ -93,6 +93,32 @@ fn codec_cpu(width: usize, height: usize) {
     );
 }
 
+/// What making a smaller picture costs the sender (the ladder's steps, one thread): CPU per
+/// 720p frame for each scale.
+fn downscale_cpu() {
+    use parlor_media::scale::{downscale, Scale};
+    let pattern = TestPattern::new(VideoConstraints {
+        width: 1280,
+        height: 720,
+        fps: 30,
+    })
+    .unwrap();
+    let frames: Vec<_> = (0..10).map(|n| pattern.render(n, Duration::ZERO)).collect();
+    let n = 200;
+    let figures: Vec<String> = [Scale::ThreeQuarters, Scale::Half, Scale::Quarter]
+        .into_iter()
+        .map(|scale| {
+            let start = cpu_time(true);
+            for i in 0..n {
+                std::hint::black_box(downscale(&frames[i % frames.len()], scale));
+            }
+            let per_frame = (cpu_time(true) - start).as_secs_f64() * 1000.0 / n as f64;
+            format!("{scale:?} {per_frame:.2} ms")
+        })
+        .collect();
+    println!("  720p downscale per frame: {}", figures.join(", "));
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -560,7 +586,8 @@ async fn measure_call(
 async fn link_call(seconds: u64, warm_up: Duration, json: bool, video: VideoChoice) {
     // Bounded: on a link too poor to set the call up, say so instead of waiting forever.
     let limit = Duration::from_secs(seconds + 30);
-    let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds, warm_up, video)).await else {
+    let Ok(f) = tokio::time::timeout(limit, measure_call(640, 480, seconds, warm_up, video)).await
+    else {
         // A failure, not a figure: scripts and tests must not read it as a measurement.
         eprintln!("640x480 one-way, {seconds} s: the call was not set up within {limit:?}");
         std::process::exit(1);
@@ -822,6 +849,7 @@ async fn main() {
     println!("H.264 CPU per real-time stream (test pattern, one thread):");
     codec_cpu(640, 480);
     codec_cpu(1280, 720);
+    downscale_cpu();
 
     let mut connected = Vec::new();
     let mut first = Vec::new();
