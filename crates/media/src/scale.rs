@@ -126,25 +126,34 @@ fn three_quarters_taps(i: usize, source_len: usize) -> [(usize, u16); 2] {
 
 /// Each output sample is the rounded mean of the 4/3 × 4/3 source area under it.
 fn three_quarters_plane(plane: Plane, (width, height): (usize, usize)) -> Vec<u8> {
-    let columns: Vec<_> = (0..width)
-        .map(|x| three_quarters_taps(x, plane.width))
+    // Across first: each source row once (a row feeds one or two output rows), in quarters of a
+    // sample. Whole groups of 4 samples → 3 with fixed weights; the columns of a width that is
+    // not a multiple of 3 through the taps.
+    let whole = (width / 3).min(plane.width / 4);
+    let across: Vec<Vec<u16>> = (0..plane.height)
+        .map(|y| {
+            let row = &plane.samples[y * plane.stride..y * plane.stride + plane.width];
+            let mut out = Vec::with_capacity(width);
+            for s in row.chunks_exact(4).take(whole) {
+                let [a, b, c, d] = [s[0], s[1], s[2], s[3]].map(u16::from);
+                out.extend([3 * a + b, 2 * (b + c), c + 3 * d]);
+            }
+            out.extend((whole * 3..width).map(|x| {
+                let [(a, wa), (b, wb)] = three_quarters_taps(x, plane.width);
+                row[a] as u16 * wa + row[b] as u16 * wb
+            }));
+            out
+        })
         .collect();
-    // One source row resampled across, in quarters of a sample.
-    let across = |row: usize| -> Vec<u16> {
-        let row = &plane.samples[row * plane.stride..];
-        columns
-            .iter()
-            .map(|&[(a, wa), (b, wb)]| row[a] as u16 * wa + row[b] as u16 * wb)
-            .collect()
-    };
     let mut out = Vec::with_capacity(width * height);
     for y in 0..height {
         let [(a, wa), (b, wb)] = three_quarters_taps(y, plane.height);
-        let (top, bottom) = (across(a), across(b));
+        let (wa, wb) = (u32::from(wa), u32::from(wb));
         out.extend(
-            top.iter()
-                .zip(&bottom)
-                .map(|(&t, &u)| ((t as u32 * wa as u32 + u as u32 * wb as u32 + 8) / 16) as u8),
+            across[a]
+                .iter()
+                .zip(&across[b])
+                .map(|(&t, &u)| ((u32::from(t) * wa + u32::from(u) * wb + 8) / 16) as u8),
         );
     }
     out
@@ -212,6 +221,30 @@ mod tests {
         assert_eq!(half.u, vec![150]);
         assert_eq!(half.v, vec![52]);
         assert_eq!(half.captured_at, Duration::from_millis(7));
+    }
+
+    #[test]
+    fn three_quarters_of_a_size_not_a_multiple_of_four_repeats_the_last_sample() {
+        // 14×10 luma: 3 whole groups across and a tail of 2 samples; 10 rows → 7, kept at 6.
+        let mut frame = VideoFrame::black(14, 10, Duration::ZERO);
+        frame.y = (0..140).map(|i| (i * 37 % 251) as u8).collect();
+        let small = downscale(&frame, Scale::ThreeQuarters);
+        assert_eq!((small.width, small.height), (10, 6));
+        // Sample by sample from the taps alone.
+        let taps = |i, len| three_quarters_taps(i, len);
+        for y in 0..6 {
+            for x in 0..10 {
+                let mut sum = 0u32;
+                for (row, wy) in taps(y, 10) {
+                    for (column, wx) in taps(x, 14) {
+                        sum += u32::from(frame.y[row * 14 + column]) * u32::from(wx * wy);
+                    }
+                }
+                assert_eq!(u32::from(small.y[y * 10 + x]), (sum + 8) / 16, "({x}, {y})");
+            }
+        }
+        // Output column 9 starts the source's last, partial group: columns 12 and 13 at 3:1.
+        assert_eq!(taps(9, 14), [(12, 3), (13, 1)]);
     }
 
     #[test]
