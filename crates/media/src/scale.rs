@@ -33,14 +33,14 @@ pub fn scaled_size(width: usize, height: usize, scale: Scale) -> (usize, usize) 
     (even(width), even(height))
 }
 
-/// The frame at `scale` of its size (a copy of it at full size).
+/// The frame at `scale` of its size (a packed copy of it at full size). The planes are read
+/// through their strides, not copied first.
 pub fn downscale(frame: &VideoFrame, scale: Scale) -> VideoFrame {
-    let frame = frame.packed();
     match scale {
-        Scale::Full => frame,
-        Scale::ThreeQuarters => three_quarters(&frame),
-        Scale::Half => halve(&frame),
-        Scale::Quarter => halve(&halve(&frame)),
+        Scale::Full => frame.packed(),
+        Scale::ThreeQuarters => three_quarters(frame),
+        Scale::Half => halve(frame),
+        Scale::Quarter => halve(&halve(frame)),
     }
 }
 
@@ -245,6 +245,44 @@ mod tests {
         }
         // Output column 9 starts the source's last, partial group: columns 12 and 13 at 3:1.
         assert_eq!(taps(9, 14), [(12, 3), (13, 1)]);
+    }
+
+    #[test]
+    fn a_frame_with_padded_rows_scales_as_its_packed_copy() {
+        let mut pattern = TestPattern::new(VideoConstraints {
+            width: 320,
+            height: 240,
+            fps: 30,
+        })
+        .unwrap();
+        let packed = pattern.next_frame().unwrap();
+        // The same picture with 16 bytes of padding after each row, as a decoder hands it out.
+        let pad = |plane: &[u8], width: usize| -> Vec<u8> {
+            plane
+                .chunks(width)
+                .flat_map(|row| row.iter().copied().chain([0xAA; 16]))
+                .collect()
+        };
+        let padded = VideoFrame {
+            y: pad(&packed.y, 320),
+            u: pad(&packed.u, 160),
+            v: pad(&packed.v, 160),
+            stride_y: 336,
+            stride_uv: 176,
+            ..packed.clone()
+        };
+        for scale in [
+            Scale::Full,
+            Scale::ThreeQuarters,
+            Scale::Half,
+            Scale::Quarter,
+        ] {
+            assert_eq!(
+                downscale(&padded, scale),
+                downscale(&packed, scale),
+                "{scale:?}"
+            );
+        }
     }
 
     #[test]
