@@ -73,8 +73,8 @@ pub fn write_stamp(frame: &mut VideoFrame, stamp: Stamp) {
 ///
 /// A frame the sender scaled down carries the stamp with smaller blocks than its width implies,
 /// so every block size the stamp can have is tried (16 or 8 px, halved, or at three quarters:
-/// 12 or 6 px); a wrong size averages across block edges
-/// and reads as undecided, and the checksum catches the rest.
+/// 12 or 6 px); a wrong size averages across block edges and reads as undecided, and the
+/// checksum catches the rest.
 pub fn read_stamp(frame: &VideoFrame) -> Option<Stamp> {
     let natural = block_size(frame.width);
     std::iter::once(natural)

@@ -3,9 +3,10 @@
 //! Below some bits per pixel an encoder can only hold its bitrate by making a mush of every
 //! frame, skipping frames, and producing keyframes that take seconds to cross the link: a
 //! smaller picture at the same bitrate looks better and recovers faster. The ladder steps down
-//! (to three quarters of the width and height, a half, a quarter, then half the frame rate) when the target falls below what the
-//! current size needs, and back up once the next size up has been affordable for a while; the
-//! gap between the two thresholds and the wait keep it from flapping on a sawing estimate.
+//! (to three quarters of the width and height, a half, a quarter, then half the frame rate)
+//! when the target falls below what the current size needs, and back up once the next size up
+//! has been affordable for a while; the gap between the two thresholds and the wait keep it
+//! from flapping on a sawing estimate.
 //!
 //! A climb can still fail: below full size the estimate comes from probes (`probe`), and a link
 //! behind a token bucket carries a short probe at line rate whatever its rate. Measured on a
