@@ -9,12 +9,8 @@
 // Meant to run inside a (shaped) loopback-only network namespace; contacts nothing but
 // 127.0.0.1.
 import { servePage, launchChromium } from './browser.mjs';
+import { option } from './web-harness.mjs';
 
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
-  return fallback;
-}
 const seconds = Number(option('seconds', '20'));
 const forcedCodec = option('codec', 'H264');
 // 0 measures from the moment the answer is applied: the call's first seconds too.

@@ -9,9 +9,9 @@
 // Meant to run inside a (shaped) loopback-only network namespace; contacts nothing but
 // 127.0.0.1.
 import { servePage, launchChromium } from './browser.mjs';
+import { option } from './web-harness.mjs';
 
-const at = process.argv.indexOf('--seconds');
-const seconds = Number(at >= 0 ? process.argv[at + 1] : '20');
+const seconds = Number(option('seconds', '20'));
 
 const page = `<!doctype html><meta charset="utf-8"><title>two-way</title>
 <video id="v" autoplay muted playsinline></video>

@@ -10,13 +10,8 @@
 // Meant to run inside a (shaped) loopback-only network namespace.
 import { spawn } from 'node:child_process';
 import readline from 'node:readline';
+import { option } from './web-harness.mjs';
 
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-}
 const peer = option('peer');
 const seconds = Number(option('seconds', '20'));
 
