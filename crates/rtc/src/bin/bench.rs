@@ -799,6 +799,12 @@ async fn measure_mesh(seconds: u64, receivers: usize) -> MeshFigures {
     }
 }
 
+/// The value given after `flag` on the command line, if it is there and parses.
+fn value_after<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
+    let at = args.iter().position(|a| a == flag)?;
+    args.get(at + 1)?.parse().ok()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // Quiet unless asked: a shaped link's drops are logged by webrtc-rs as errors, once per
@@ -810,35 +816,27 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|a| a == "--link-call") {
-        let seconds = args.get(at + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
-        let video = if args.iter().any(|a| a == "--vp8") {
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    if has("--link-call") {
+        let seconds = value_after(&args, "--link-call").unwrap_or(20);
+        let video = if has("--vp8") {
             VideoChoice::Vp8
         } else {
             VideoChoice::Either
         };
         // `--warm-up 0` measures the call's first seconds too.
-        let warm_up = args
-            .iter()
-            .position(|a| a == "--warm-up")
-            .and_then(|at| args.get(at + 1))
-            .and_then(|s| s.parse().ok())
-            .map_or(Duration::from_secs(1), Duration::from_secs_f64);
-        link_call(seconds, warm_up, args.iter().any(|a| a == "--json"), video).await;
+        let warm_up =
+            value_after(&args, "--warm-up").map_or(Duration::from_secs(1), Duration::from_secs_f64);
+        link_call(seconds, warm_up, has("--json"), video).await;
         return;
     }
-    if let Some(at) = args.iter().position(|a| a == "--mesh-call") {
-        let seconds = args.get(at + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
-        let receivers = args
-            .iter()
-            .position(|a| a == "--receivers")
-            .and_then(|at| args.get(at + 1))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(2);
-        mesh_call(seconds, receivers, args.iter().any(|a| a == "--json")).await;
+    if has("--mesh-call") {
+        let seconds = value_after(&args, "--mesh-call").unwrap_or(20);
+        let receivers = value_after(&args, "--receivers").unwrap_or(2);
+        mesh_call(seconds, receivers, has("--json")).await;
         return;
     }
-    if std::env::args().any(|a| a == "--data-channel-only") {
+    if has("--data-channel-only") {
         println!(
             "data channel: {:.0} Mbit/s",
             data_channel_throughput().await
