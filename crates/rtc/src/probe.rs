@@ -81,6 +81,46 @@ impl ProbeSchedule {
     }
 }
 
+/// When to probe and at what rate, from the estimate as it moves and the ladder's next size:
+/// the prober's decisions without its packets, so a simulated call (`sim::call`) makes the
+/// same ones.
+#[derive(Debug, Default)]
+pub(crate) struct ProbePlan {
+    schedule: ProbeSchedule,
+    last_estimate: Option<u32>,
+    quiet_until: Option<Instant>,
+    recovery: crate::drop_recovery::DropRecovery,
+}
+
+impl ProbePlan {
+    /// The rate of a cluster to start now, if one is due; never over one still going out
+    /// (`sending`).
+    pub(crate) fn due(
+        &mut self,
+        now: Instant,
+        estimate: Option<Estimate>,
+        next_size_bps: u32,
+        sending: bool,
+    ) -> Option<f64> {
+        if let Some(estimate) = estimate {
+            self.quiet_until = quiet_until(
+                self.last_estimate,
+                estimate.target_bps,
+                now,
+                self.quiet_until,
+            );
+            self.last_estimate = Some(estimate.target_bps);
+            self.recovery.update(now, estimate.target_bps);
+        }
+        let quiet = self.quiet_until.is_some_and(|until| now < until);
+        let rate = probe_now(next_size_bps, estimate, &self.recovery, quiet).filter(|_| !sending);
+        if !self.schedule.due(now, rate.is_some()) {
+            return None;
+        }
+        rate
+    }
+}
+
 /// The rate to probe at now, unless the path has just said it is full (`quiet`): below full
 /// size [`probe_rate`] for the next size; at full size what `recovery` asks for to get back the
 /// rate of before a drop.
@@ -299,15 +339,12 @@ pub(crate) struct Prober {
     log: ProbeLog,
     /// The video streams with an RTX stream, by SSRC.
     video: HashMap<u32, RtxStream>,
-    schedule: ProbeSchedule,
+    plan: ProbePlan,
     /// The latest video packet worth copying, and the transport it left on.
     latest: Option<(rtc::rtp::Packet, rtc::shared::TransportContext)>,
     /// The cluster going out: the packet copied, when the next copy is due, the spacing, how
     /// many are left, and when the first left.
     cluster: Option<Cluster>,
-    last_estimate: Option<u32>,
-    quiet_until: Option<Instant>,
-    recovery: crate::drop_recovery::DropRecovery,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -365,12 +402,9 @@ impl Prober {
             estimate,
             log,
             video: HashMap::new(),
-            schedule: ProbeSchedule::default(),
+            plan: ProbePlan::default(),
             latest: None,
             cluster: None,
-            last_estimate: None,
-            quiet_until: None,
-            recovery: crate::drop_recovery::DropRecovery::default(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -379,25 +413,14 @@ impl Prober {
     /// Starts a cluster if one is due.
     fn consider(&mut self, now: Instant) {
         let estimate = *self.estimate.borrow();
-        if let Some(estimate) = estimate {
-            self.quiet_until = quiet_until(
-                self.last_estimate,
-                estimate.target_bps,
-                now,
-                self.quiet_until,
-            );
-            self.last_estimate = Some(estimate.target_bps);
-            self.recovery.update(now, estimate.target_bps);
-        }
-        let quiet = self.quiet_until.is_some_and(|until| now < until);
-        // Not over a cluster still going out.
         let next_size = *self.next_size.borrow();
-        let rate = probe_now(next_size, estimate, &self.recovery, quiet)
-            .filter(|_| self.cluster.is_none());
-        if !self.schedule.due(now, rate.is_some()) {
+        let Some(rate) = self
+            .plan
+            .due(now, estimate, next_size, self.cluster.is_some())
+        else {
             return;
-        }
-        let (Some(rate), Some((packet, transport))) = (rate, &self.latest) else {
+        };
+        let Some((packet, transport)) = &self.latest else {
             return;
         };
         let size = packet.marshal_size() + 2;
