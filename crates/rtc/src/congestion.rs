@@ -329,7 +329,7 @@ impl<E: BandwidthEstimator> BandwidthEstimator for Published<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use crate::sim::bottleneck::{Bottleneck, PROPAGATION};
     use rtc::interceptor::ConstantBitrate;
     use std::time::Duration;
 
@@ -357,25 +357,15 @@ mod tests {
         Gcc::new(INITIAL_BITRATE_BPS, MIN_BITRATE_BPS, MAX_BITRATE_BPS)
     }
 
-    /// A sender paced at the estimate, a bottleneck with a 300 ms tail-drop queue behind random
-    /// loss, and transport-wide feedback every 50 ms: all on simulated time, so 30 s of a call
-    /// run in milliseconds and give the same trajectory every time.
+    /// A sender paced at the estimate through a shaped link's bottleneck (`sim::bottleneck`),
+    /// with transport-wide feedback every 50 ms: all on simulated time, so 30 s of a call run in
+    /// milliseconds and give the same trajectory every time.
     struct Link {
-        capacity_bps: f64,
+        bottleneck: Bottleneck,
         /// The most the sender has to send, whatever the estimate (a small picture).
         app_limit_bps: f64,
-        random_loss: f64,
-        rng: rand::rngs::StdRng,
         epoch: Instant,
         now: Duration,
-        /// When the bottleneck sent (or will send) the last packet it took.
-        busy_until: Duration,
-        /// A token bucket in front of the bottleneck, as `tc tbf` has: bytes that may pass at
-        /// once after a quiet spell (at least one packet: a plain rate limit).
-        bucket_bytes: f64,
-        /// The bucket's tokens at `tokens_at`.
-        tokens: f64,
-        tokens_at: Duration,
         next_send: Duration,
         next_feedback: Duration,
         sent: u64,
@@ -385,42 +375,30 @@ mod tests {
         trace: Vec<(Duration, f64)>,
         /// (time, bits) of what the sender put on the wire.
         wire: Vec<(Duration, f64)>,
-        /// (time, queueing delay) met by each packet at the bottleneck.
-        queued: Vec<(Duration, Duration)>,
     }
 
     const PACKET: usize = 1200;
-    const PROPAGATION: Duration = Duration::from_millis(10);
-    const QUEUE: Duration = Duration::from_millis(300);
     const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 
     impl Link {
         /// A token bucket of `bytes` in front of the link (`tbf … burst`).
         fn with_bucket(mut self, bytes: f64) -> Self {
-            self.bucket_bytes = bytes.max(PACKET as f64);
-            self.tokens = self.bucket_bytes;
+            self.bottleneck = self.bottleneck.with_bucket(bytes);
             self
         }
 
         fn new(capacity_bps: f64, random_loss: f64) -> Self {
             Link {
-                capacity_bps,
+                bottleneck: Bottleneck::new(capacity_bps, random_loss, PACKET),
                 app_limit_bps: f64::INFINITY,
-                random_loss,
-                rng: rand::rngs::StdRng::seed_from_u64(7),
                 epoch: Instant::now(),
                 now: Duration::ZERO,
-                busy_until: Duration::ZERO,
-                bucket_bytes: PACKET as f64,
-                tokens: PACKET as f64,
-                tokens_at: Duration::ZERO,
                 next_send: Duration::ZERO,
                 next_feedback: FEEDBACK_INTERVAL,
                 sent: 0,
                 in_flight: Vec::new(),
                 trace: Vec::new(),
                 wire: Vec::new(),
-                queued: Vec::new(),
             }
         }
 
@@ -454,29 +432,7 @@ mod tests {
             let id = self.sent;
             self.sent += 1;
             self.wire.push((at, PACKET as f64 * 8.0));
-            let at_bottleneck = at + PROPAGATION;
-            // In order, once the bucket holds enough tokens for the packet.
-            let bytes_per_second = self.capacity_bps / 8.0;
-            let start = self.busy_until.max(at_bottleneck);
-            let tokens = (self.tokens + (start - self.tokens_at).as_secs_f64() * bytes_per_second)
-                .min(self.bucket_bytes);
-            let wait =
-                Duration::from_secs_f64((PACKET as f64 - tokens).max(0.0) / bytes_per_second);
-            let leaves = start + wait;
-            // What it waits behind, as the plain rate limit measured it: its own sending aside.
-            let backlog = leaves
-                .saturating_sub(at_bottleneck)
-                .saturating_sub(Duration::from_secs_f64(PACKET as f64 / bytes_per_second));
-            self.queued.push((at, backlog));
-            let lost_at_random = self.rng.gen::<f64>() < self.random_loss;
-            let arrival = if lost_at_random || backlog > QUEUE {
-                None
-            } else {
-                self.tokens = tokens + wait.as_secs_f64() * bytes_per_second - PACKET as f64;
-                self.tokens_at = leaves;
-                self.busy_until = leaves;
-                Some(leaves)
-            };
+            let carried = self.bottleneck.carry(at, PACKET);
             let report = PacketReport {
                 ssrc: 1,
                 id,
@@ -484,14 +440,12 @@ mod tests {
                 is_twcc: true,
                 twcc_sequence_number: id as u16,
                 size: PACKET,
-                arrived: arrival.is_some(),
+                arrived: carried.arrival.is_some(),
                 departure: self.epoch + at,
-                arrival,
+                arrival: carried.arrival,
                 ecn: Default::default(),
             };
-            // A loss is known once a later packet arrives: about when this one would have.
-            let known = arrival.unwrap_or(at_bottleneck + backlog.min(QUEUE));
-            self.in_flight.push((known, report));
+            self.in_flight.push((carried.known_at, report));
         }
 
         /// The mean target over the last `window`.
@@ -504,15 +458,6 @@ mod tests {
                 .map(|(_, bps)| *bps)
                 .collect();
             recent.iter().sum::<f64>() / recent.len().max(1) as f64
-        }
-
-        /// The total time after `from` during which packets met more than `queue` of queueing.
-        fn time_queued_over(&self, queue: Duration, from: Duration) -> Duration {
-            self.queued
-                .windows(2)
-                .filter(|pair| pair[0].0 >= from && pair[0].1 > queue)
-                .map(|pair| pair[1].0 - pair[0].0)
-                .sum()
         }
 
         /// The highest target after `from`.
@@ -569,7 +514,9 @@ mod tests {
         let mut link = Link::new(600_000.0, 0.0).with_bucket(15_000.0);
         let mut estimator = gcc();
         link.run(&mut estimator, Duration::from_secs(10));
-        let queued = link.time_queued_over(Duration::from_millis(100), Duration::ZERO);
+        let queued = link
+            .bottleneck
+            .time_queued_over(Duration::from_millis(100), Duration::ZERO);
         assert!(
             queued <= Duration::from_millis(1_200),
             "packets met over 100 ms of queue for {queued:?} of the first 10 s"
@@ -596,13 +543,13 @@ mod tests {
         let before = link.mean_target(Duration::from_secs(5));
         assert!(before > 1_500_000.0, "before the drop: {before:.0}");
 
-        link.capacity_bps = 300_000.0;
+        link.bottleneck.capacity_bps = 300_000.0;
         link.run(&mut estimator, Duration::from_secs(5));
         link.run(&mut estimator, Duration::from_secs(15));
         let narrow = link.mean_target(Duration::from_secs(15));
         assert!(narrow <= 360_000.0, "on the narrow link: {narrow:.0}");
 
-        link.capacity_bps = 2_000_000.0;
+        link.bottleneck.capacity_bps = 2_000_000.0;
         link.run(&mut estimator, Duration::from_secs(15));
         let after = estimator.target_bitrate();
         // Once the old ceiling is forgotten the climb is multiplicative, 8 %/s (the library's
@@ -643,7 +590,7 @@ mod tests {
         let highest = link.highest_target_since(from);
         // The received rate is a window over the last second or so, so for a moment it still
         // holds the full link: nothing may pass what the link itself was seen to carry.
-        let proven = link.capacity_bps * PROVEN_HEADROOM + PROVEN_SLACK_BPS;
+        let proven = link.bottleneck.capacity_bps * PROVEN_HEADROOM + PROVEN_SLACK_BPS;
         assert!(
             highest <= proven,
             "sending 200 kbit/s on a 300 kbit/s link, the estimate rose to {highest:.0}"

@@ -37,6 +37,8 @@ mod render_timing;
 mod retransmissions;
 mod rtx;
 mod sdp;
+#[cfg(test)]
+mod sim;
 mod state;
 pub mod stats;
 #[cfg(test)]
