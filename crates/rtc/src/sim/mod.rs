@@ -2,3 +2,4 @@
 //! ladder and probe plan, driven on simulated time, so a 30 s call runs in milliseconds and gives
 //! the same trajectory every time.
 pub(crate) mod bottleneck;
+pub(crate) mod call;
