@@ -40,11 +40,18 @@ pub(crate) struct LinkState {
 impl LinkState {
     /// The video bitrate this connection can take: its estimate's video share, within the
     /// user's cap.
-    fn target_bps(&self, cap_bps: Option<u32>) -> Option<u32> {
-        self.estimate
-            .map(|e| video_share(e.target_bps).min(cap_bps.unwrap_or(u32::MAX)))
+    fn target_bps(&self, cap_bps: Option<u32>) -> u32 {
+        let estimate = self.estimate.map_or(START_BPS, |e| e.target_bps);
+        video_share(estimate).min(cap_bps.unwrap_or(u32::MAX))
     }
 }
+
+/// What a connection is taken to carry before its congestion controller has said anything: the
+/// rate that controller starts at. Unmetered, the first keyframe of a 720p call was made at the
+/// encoder's default 2.8 Mbit/s (23 kB, then 14 kB for the next size), and the pacer took half
+/// a second to send them at the start rate: every frame behind them was late, and the
+/// receiver's playout delay, which covers the delays frames meet, started the call 90 ms high.
+const START_BPS: u32 = crate::congestion::INITIAL_BITRATE_BPS;
 
 /// One encoder to run for the next frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,8 +73,8 @@ pub(crate) struct Planned {
 /// carry (rates above `full_rate_bps`, what the picture needs at full size, count as that: a
 /// wider link would not change the picture), each link is placed on its group's encoder, and
 /// each encoder aims at the thinnest of its links. Before any link's codec is known, one H.264
-/// encoder with no links runs (unmetered, as nothing measured the links yet): a link learns its
-/// codec from the first frames that reach it.
+/// encoder with no links runs, at the rate a link is taken to carry before it is measured: a
+/// link learns its codec from the first frames that reach it.
 pub(crate) fn plan(
     now: Instant,
     links: &mut HashMap<LinkId, LinkState>,
@@ -81,10 +88,7 @@ pub(crate) fn plan(
             state.encoding = None;
             continue;
         };
-        let rate = state
-            .target_bps(cap_bps)
-            .unwrap_or(full_rate_bps)
-            .min(full_rate_bps);
+        let rate = state.target_bps(cap_bps).min(full_rate_bps);
         match rates.iter_mut().find(|(c, _)| *c == codec) {
             Some((_, of_codec)) => of_codec.push((link, rate)),
             None => rates.push((codec, vec![(link, rate)])),
@@ -116,10 +120,8 @@ pub(crate) fn plan(
                     state.encoding = Some(key);
                 }
                 encoding.keyframe_wanted |= state.wants_keyframe;
-                if let Some(target) = state.target_bps(cap_bps) {
-                    encoding.target_bps =
-                        Some(encoding.target_bps.map_or(target, |t| t.min(target)));
-                }
+                let target = state.target_bps(cap_bps);
+                encoding.target_bps = Some(encoding.target_bps.map_or(target, |t| t.min(target)));
             }
             planned.push(encoding);
         }
@@ -131,7 +133,7 @@ pub(crate) fn plan(
                 group: 0,
             },
             links: Vec::new(),
-            target_bps: None,
+            target_bps: Some(video_share(START_BPS).min(cap_bps.unwrap_or(u32::MAX))),
             keyframe_wanted: false,
             keyframe_needed: false,
         });
@@ -277,12 +279,26 @@ mod tests {
     }
 
     #[test]
-    fn before_any_codec_is_known_one_unmetered_h264_encoder_runs() {
+    fn before_any_codec_is_known_one_h264_encoder_runs_at_the_start_rate() {
         let mut links = HashMap::from([(1, LinkState::default())]);
         let planned = plan(Instant::now(), &mut links, &mut HashMap::new(), FULL, None);
         assert_eq!(planned.len(), 1);
         assert_eq!(planned[0].key.codec, VideoCodec::H264);
         assert!(planned[0].links.is_empty());
-        assert_eq!(planned[0].target_bps, None);
+        assert_eq!(planned[0].target_bps, Some(video_share(START_BPS)));
+    }
+
+    #[test]
+    fn a_link_not_yet_measured_is_taken_at_the_start_rate() {
+        let mut links = HashMap::from([(
+            1,
+            LinkState {
+                codec: Some(VideoCodec::H264),
+                ..LinkState::default()
+            },
+        )]);
+        let planned = plan(Instant::now(), &mut links, &mut HashMap::new(), FULL, None);
+        assert_eq!(planned[0].links, vec![1]);
+        assert_eq!(planned[0].target_bps, Some(video_share(START_BPS)));
     }
 }
