@@ -463,18 +463,7 @@ mod tests {
             self.sent += 1;
             self.wire.push((at, PACKET as f64 * 8.0));
             let carried = self.bottleneck.carry(at, PACKET);
-            let report = PacketReport {
-                ssrc: 1,
-                id,
-                rtp_sequence_number: id as u16,
-                is_twcc: true,
-                twcc_sequence_number: id as u16,
-                size: PACKET,
-                arrived: carried.arrival.is_some(),
-                departure: self.epoch + at,
-                arrival: carried.arrival,
-                ecn: Default::default(),
-            };
+            let report = crate::sim::report(id, PACKET, self.epoch + at, carried.arrival);
             self.in_flight.push((carried.known_at, report));
         }
 
@@ -556,18 +545,12 @@ mod tests {
             .map(|sent| {
                 let id = *first_id;
                 *first_id += 1;
-                PacketReport {
-                    ssrc: 1,
+                crate::sim::report(
                     id,
-                    rtp_sequence_number: id as u16,
-                    is_twcc: true,
-                    twcc_sequence_number: id as u16,
                     size,
-                    arrived: true,
-                    departure: epoch + Duration::from_millis(sent),
-                    arrival: Some(Duration::from_millis(sent + delay_ms(sent))),
-                    ecn: Default::default(),
-                }
+                    epoch + Duration::from_millis(sent),
+                    Some(Duration::from_millis(sent + delay_ms(sent))),
+                )
             })
             .collect()
     }

@@ -208,18 +208,7 @@ impl Sender {
         if let Some(arrival) = carried.arrival {
             self.delivered.push((arrival, bytes as f64 * 8.0));
         }
-        let report = PacketReport {
-            ssrc: 1,
-            id,
-            rtp_sequence_number: id as u16,
-            is_twcc: true,
-            twcc_sequence_number: id as u16,
-            size: bytes,
-            arrived: carried.arrival.is_some(),
-            departure: epoch + at,
-            arrival: carried.arrival,
-            ecn: Default::default(),
-        };
+        let report = super::report(id, bytes, epoch + at, carried.arrival);
         self.unreported.push((carried.known_at, report));
     }
 
