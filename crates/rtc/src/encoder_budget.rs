@@ -24,18 +24,12 @@ impl EncoderBudget {
         Self::default()
     }
 
-    /// Whether a frame may be encoded now, at `target_bps`. With no target (no connection
-    /// has an estimate yet) nothing is metered, and what was encoded meanwhile is not held
-    /// against the link: it never waited for one.
-    pub(crate) fn allows(&mut self, now: Instant, target_bps: Option<u32>) -> bool {
+    /// Whether a frame may be encoded now, at `target_bps`.
+    pub(crate) fn allows(&mut self, now: Instant, target_bps: u32) -> bool {
         let elapsed = self
             .last
             .map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
         self.last = Some(now);
-        let Some(target_bps) = target_bps else {
-            self.backlog_bits = 0.0;
-            return true;
-        };
         let target = f64::from(target_bps.max(1));
         self.backlog_bits = (self.backlog_bits - target * elapsed.as_secs_f64()).max(0.0);
         self.backlog_bits <= target * ALLOWANCE.as_secs_f64()
@@ -59,7 +53,7 @@ mod tests {
         // 30 fps of 400-byte frames is 96 kbit/s, under a 100 kbit/s target.
         for frame in 0..300 {
             assert!(
-                budget.allows(at(start, frame * 33), Some(100_000)),
+                budget.allows(at(start, frame * 33), 100_000),
                 "frame {frame}"
             );
             budget.spent(400);
@@ -70,26 +64,14 @@ mod tests {
     fn a_big_keyframe_skips_frames_until_the_link_has_carried_it() {
         let mut budget = EncoderBudget::new();
         let start = Instant::now();
-        assert!(budget.allows(start, Some(100_000)));
+        assert!(budget.allows(start, 100_000));
         budget.spent(20_000); // 160 kbit: 1.6 s at 100 kbit/s
         let allowed: Vec<u64> = (1..60)
             .map(|frame| frame * 33)
-            .filter(|&ms| budget.allows(at(start, ms), Some(100_000)))
+            .filter(|&ms| budget.allows(at(start, ms), 100_000))
             .collect();
         // Encoding resumes once 1.6 s less the 250 ms allowance have drained.
         assert_eq!(allowed.first(), Some(&1353), "{allowed:?}");
-    }
-
-    #[test]
-    fn frames_encoded_before_any_estimate_are_not_held_against_the_link() {
-        // A call's first seconds: frames are encoded while the connection has no estimate yet.
-        let mut budget = EncoderBudget::new();
-        let start = Instant::now();
-        for frame in 0..60 {
-            assert!(budget.allows(at(start, frame * 33), None));
-            budget.spent(20_000);
-        }
-        assert!(budget.allows(at(start, 60 * 33), Some(1_000_000)));
     }
 
     #[test]
@@ -99,7 +81,7 @@ mod tests {
         let mut sent_bits = 0.0;
         // Frames of 1 kB at 30 fps would be 240 kbit/s; the target is 100 kbit/s.
         for frame in 0..300u64 {
-            if budget.allows(at(start, frame * 33), Some(100_000)) {
+            if budget.allows(at(start, frame * 33), 100_000) {
                 budget.spent(1000);
                 sent_bits += 8000.0;
             }

@@ -58,8 +58,8 @@ const START_BPS: u32 = crate::congestion::INITIAL_BITRATE_BPS;
 pub(crate) struct Planned {
     pub(crate) key: EncodingKey,
     pub(crate) links: Vec<LinkId>,
-    /// What the thinnest of its links can take (`None`: none has an estimate yet).
-    pub(crate) target_bps: Option<u32>,
+    /// What the thinnest of its links can take.
+    pub(crate) target_bps: u32,
     /// One of its links' receivers asked for a keyframe (the keyframe gate decides when).
     pub(crate) keyframe_wanted: bool,
     /// A link has just been moved to it from another encoder: that link's receiver has nothing
@@ -82,6 +82,7 @@ pub(crate) fn plan(
     full_rate_bps: u32,
     cap_bps: Option<u32>,
 ) -> Vec<Planned> {
+    let unmeasured_bps = LinkState::default().target_bps(cap_bps);
     let mut rates: Vec<(VideoCodec, Vec<(LinkId, u32)>)> = Vec::new();
     for (&link, state) in links.iter_mut() {
         let Some(codec) = state.codec else {
@@ -103,10 +104,17 @@ pub(crate) fn plan(
                 codec,
                 group: group.id,
             };
+            let target_bps = group
+                .links
+                .iter()
+                .filter_map(|link| links.get(link))
+                .map(|state| state.target_bps(cap_bps))
+                .min()
+                .unwrap_or(unmeasured_bps);
             let mut encoding = Planned {
                 key,
                 links: group.links.clone(),
-                target_bps: None,
+                target_bps,
                 keyframe_wanted: false,
                 keyframe_needed: false,
             };
@@ -120,8 +128,6 @@ pub(crate) fn plan(
                     state.encoding = Some(key);
                 }
                 encoding.keyframe_wanted |= state.wants_keyframe;
-                let target = state.target_bps(cap_bps);
-                encoding.target_bps = Some(encoding.target_bps.map_or(target, |t| t.min(target)));
             }
             planned.push(encoding);
         }
@@ -133,7 +139,7 @@ pub(crate) fn plan(
                 group: 0,
             },
             links: Vec::new(),
-            target_bps: Some(video_share(START_BPS).min(cap_bps.unwrap_or(u32::MAX))),
+            target_bps: unmeasured_bps,
             keyframe_wanted: false,
             keyframe_needed: false,
         });
@@ -177,18 +183,18 @@ mod tests {
         let planned = plan(start, &mut links, &mut groups, FULL, None);
         assert_eq!(planned.len(), 1, "{planned:?}");
         // 85 % of 1 Mbit/s less 40 kbit/s of audio.
-        assert_eq!(planned[0].target_bps, Some(810_000));
+        assert_eq!(planned[0].target_bps, 810_000);
         assert_eq!(planned[0].links.len(), 2);
         assert!(!planned[0].keyframe_needed, "new links wait for the gate");
         // The user's cap bounds it.
         let planned = plan(at(start, 10), &mut links, &mut groups, FULL, Some(300_000));
-        assert_eq!(planned[0].target_bps, Some(300_000));
+        assert_eq!(planned[0].target_bps, 300_000);
         assert!(!planned[0].keyframe_needed, "nobody moved");
         // A link below the audio's room leaves the video nothing, never less (past its first
         // seconds, when it would be split off at once).
         links.get_mut(&2).unwrap().estimate = Some(estimate(40_000));
         let planned = plan(at(start, 10_000), &mut links, &mut groups, FULL, None);
-        assert_eq!(planned[0].target_bps, Some(0));
+        assert_eq!(planned[0].target_bps, 0);
     }
 
     #[test]
@@ -210,17 +216,17 @@ mod tests {
         // At first the thin link holds the others back (it may be a dip)...
         let planned = plan(at(start, 1000), &mut links, &mut groups, FULL, None);
         assert_eq!(planned.len(), 1);
-        assert_eq!(planned[0].target_bps, Some(215_000));
+        assert_eq!(planned[0].target_bps, 215_000);
         // ...then it is split off, keeping the encoder that follows its rate; the wide links
         // move to a new one, which starts with a keyframe for them.
         let planned = plan(at(start, 3000), &mut links, &mut groups, FULL, None);
         assert_eq!(planned.len(), 2, "{planned:?}");
         let thin = planned.iter().find(|p| p.key == shared).expect("kept");
         assert_eq!(thin.links, vec![3]);
-        assert_eq!(thin.target_bps, Some(215_000));
+        assert_eq!(thin.target_bps, 215_000);
         assert!(!thin.keyframe_needed, "link 3 stayed where it was");
         let wide = planned.iter().find(|p| p.key != shared).expect("new");
-        assert_eq!(wide.target_bps, Some(1_660_000));
+        assert_eq!(wide.target_bps, 1_660_000);
         assert!(wide.keyframe_needed, "links 1 and 2 start on a new encoder");
         assert_eq!(links[&1].encoding, Some(wide.key));
         assert_eq!(links[&3].encoding, Some(shared));
@@ -285,7 +291,7 @@ mod tests {
         assert_eq!(planned.len(), 1);
         assert_eq!(planned[0].key.codec, VideoCodec::H264);
         assert!(planned[0].links.is_empty());
-        assert_eq!(planned[0].target_bps, Some(video_share(START_BPS)));
+        assert_eq!(planned[0].target_bps, video_share(START_BPS));
     }
 
     #[test]
@@ -299,6 +305,6 @@ mod tests {
         )]);
         let planned = plan(Instant::now(), &mut links, &mut HashMap::new(), FULL, None);
         assert_eq!(planned[0].links, vec![1]);
-        assert_eq!(planned[0].target_bps, Some(video_share(START_BPS)));
+        assert_eq!(planned[0].target_bps, video_share(START_BPS));
     }
 }

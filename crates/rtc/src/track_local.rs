@@ -696,14 +696,11 @@ struct LinkEncoder {
 }
 
 impl LinkEncoder {
-    fn new(key: EncodingKey, target_bps: Option<u32>, source: (usize, usize, u32)) -> Self {
+    fn new(key: EncodingKey, target_bps: u32, source: (usize, usize, u32)) -> Self {
         LinkEncoder {
             key,
             encoder: None,
-            ladder: match target_bps {
-                Some(target) => crate::ladder::Ladder::starting_at(target, source),
-                None => crate::ladder::Ladder::new(),
-            },
+            ladder: crate::ladder::Ladder::starting_at(target_bps, source),
             budget: crate::encoder_budget::EncoderBudget::new(),
             keyframe_gate: KeyframeGate::new(MIN_KEYFRAME_INTERVAL),
             frames_seen: 0,
@@ -726,17 +723,14 @@ impl LinkEncoder {
         let target = planned.target_bps;
         // Skipped before anything is spent on the frame (scaling, encoding).
         if !self.budget.allows(now, target) {
-            tracing::trace!(?target, "frame skipped: the link has no room");
+            tracing::trace!(target, "frame skipped: the link has no room");
             pipeline.counters().frames_dropped += 1;
             return None;
         }
         // Below what the source's size needs, the ladder makes the picture smaller, then the
         // frame rate lower.
         let source = (frame.width, frame.height, source_fps);
-        let rung = match target {
-            Some(target) => self.ladder.follow(now, target, source),
-            None => self.ladder.rung(),
-        };
+        let rung = self.ladder.follow(now, target, source);
         let next_size = self.ladder.next_size_bps(source);
         self.frames_seen = self.frames_seen.wrapping_add(1);
         if !self
@@ -794,12 +788,10 @@ impl LinkEncoder {
         }
         let encoder = self.encoder.as_mut()?;
         // Small moves are not worth a rate-control reset.
-        if let Some(target) = target {
-            let current = encoder.config().bitrate_bps;
-            if target.abs_diff(current) > current / 20 {
-                if let Err(e) = encoder.set_bitrate(target) {
-                    tracing::debug!("{e}");
-                }
+        let current = encoder.config().bitrate_bps;
+        if target.abs_diff(current) > current / 20 {
+            if let Err(e) = encoder.set_bitrate(target) {
+                tracing::debug!("{e}");
             }
         }
         if keyframe_due {
