@@ -50,7 +50,7 @@ const CLUSTER_PACKETS: usize = 6;
 const SHORTEST_CLUSTER: Duration = Duration::from_millis(30);
 const MOST_CLUSTER_PACKETS: usize = 40;
 /// Smaller packets are not worth copying: a copy should carry bytes, not headers.
-const SMALLEST_COPY: usize = 200;
+pub(crate) const SMALLEST_COPY: usize = 200;
 /// A path losing this fraction of packets or more is not probed: a probe is for finding room,
 /// and such a path has none. Random loss of a few per cent (Wi-Fi) stays under it.
 const LOSSY_PATH: f64 = 0.05;

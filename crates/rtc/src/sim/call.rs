@@ -20,7 +20,7 @@ use super::bottleneck::Bottleneck;
 use crate::congestion::{Gcc, Published, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
 use crate::estimate::{video_share, Estimate};
 use crate::ladder::{Ladder, Rung};
-use crate::probe::{cluster_packets, ProbeLog, ProbePlan};
+use crate::probe::{cluster_packets, ProbeLog, ProbePlan, SMALLEST_COPY};
 use parlor_media::scale::Scale;
 
 /// Bits per pixel the test pattern needs at each size when the link does not limit it
@@ -42,8 +42,6 @@ const AUDIO_PACKET: usize = 100;
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const FEEDBACK_PACKET: usize = 80;
 const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
-/// The smallest video packet the prober copies (as `probe` does).
-const SMALLEST_COPY: usize = 200;
 const SOURCE: (usize, usize, u32) = (640, 480, 30);
 
 /// One sender of a call, and the receiver's feedback to it.
@@ -70,8 +68,8 @@ pub(crate) struct Sender {
     /// Feedback on its way back: (arrives at, reports).
     feedback: Vec<(Duration, Vec<PacketReport>)>,
     next_feedback: Duration,
-    /// (time, target, picture height) every 100 ms.
-    pub(crate) trace: Vec<(Duration, f64, usize)>,
+    /// (time, picture height) every 100 ms.
+    pub(crate) heights: Vec<(Duration, usize)>,
     /// (arrival, bits) of every media packet that arrived.
     pub(crate) delivered: Vec<(Duration, f64)>,
 }
@@ -101,7 +99,7 @@ impl Sender {
             unreported: Vec::new(),
             feedback: Vec::new(),
             next_feedback: starts + FEEDBACK_INTERVAL + feedback_phase,
-            trace: Vec::new(),
+            heights: Vec::new(),
             delivered: Vec::new(),
         }
     }
@@ -250,7 +248,11 @@ impl Sender {
     /// The picture height it sent for the most time between `from` and `to`.
     pub(crate) fn usual_height(&self, from: Duration, to: Duration) -> usize {
         let mut counts: Vec<(usize, usize)> = Vec::new();
-        for (_, _, height) in self.trace.iter().filter(|(at, ..)| *at >= from && *at < to) {
+        for (_, height) in self
+            .heights
+            .iter()
+            .filter(|(at, ..)| *at >= from && *at < to)
+        {
             match counts.iter_mut().find(|(h, _)| h == height) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((*height, 1)),
@@ -332,7 +334,7 @@ impl TwoWayCall {
                     let height = side.rung.map_or(0, |rung| {
                         parlor_media::scale::scaled_size(SOURCE.0, SOURCE.1, rung.scale).1
                     });
-                    side.trace.push((now, side.target(), height));
+                    side.heights.push((now, height));
                 }
             }
         }
