@@ -13,15 +13,16 @@ use tokio::sync::watch;
 
 use crate::estimate::Estimate;
 
-/// Where the estimate starts and the range it keeps to. Chromium starts at 300 kbit/s and
-/// probes upward; this estimator probes only a picture made smaller (see `probe`). Measured: 300 kbit/s made the first seconds of
-/// a clean 720p call skip frames and queue (p95 capture → decoder 550 ms against 19 ms), and
-/// 2 Mbit/s flooded a 600 kbit/s link before the delay-based half could react. At 1 Mbit/s a
-/// 720p call starts at 960x540 and is at full size within about 5 s on a clean link, and a thin
-/// link brings it down within a second or two. Two callers sharing one 600 kbit/s link split it far more evenly from a 600 kbit/s start
-/// (`sim::call`, and the two-way runs in the README), but a 720p call then starts at 640x360
-/// and reached only 960x540 in its first 6 s on a clean link: not taken until a call's start
-/// can be probed, as Chromium probes its own.
+/// Where the estimate starts and the range it keeps to. Chromium starts at 300 kbit/s and probes
+/// upward; this estimator probes only a picture made smaller (see `probe`). Measured: 300 kbit/s
+/// made the first seconds of a clean 720p call skip frames and queue (p95 capture → decoder 550
+/// ms against 19 ms), and 2 Mbit/s flooded a 600 kbit/s link before the delay-based half could
+/// react. At 1 Mbit/s a 720p call starts at 960x540 and is at full size within about 5 s on a
+/// clean link, and a thin link brings it down within a second or two. Two callers sharing one 600
+/// kbit/s link split it far more evenly from a 600 kbit/s start (`sim::call`, and the two-way
+/// runs in the README), but a 720p call then starts at 640x360 and reached only 960x540 in its
+/// first 6 s on a clean link: not taken until a call's start can be probed, as Chromium probes
+/// its own.
 pub(crate) const INITIAL_BITRATE_BPS: u32 = 1_000_000;
 pub(crate) const MIN_BITRATE_BPS: u32 = 80_000;
 pub(crate) const MAX_BITRATE_BPS: u32 = 4_000_000;
