@@ -20,6 +20,49 @@ pub struct H264Encoder {
     /// anything over it.
     max_bitrate_bps: u32,
     frames: u64,
+    /// The `openh264` crate sets OpenH264 up on the first frame, and until then OpenH264
+    /// refuses a new bitrate (status 4): every new encoder (the ladder builds one for each
+    /// picture size) made its first keyframe, the costliest frame, at the size's default rate,
+    /// 2-3 × what a thin link had room for (measured in a two-way call on a 600 kbit/s link:
+    /// 230 kbit/s for 320x240 with the link's share at 85). So a rate set before the first
+    /// frame builds the encoder again at that rate, and the first frame then raises the
+    /// layer's maximum back to `max_bitrate_bps` (true here until it has).
+    maximum_to_raise: bool,
+}
+
+/// OpenH264's configuration for `config` at `bitrate_bps` (which it also takes as the most the
+/// layer may be given).
+fn openh264_config(config: &EncoderConfig, bitrate_bps: u32) -> OpenH264Config {
+    OpenH264Config::new()
+        .bitrate(BitRate::from_bps(bitrate_bps))
+        .max_frame_rate(FrameRate::from_hz(config.fps as f32))
+        .usage_type(UsageType::CameraVideoRealTime)
+        .rate_control_mode(RateControlMode::Bitrate)
+        .profile(Profile::Baseline)
+        .level(Level::Level_3_1)
+        .complexity(Complexity::Low)
+        // Skipping a frame under rate pressure is how OpenH264 holds its bitrate (without
+        // it the target is only a hint, and a thin link drowns). A skipped frame comes back
+        // as `Ok(None)` and is counted as dropped.
+        .skip_frames(true)
+        // Scene-change IDRs: at a low bitrate OpenH264 took the moving picture for new scenes
+        // and sent an IDR a second, each several P-frames' worth, exactly where a link is
+        // thinnest. Keyframes come from the interval and from receivers' requests instead.
+        .scene_change_detect(false)
+        .num_threads(1)
+        .intra_frame_period(if config.keyframe_interval == 0 {
+            IntraFramePeriod::auto()
+        } else {
+            IntraFramePeriod::from_num_frames(config.keyframe_interval)
+        })
+}
+
+fn build(config: &EncoderConfig, bitrate_bps: u32) -> Result<Encoder, MediaError> {
+    Encoder::with_api_config(
+        OpenH264API::from_source(),
+        openh264_config(config, bitrate_bps),
+    )
+    .map_err(codec_error)
 }
 
 /// Lends a [`VideoFrame`] to OpenH264 without copying.
@@ -50,36 +93,36 @@ fn codec_error(e: impl std::fmt::Display) -> MediaError {
 impl H264Encoder {
     pub fn new(config: EncoderConfig) -> Result<Self, MediaError> {
         config.check_size("H.264")?;
-        let encoder_config = OpenH264Config::new()
-            .bitrate(BitRate::from_bps(config.bitrate_bps))
-            .max_frame_rate(FrameRate::from_hz(config.fps as f32))
-            .usage_type(UsageType::CameraVideoRealTime)
-            .rate_control_mode(RateControlMode::Bitrate)
-            .profile(Profile::Baseline)
-            .level(Level::Level_3_1)
-            .complexity(Complexity::Low)
-            // Skipping a frame under rate pressure is how OpenH264 holds its bitrate (without
-            // it the target is only a hint, and a thin link drowns). A skipped frame comes back
-            // as `Ok(None)` and is counted as dropped.
-            .skip_frames(true)
-            // Scene-change IDRs: at a low bitrate OpenH264 took the moving picture for new scenes
-            // and sent an IDR a second, each several P-frames' worth, exactly where a link is
-            // thinnest. Keyframes come from the interval and from receivers' requests instead.
-            .scene_change_detect(false)
-            .num_threads(1)
-            .intra_frame_period(if config.keyframe_interval == 0 {
-                IntraFramePeriod::auto()
-            } else {
-                IntraFramePeriod::from_num_frames(config.keyframe_interval)
-            });
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), encoder_config)
-            .map_err(codec_error)?;
         Ok(H264Encoder {
-            encoder,
+            encoder: build(&config, config.bitrate_bps)?,
             config,
             max_bitrate_bps: config.bitrate_bps,
             frames: 0,
+            maximum_to_raise: false,
         })
+    }
+
+    /// Gives the layer back the maximum it was built for (see `maximum_to_raise`).
+    fn raise_maximum(&mut self) -> Result<(), MediaError> {
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_0,
+            iBitrate: self.max_bitrate_bps as i32,
+        };
+        // SAFETY: as in `set_bitrate`; OpenH264 has been set up by the frame just encoded.
+        let status = unsafe {
+            self.encoder.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+                std::ptr::addr_of_mut!(info).cast(),
+            )
+        };
+        if status != 0 {
+            return Err(MediaError::Codec(format!(
+                "OpenH264 refused the maximum bitrate {}: status {status}",
+                self.max_bitrate_bps
+            )));
+        }
+        self.maximum_to_raise = false;
+        Ok(())
     }
 }
 
@@ -94,6 +137,12 @@ impl VideoEncoder for H264Encoder {
     fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
         let bps = bps.clamp(MIN_BITRATE_BPS, self.max_bitrate_bps.max(MIN_BITRATE_BPS));
         if bps == self.config.bitrate_bps {
+            return Ok(());
+        }
+        if self.frames == 0 {
+            self.encoder = build(&self.config, bps)?;
+            self.config.bitrate_bps = bps;
+            self.maximum_to_raise = bps < self.max_bitrate_bps;
             return Ok(());
         }
         let mut info = openh264_sys2::SBitrateInfo {
@@ -131,10 +180,11 @@ impl VideoEncoder for H264Encoder {
             .encode_at(&I420(frame), timestamp)
             .map_err(codec_error)?;
         let keyframe = matches!(stream.frame_type(), FrameType::IDR | FrameType::I);
-        if matches!(stream.frame_type(), FrameType::Skip | FrameType::Invalid) {
-            return Ok(None);
+        let skipped = matches!(stream.frame_type(), FrameType::Skip | FrameType::Invalid);
+        let data = if skipped { Vec::new() } else { stream.to_vec() };
+        if self.maximum_to_raise {
+            self.raise_maximum()?;
         }
-        let data = stream.to_vec();
         if data.is_empty() {
             return Ok(None);
         }
@@ -294,5 +344,47 @@ mod tests {
         let built_with = EncoderConfig::for_size(640, 480, 30).bitrate_bps;
         encoder.set_bitrate(built_with + 50_000).unwrap();
         assert_eq!(encoder.config().bitrate_bps, built_with);
+    }
+
+    #[test]
+    fn a_rate_set_before_the_first_frame_holds_from_that_frame_and_can_rise_later() {
+        let pattern = TestPattern::new(VideoConstraints {
+            width: 640,
+            height: 480,
+            fps: 30,
+        })
+        .unwrap();
+        let encode = |encoder: &mut H264Encoder, frames: std::ops::Range<u64>| {
+            let mut sizes = Vec::new();
+            for n in frames {
+                let at = Duration::from_micros(n * 33_333);
+                if let Some(e) = encoder.encode(&pattern.render(n as u32, at)).unwrap() {
+                    sizes.push(e.data.len());
+                }
+            }
+            sizes
+        };
+        let built_with = EncoderConfig::for_size(640, 480, 30).bitrate_bps;
+        let mut at_default = H264Encoder::new(EncoderConfig::for_size(640, 480, 30)).unwrap();
+        let mut at_150k = H264Encoder::new(EncoderConfig::for_size(640, 480, 30)).unwrap();
+        at_150k.set_bitrate(150_000).unwrap();
+        assert_eq!(at_150k.config().bitrate_bps, 150_000);
+        let (default_first, low_first) =
+            (encode(&mut at_default, 0..1), encode(&mut at_150k, 0..1));
+        assert!(
+            low_first[0] * 10 < default_first[0] * 7,
+            "the first keyframe at 150 kbit/s: {} bytes; at {built_with}: {}",
+            low_first[0],
+            default_first[0]
+        );
+        let low: usize = encode(&mut at_150k, 1..60).iter().sum();
+        // 150 kbit/s for 2 s is 37.5 kB; the default rate would be 230 kB.
+        assert!(low < 60_000, "{low} bytes in 2 s at 150 kbit/s");
+        // The layer's maximum is the size's again: a higher rate is taken, and used.
+        at_150k.set_bitrate(600_000).unwrap();
+        assert_eq!(at_150k.config().bitrate_bps, 600_000);
+        encode(&mut at_150k, 60..120);
+        let high: usize = encode(&mut at_150k, 120..180).iter().sum();
+        assert!(high > low * 2, "{high} bytes at 600 kbit/s, {low} at 150");
     }
 }
