@@ -17,13 +17,15 @@ use crate::estimate::Estimate;
 /// upward; this estimator probes only a picture made smaller (see `probe`). Measured: 300 kbit/s
 /// made the first seconds of a clean 720p call skip frames and queue (p95 capture → decoder 550
 /// ms against 19 ms), and 2 Mbit/s flooded a 600 kbit/s link before the delay-based half could
-/// react. At 1 Mbit/s a 720p call starts at 960x540 and is at full size within about 5 s on a
-/// clean link, and a thin link brings it down within a second or two. Two callers sharing one 600
-/// kbit/s link split it far more evenly from a 600 kbit/s start (`sim::call`, and the two-way
-/// runs in the README), but a 720p call then starts at 640x360 and reached only 960x540 in its
-/// first 6 s on a clean link: not taken until a call's start can be probed, as Chromium probes
-/// its own.
-pub(crate) const INITIAL_BITRATE_BPS: u32 = 1_000_000;
+/// react. At 700 kbit/s a 720p call starts at 960x540 (the video's share, 555 kbit/s, just
+/// affords it) and is at full size within 5 s on a clean link, as it was from 1 Mbit/s; at 600
+/// it starts at 640x360 and is only at 960x540 5 s in. Two callers sharing one 600 kbit/s link
+/// both overfill it from any start over the link's rate, and the more so the longer its queue
+/// overflows: from 1 Mbit/s one side ended at 160x120 or 320x240 on a third of what the other
+/// got in most real 20 s runs (freezes on both sides), from 700 kbit/s the sides split it
+/// 0.6-0.94 with no freeze on the side that had them (the two-way runs in the README;
+/// `sim::call`).
+pub(crate) const INITIAL_BITRATE_BPS: u32 = 700_000;
 pub(crate) const MIN_BITRATE_BPS: u32 = 80_000;
 pub(crate) const MAX_BITRATE_BPS: u32 = 4_000_000;
 
