@@ -104,25 +104,40 @@ impl H264Encoder {
 
     /// Gives the layer back the maximum it was built for (see `maximum_to_raise`).
     fn raise_maximum(&mut self) -> Result<(), MediaError> {
-        let mut info = openh264_sys2::SBitrateInfo {
-            iLayer: openh264_sys2::SPATIAL_LAYER_0,
-            iBitrate: self.max_bitrate_bps as i32,
-        };
-        // SAFETY: as in `set_bitrate`; OpenH264 has been set up by the frame just encoded.
-        let status = unsafe {
-            self.encoder.raw_api().set_option(
-                openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
-                std::ptr::addr_of_mut!(info).cast(),
-            )
-        };
-        if status != 0 {
-            return Err(MediaError::Codec(format!(
-                "OpenH264 refused the maximum bitrate {}: status {status}",
-                self.max_bitrate_bps
-            )));
-        }
+        let (layer, bps) = (openh264_sys2::SPATIAL_LAYER_0, self.max_bitrate_bps);
+        self.set_rate_option(openh264_sys2::ENCODER_OPTION_MAX_BITRATE, layer, bps)
+            .map_err(|status| {
+                MediaError::Codec(format!(
+                    "OpenH264 refused the maximum bitrate {bps}: status {status}"
+                ))
+            })?;
         self.maximum_to_raise = false;
         Ok(())
+    }
+
+    /// Sets one of OpenH264's rate options (a target or a maximum) on `layer`, once it has been
+    /// set up by a first frame; `Err` holds its status.
+    fn set_rate_option(
+        &mut self,
+        option: openh264_sys2::ENCODER_OPTION,
+        layer: openh264_sys2::LAYER_NUM,
+        bps: u32,
+    ) -> Result<(), i32> {
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: layer,
+            iBitrate: bps as i32,
+        };
+        // SAFETY: the encoder exists (built by `with_api_config`) and `info` outlives the call;
+        // OpenH264 copies the value and keeps no pointer to it.
+        let status = unsafe {
+            self.encoder
+                .raw_api()
+                .set_option(option, std::ptr::addr_of_mut!(info).cast())
+        };
+        match status {
+            0 => Ok(()),
+            status => Err(status),
+        }
     }
 }
 
@@ -145,23 +160,14 @@ impl VideoEncoder for H264Encoder {
             self.maximum_to_raise = bps < self.max_bitrate_bps;
             return Ok(());
         }
-        let mut info = openh264_sys2::SBitrateInfo {
-            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
-            iBitrate: bps as i32,
-        };
-        // SAFETY: the encoder is initialised (it was built by `with_api_config`), and `info`
-        // outlives the call; OpenH264 copies the value and keeps no pointer to it.
-        let status = unsafe {
-            self.encoder.raw_api().set_option(
-                openh264_sys2::ENCODER_OPTION_BITRATE,
-                std::ptr::addr_of_mut!(info).cast(),
-            )
-        };
-        if status != 0 {
-            return Err(MediaError::Codec(format!(
-                "OpenH264 refused bitrate {bps}: status {status}"
-            )));
-        }
+        self.set_rate_option(
+            openh264_sys2::ENCODER_OPTION_BITRATE,
+            openh264_sys2::SPATIAL_LAYER_ALL,
+            bps,
+        )
+        .map_err(|status| {
+            MediaError::Codec(format!("OpenH264 refused bitrate {bps}: status {status}"))
+        })?;
         self.config.bitrate_bps = bps;
         Ok(())
     }
