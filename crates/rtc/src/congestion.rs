@@ -20,11 +20,10 @@ use crate::estimate::Estimate;
 /// react. At 700 kbit/s a 720p call starts at 960x540 (the video's share, 555 kbit/s, just
 /// affords it) and is at full size within 5 s on a clean link, as it was from 1 Mbit/s; at 600
 /// it starts at 640x360 and is only at 960x540 5 s in. Two callers sharing one 600 kbit/s link
-/// both overfill it from any start over the link's rate, and the more so the longer its queue
-/// overflows: from 1 Mbit/s one side ended at 160x120 or 320x240 on a third of what the other
-/// got in most real 20 s runs (freezes on both sides), from 700 kbit/s the sides split it
-/// 0.6-0.94 with no freeze on the side that had them (the two-way runs in the README;
-/// `sim::call`).
+/// both overfill its queue in the first second from a start well above their share: from
+/// 1 Mbit/s one side ended at 160x120 or 320x240 on a third of what the other got in most real
+/// 20 s runs, with freezes both ways; from 700 kbit/s the side sending less got 0.47-0.94 of
+/// the other and neither froze (the two-way runs in the README; `sim::call`).
 pub(crate) const INITIAL_BITRATE_BPS: u32 = 700_000;
 pub(crate) const MIN_BITRATE_BPS: u32 = 80_000;
 pub(crate) const MAX_BITRATE_BPS: u32 = 4_000_000;
