@@ -23,8 +23,10 @@ case "${1:-test}" in
   # display, driven through WebKitWebDriver).
   # systemd: systemd-analyze checks deploy/parlor-server.service (nothing is started).
   # dbus-daemon: a private session bus for the notification-click test.
+  # alsa-utils: its recordings of a person's voice (speaker-test's channel names) for the voice
+  # processing test.
   test) packages+=("${build[@]}" openssl chromium firefox-esr sqlite3 iproute2 nftables pulseaudio pulseaudio-utils coturn
-                   xvfb webkit2gtk-driver systemd dbus-daemon) ;;
+                   xvfb webkit2gtk-driver systemd dbus-daemon alsa-utils) ;;
   run) packages+=("${build[@]}") ;;
   *) echo "usage: $0 test|run" >&2; exit 2 ;;
 esac
