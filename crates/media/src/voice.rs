@@ -646,31 +646,29 @@ mod processing {
             has_voice: bool,
             case: &str,
         ) {
-            {
-                let off = process_all(VoiceSettings::OFF, samples);
-                let on = process_all(VoiceSettings::default(), samples);
-                let level = |samples: &[i16], part| part_db(samples, parts, part, 4);
-                let (room_off, room_on) = (level(&off, Part::Room), level(&on, Part::Room));
+            let off = process_all(VoiceSettings::OFF, samples);
+            let on = process_all(VoiceSettings::default(), samples);
+            let level = |samples: &[i16], part| part_db(samples, parts, part, 4);
+            let (room_off, room_on) = (level(&off, Part::Room), level(&on, Part::Room));
+            assert!(
+                room_on <= room_off,
+                "{case}: the room at {room_on:.1} dBFS processed, {room_off:.1} unprocessed"
+            );
+            assert!(
+                on.iter().all(|&s| s > i16::MIN && s < i16::MAX),
+                "{case}: clipped"
+            );
+            if has_voice {
+                let (voice_off, voice_on) = (level(&off, Part::Voice), level(&on, Part::Voice));
                 assert!(
-                    room_on <= room_off,
-                    "{case}: the room at {room_on:.1} dBFS processed, {room_off:.1} unprocessed"
+                    voice_on >= voice_off - 1.0,
+                    "{case}: the voice at {voice_on:.1} dBFS, unprocessed {voice_off:.1}"
                 );
+                let (clear_off, clear_on) = (voice_off - room_off, voice_on - room_on);
                 assert!(
-                    on.iter().all(|&s| s > i16::MIN && s < i16::MAX),
-                    "{case}: clipped"
+                    clear_on >= clear_off + 6.0,
+                    "{case}: voice over room {clear_on:.1} dB, unprocessed {clear_off:.1}"
                 );
-                if has_voice {
-                    let (voice_off, voice_on) = (level(&off, Part::Voice), level(&on, Part::Voice));
-                    assert!(
-                        voice_on >= voice_off - 1.0,
-                        "{case}: the voice at {voice_on:.1} dBFS, unprocessed {voice_off:.1}"
-                    );
-                    let (clear_off, clear_on) = (voice_off - room_off, voice_on - room_on);
-                    assert!(
-                        clear_on >= clear_off + 6.0,
-                        "{case}: voice over room {clear_on:.1} dB, unprocessed {clear_off:.1}"
-                    );
-                }
             }
         }
 
