@@ -25,9 +25,29 @@ if [ -z "$peer" ]; then
   peer="$CARGO_TARGET_DIR/release/parlor-rtc-peer"
 fi
 
+# One pair's call on a profile: its JSON line on stdout. The pair's own output on stderr (peers'
+# warnings, the browser's) is kept out of the table, and shown only when the call gave no
+# figures, with the reason the harness gave; the other profiles still run.
+failed=0
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+call() {
+  local profile=$1 name=$2
+  shift 2
+  local line
+  line=$(scripts/shaped-link.sh "$profile" -- "$@" 2>"$errors" | grep '^{' || true)
+  if [ -z "$line" ]; then
+    echo "$profile: the $name pair gave no figures:" >&2
+    tail -n 20 "$errors" | sed 's/^/  /' >&2
+    return 1
+  fi
+  echo "$line"
+}
+
 for profile in "${profiles[@]}"; do
-  parlor=$(scripts/shaped-link.sh "$profile" -- node tests/interop/parlor-two-way.mjs --peer "$peer" --seconds "$seconds" 2>/dev/null | grep '^{')
-  browser=$(scripts/shaped-link.sh "$profile" -- node tests/interop/chromium-two-way.mjs --seconds "$seconds" 2>/dev/null | grep '^{')
+  parlor=$(call "$profile" Parlor node tests/interop/parlor-two-way.mjs --peer "$peer" --seconds "$seconds") &&
+    browser=$(call "$profile" Chromium node tests/interop/chromium-two-way.mjs --seconds "$seconds") ||
+    { failed=1; continue; }
   node -e '
     const [profile, seconds, parlor, chromium] = process.argv.slice(1);
     const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -44,3 +64,4 @@ for profile in "${profiles[@]}"; do
     }
   ' "$profile" "$seconds" "$parlor" "$browser"
 done
+exit $failed
