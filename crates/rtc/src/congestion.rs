@@ -23,8 +23,34 @@ use crate::estimate::Estimate;
 /// both overfill its queue in the first second from a start well above their share: from
 /// 1 Mbit/s one side ended at 160x120 or 320x240 on a third of what the other got in most real
 /// 20 s runs, with freezes both ways; from 700 kbit/s the side sending less got 0.47-0.94 of
-/// the other and neither froze (the two-way runs in the README; `sim::call`).
+/// the other and neither froze (the two-way runs in the README; `sim::call`). A source that
+/// needs less starts lower ([`start_bps`]).
 pub(crate) const INITIAL_BITRATE_BPS: u32 = 700_000;
+
+/// Where the estimate starts for a call sending `source`: what its full size needs with
+/// [`START_HEADROOM`], or [`INITIAL_BITRATE_BPS`] if that is less. A start well above what the
+/// picture needs buys nothing on a wide link (the estimate climbs from what is sent anyway) and
+/// costs on a narrow one: it is what overfills a queue before the delay-based half can say so.
+/// Measured in two-way 640x480 calls on a 600 kbit/s link shared by both sides, 20 s each, six
+/// runs side by side: with 3 % loss, from 700 kbit/s 21 freezes (20.9 s frozen) over the 12
+/// received pictures, 4-16 packets given up a call; from 521, 9 (3.8 s), 0-3 given up. Without
+/// loss, from 700 two freezes in five runs and the side sending less got 0.72-0.98 of the
+/// other; from 521 none and 0.89-0.99. A 720p source still starts at 700 kbit/s: from less, a
+/// clean call was still at 960x540 six seconds in.
+pub(crate) fn start_bps(source: (usize, usize, u32)) -> u32 {
+    let full_size = f64::from(crate::ladder::Ladder::full_size_bps(source));
+    crate::estimate::estimate_for_video((full_size * START_HEADROOM) as u32)
+        .min(INITIAL_BITRATE_BPS)
+}
+
+/// How far over what the full-size picture needs a call starts. At exactly that rate (426
+/// kbit/s for 640x480) the time frozen was as short, but in a two-way call on a shared 600 kbit/s
+/// link the side that backed off first was often left far behind: real runs split 0.27-0.97,
+/// and simulated (`sim::call`) 12 of 32 clean-link calls left one side at 160x120. Each
+/// backoff of the other side's climbs put off that side's probes for a bigger picture; from a
+/// quarter more it never fell that far.
+const START_HEADROOM: f64 = 1.25;
+
 pub(crate) const MIN_BITRATE_BPS: u32 = 80_000;
 pub(crate) const MAX_BITRATE_BPS: u32 = 4_000_000;
 
@@ -65,6 +91,9 @@ pub(crate) struct Gcc {
     /// Rates the prober's clusters were carried at: a proven rate above the estimate is taken
     /// at once, which is how an application-limited sender finds a widened path.
     probes: crate::probe::ProbeResults,
+    /// The start for the call's video source ([`start_bps`]; 0 until the video's first frame),
+    /// taken down to if nothing has been measured yet; then `None`.
+    source_start: Option<watch::Receiver<u32>>,
     min: f64,
     max: f64,
     target: f64,
@@ -87,6 +116,7 @@ impl Gcc {
             last_backoff: None,
             ceiling: None,
             probes: crate::probe::ProbeResults::default(),
+            source_start: None,
             min,
             max,
             target: start.clamp(min, max),
@@ -97,6 +127,33 @@ impl Gcc {
     pub(crate) fn with_probes(mut self, log: crate::probe::ProbeLog) -> Self {
         self.probes = crate::probe::ProbeResults::new(log);
         self
+    }
+
+    /// Starts at what the call's video source needs ([`start_bps`]) once it is known, if that
+    /// is less than where this started: the estimator is made with the connection, before
+    /// anything is sent on it.
+    pub(crate) fn with_source_start(mut self, source_start: watch::Receiver<u32>) -> Self {
+        self.source_start = Some(source_start);
+        self
+    }
+
+    /// Takes the video source's start, unless the path has already said where the estimate
+    /// belongs: a backoff came first (audio alone cannot raise the estimate, which climbs only
+    /// to 1.5 × what is carried, and the prober only probes for a picture being sent).
+    fn take_source_start(&mut self) {
+        let Some(source_start) = &self.source_start else {
+            return;
+        };
+        let start = f64::from(*source_start.borrow());
+        if self.last_backoff.is_some() {
+            self.source_start = None;
+        } else if start > 0.0 {
+            self.source_start = None;
+            if start < self.delay_based.target() {
+                let start = self.restart_delay_based_at(start.max(self.min));
+                self.target = self.target.min(start);
+            }
+        }
     }
 
     /// The library's rate controller has no setter for its target, and no way to forget the
@@ -124,6 +181,7 @@ impl Gcc {
 
 impl BandwidthEstimator for Gcc {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.take_source_start();
         if reports.is_empty() {
             return;
         }
@@ -630,6 +688,50 @@ mod tests {
             queued <= Duration::from_millis(1_200),
             "packets met over 100 ms of queue for {queued:?} of the first 10 s"
         );
+    }
+
+    #[test]
+    fn a_call_starts_with_room_over_what_its_full_size_needs_within_the_start_rate() {
+        use crate::estimate::video_share;
+        use crate::ladder::Ladder;
+        let vga = (640, 480, 30);
+        let start = start_bps(vga);
+        assert!(start < INITIAL_BITRATE_BPS, "640x480 starts at {start}");
+        let headroom = f64::from(video_share(start)) / f64::from(Ladder::full_size_bps(vga));
+        assert!(
+            (headroom - START_HEADROOM).abs() < 0.01,
+            "the video's share is {headroom:.3} × what the full size needs"
+        );
+        let full_size = Ladder::new().rung();
+        assert_eq!(
+            Ladder::starting_at(video_share(start), vga).rung(),
+            full_size
+        );
+        assert_eq!(start_bps((1280, 720, 30)), INITIAL_BITRATE_BPS);
+    }
+
+    /// The estimator is made before the video's source is known: the source's start is taken
+    /// when it comes, unless a backoff has already said where the estimate belongs.
+    #[test]
+    fn the_video_sources_start_is_taken_until_the_path_has_said_where_the_estimate_belongs() {
+        let now = Instant::now();
+        let (source_start, known) = watch::channel(0);
+        let mut estimator = gcc().with_source_start(known);
+        estimator.on_reports(now, &[]);
+        assert_eq!(estimator.target_bitrate(), f64::from(INITIAL_BITRATE_BPS));
+        let vga = start_bps((640, 480, 30));
+        source_start.send_replace(vga);
+        estimator.on_reports(now, &[]);
+        assert_eq!(estimator.target_bitrate(), f64::from(vga));
+
+        let (source_start, known) = watch::channel(0);
+        let mut estimator = gcc().with_source_start(known);
+        let mut link = Link::new(300_000.0, 0.0);
+        link.run(&mut estimator, Duration::from_secs(3));
+        let measured = estimator.target_bitrate();
+        source_start.send_replace((measured / 2.0) as u32);
+        estimator.on_reports(now, &[]);
+        assert_eq!(estimator.target_bitrate(), measured);
     }
 
     #[test]

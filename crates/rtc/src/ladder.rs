@@ -167,8 +167,18 @@ impl Ladder {
     /// what a probe must show the path can carry before the ladder can climb.
     pub(crate) fn next_size_bps(&self, source: (usize, usize, u32)) -> Option<u32> {
         let above = self.rung.checked_sub(1)?;
-        Some((STEP_UP_BPP * pixels_per_second(above, source)).ceil() as u32)
+        Some(affordable_at_bps(above, source))
     }
+
+    /// The video bitrate at which `source` is sent at full size.
+    pub(crate) fn full_size_bps(source: (usize, usize, u32)) -> u32 {
+        affordable_at_bps(0, source)
+    }
+}
+
+/// The video bitrate from which `RUNGS[index]` of `source` is affordable.
+fn affordable_at_bps(index: usize, source: (usize, usize, u32)) -> u32 {
+    (STEP_UP_BPP * pixels_per_second(index, source)).ceil() as u32
 }
 
 /// Whether `RUNGS[index]` is worth sending of a `(width, height, fps)` source: not below the

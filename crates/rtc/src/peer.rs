@@ -105,6 +105,9 @@ pub(crate) struct Shared {
     pub(crate) bandwidth_estimate: watch::Sender<Option<crate::estimate::Estimate>>,
     /// What the sent video's next size up needs (0: none), for this connection's prober.
     pub(crate) probe_next_size: watch::Sender<u32>,
+    /// Where the estimate starts for the sent video's source (0: not known yet), for this
+    /// connection's congestion controller (`congestion::start_bps`).
+    pub(crate) source_start: watch::Sender<u32>,
     /// The selected candidate pair's round-trip time, as last read by the stats (receivers
     /// scale how long they wait for a retransmission by it).
     pub(crate) round_trip_time: watch::Sender<Option<std::time::Duration>>,
@@ -126,6 +129,7 @@ impl Shared {
             connection: self.connection.subscribe(),
             estimate: self.bandwidth_estimate.subscribe(),
             probe_next_size: self.probe_next_size.clone(),
+            source_start: self.source_start.clone(),
             stats: self.stats.clone(),
         }
     }
@@ -296,6 +300,7 @@ fn interceptors(
     keyframe_requests: broadcast::Sender<u32>,
     estimates: watch::Sender<Option<crate::estimate::Estimate>>,
     probe_next_size: watch::Receiver<u32>,
+    source_start: watch::Receiver<u32>,
     stats: Arc<StatsRegistry>,
 ) -> Result<Registry> {
     use crate::congestion::{INITIAL_BITRATE_BPS, MAX_BITRATE_BPS, MIN_BITRATE_BPS};
@@ -310,7 +315,8 @@ fn interceptors(
     let registry = chain::configure_rtcp_reports(registry);
     let estimator = crate::congestion::Published::new(
         crate::congestion::Gcc::new(INITIAL_BITRATE_BPS, MIN_BITRATE_BPS, MAX_BITRATE_BPS)
-            .with_probes(probe_log),
+            .with_probes(probe_log)
+            .with_source_start(source_start),
         estimates,
     );
     let registry = congestion_control(registry, estimator, media_engine).map_err(failed)?;
@@ -415,6 +421,7 @@ async fn build_raw(
         keyframe_tx.clone(),
         shared.bandwidth_estimate.clone(),
         shared.probe_next_size.subscribe(),
+        shared.source_start.subscribe(),
         shared.stats.clone(),
     )?;
     let mdns = if resolve_mdns {
@@ -467,6 +474,7 @@ impl PeerConnection {
             round_trip_time: watch::channel(None).0,
             bandwidth_estimate: watch::channel(None).0,
             probe_next_size: watch::channel(0).0,
+            source_start: watch::channel(0).0,
             gathering_complete: gathering_tx,
             transport_mid: Mutex::new(None),
         });

@@ -104,6 +104,8 @@ pub(crate) struct SendLink {
     pub(crate) estimate: watch::Receiver<Option<Estimate>>,
     /// What the sent video's next size up needs (0: none), for the connection's prober.
     pub(crate) probe_next_size: watch::Sender<u32>,
+    /// Where the connection's congestion controller should start for the sent video's source.
+    pub(crate) source_start: watch::Sender<u32>,
     pub(crate) stats: Arc<StatsRegistry>,
 }
 
@@ -266,6 +268,7 @@ impl Pipeline {
             connection,
             mut estimate,
             probe_next_size,
+            source_start,
             stats,
         } = connection;
         let closed = lifecycle.closed.clone();
@@ -342,8 +345,10 @@ impl Pipeline {
                             let Some((codec, packetizer)) = link_codec.in_use() else {
                                 continue;
                             };
-                            let (encoding, next_size) = pipeline
-                                .with_link(link, |state| (state.encoding, state.next_size_bps))
+                            let (encoding, next_size, start) = pipeline
+                                .with_link(link, |state| {
+                                    (state.encoding, state.next_size_bps, state.start_bps)
+                                })
                                 .unwrap_or_default();
                             if frame.encoding != encoding {
                                 continue; // another link's encoder
@@ -355,6 +360,9 @@ impl Pipeline {
                                 }
                                 probe_next_size.send_if_modified(|current| {
                                     std::mem::replace(current, next_size) != next_size
+                                });
+                                source_start.send_if_modified(|current| {
+                                    std::mem::replace(current, start) != start
                                 });
                             }
                             if pipeline.kind == MediaKind::Audio
@@ -878,13 +886,11 @@ impl Capture for VideoCapture {
 
     fn encode(&mut self, pipeline: &Pipeline, frame: VideoFrame) {
         let source_fps = self.source.format().fps;
-        // What the picture needs at full size: links that can carry more are all alike to it.
-        let full_rate = EncoderConfig::for_size(frame.width, frame.height, source_fps).bitrate_bps;
         let planned = crate::encodings::plan(
             Instant::now(),
             &mut pipeline.links(),
             &mut self.groups,
-            full_rate,
+            (frame.width, frame.height, source_fps),
             self.options.bitrate_bps,
         );
         self.encoders

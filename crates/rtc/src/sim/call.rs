@@ -275,14 +275,20 @@ pub(crate) struct TwoWayCall {
 
 impl TwoWayCall {
     /// A call whose answering side starts sending `answer_after` the offering side, each
-    /// side's estimate starting at `start_bps`.
-    pub(crate) fn new(bottleneck: Bottleneck, answer_after: Duration, start_bps: u32) -> Self {
+    /// side's estimate starting at `start_bps`; the answering side's receiver sends its
+    /// feedback `feedback_phase` after the offering side's (two processes' timers are not in
+    /// step).
+    pub(crate) fn new(
+        bottleneck: Bottleneck,
+        answer_after: Duration,
+        feedback_phase: Duration,
+        start_bps: u32,
+    ) -> Self {
         TwoWayCall {
             bottleneck,
-            // Two processes' feedback timers are not in step.
             sides: [
                 Sender::new(start_bps, Duration::ZERO, Duration::ZERO),
-                Sender::new(start_bps, answer_after, Duration::from_millis(23)),
+                Sender::new(start_bps, answer_after, feedback_phase),
             ],
             epoch: Instant::now(),
             now: Duration::ZERO,
@@ -344,13 +350,14 @@ impl TwoWayCall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::congestion::INITIAL_BITRATE_BPS;
+    use crate::congestion::start_bps;
 
     /// One finished call: what each side's media arrived at over its last 20 s, and the picture
     /// height each side sent for most of that time.
     struct Split {
         loss: f64,
         answer_after: Duration,
+        feedback_phase: Duration,
         received: [f64; 2],
         heights: [usize; 2],
     }
@@ -365,20 +372,28 @@ mod tests {
     /// Two-way calls on `scripts/shaped-link.sh`'s cap600 (600 kbit/s, 15 kB bucket, 300 ms
     /// queue, both directions through it) and cap600-loss3 (3 % random loss as well), the
     /// answering side's media starting 0 to 1.5 s after the offering side's, as it does between
-    /// two real processes; 30 s each.
+    /// two real processes, and its feedback timer at four phases to the other's; 30 s each.
+    /// (Which side backs off first turns on timings this fine: with one phase, 16 calls, the
+    /// calls leaving a side far behind went from 4 to 1 to 0 as the start moved from 426 to
+    /// 460 to 500 kbit/s.)
     fn calls(start_bps: u32) -> (Vec<Split>, String) {
         let from = Duration::from_secs(10);
         let mut calls = Vec::new();
         for loss in [0.0, 0.03] {
-            for offset_ms in [0, 50, 150, 300, 500, 700, 1000, 1500] {
+            for (offset_ms, phase_ms) in [0, 50, 150, 300, 500, 700, 1000, 1500]
+                .into_iter()
+                .flat_map(|offset| [0, 11, 23, 37].map(|phase| (offset, phase)))
+            {
                 let link = Bottleneck::new(600_000.0, loss, PACKET).with_bucket(15_000.0);
                 let answer_after = Duration::from_millis(offset_ms);
-                let mut call = TwoWayCall::new(link, answer_after, start_bps);
+                let phase = Duration::from_millis(phase_ms);
+                let mut call = TwoWayCall::new(link, answer_after, phase, start_bps);
                 call.run(Duration::from_secs(30));
                 let side = |i: usize| &call.sides[i];
                 calls.push(Split {
                     loss,
                     answer_after,
+                    feedback_phase: phase,
                     received: [0, 1].map(|i| side(i).received_bps(from, call.now)),
                     heights: [0, 1].map(|i| side(i).usual_height(from, call.now)),
                 });
@@ -388,9 +403,11 @@ mod tests {
             .iter()
             .map(|c| {
                 format!(
-                    "\n  loss {}, answer {:?} later: {:.0} kbit/s at {}p / {:.0} at {}p, split {:.2}",
+                    "\n  loss {}, answer {:?} later, feedback {:?} later: \
+                     {:.0} kbit/s at {}p / {:.0} at {}p, split {:.2}",
                     c.loss,
                     c.answer_after,
+                    c.feedback_phase,
                     c.received[0] / 1000.0,
                     c.heights[0],
                     c.received[1] / 1000.0,
@@ -404,15 +421,19 @@ mod tests {
 
     /// Two callers together fill the link (at least 450 kbit/s of its 600 in every call), and
     /// each gets a fair part of it: on average the side with less gets at least 0.8 of what
-    /// the other gets, and at most two of the sixteen calls leave a side under 0.6 of the
-    /// other. Measured from the 700 kbit/s start: 0.86 and 2. From the 1 Mbit/s start calls
-    /// had before, 0.66 and 7: both sides overfill the queue at once, the later one takes that
-    /// queue for the path's own delay and backs off furthest, and a picture made small
-    /// (160x120 or 320x240) sends too little to prove the path has more for it. The two-way
-    /// runs on a real shaped link showed the same, before and after (README).
+    /// the other gets, and at most one call in eight leaves a side under 0.6 of the other.
+    /// Measured from the 640x480 start (521 kbit/s): 0.94 and 0 of 64. From 700 kbit/s: 0.93
+    /// and 3. From exactly what 640x480 needs (426 kbit/s): 0.79 and 16, the side that backed
+    /// off first left at 160x120 on the clean link, its probes for a bigger picture held back
+    /// by the backoffs the other side's climbs caused. From the 1 Mbit/s start calls had
+    /// before (one phase, 16 calls), 0.66 and 7: both sides overfill the queue at once, the
+    /// later one takes that queue for the path's own delay and backs off furthest, and a
+    /// picture made small (160x120 or 320x240) sends too little to prove the path has more
+    /// for it. The two-way runs on a real shaped link showed the same, before and after
+    /// (README).
     #[test]
     fn two_callers_on_a_shared_narrow_link_fill_it_and_split_it() {
-        let (calls, table) = calls(INITIAL_BITRATE_BPS);
+        let (calls, table) = calls(start_bps(SOURCE));
         eprintln!("{table}");
         for call in &calls {
             let together = call.received[0] + call.received[1];
@@ -424,7 +445,7 @@ mod tests {
         let mean = calls.iter().map(Split::ratio).sum::<f64>() / calls.len() as f64;
         let trapped = calls.iter().filter(|c| c.ratio() < 0.6).count();
         assert!(
-            mean >= 0.8 && trapped <= 2,
+            mean >= 0.8 && trapped * 8 <= calls.len(),
             "mean split {mean:.2}, {trapped} calls under 0.6:{table}"
         );
     }
