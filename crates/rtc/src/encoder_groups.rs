@@ -110,7 +110,7 @@ impl Groups {
         };
         let fits = |group: &Group| {
             let (low, high) = span(group, rates);
-            low.min(rate) >= high.max(rate) * JOIN_RATIO
+            close_enough((low.min(rate), high.max(rate)))
         };
         let room = self.groups.len() < MAX_GROUPS;
         let best = self
@@ -143,7 +143,7 @@ impl Groups {
         self.groups.len() < MAX_GROUPS
             && self.groups.iter().any(|group| {
                 let (low, high) = span(group, rates);
-                low < high * JOIN_RATIO
+                !close_enough((low, high))
                     && group.links.iter().any(|link| {
                         rates[link] == low
                             && self
@@ -162,7 +162,7 @@ impl Groups {
         let mergeable = spans.iter().enumerate().any(|(i, a)| {
             spans[i + 1..]
                 .iter()
-                .any(|b| a.0.min(b.0) >= a.1.max(b.1) * JOIN_RATIO)
+                .any(|b| close_enough((a.0.min(b.0), a.1.max(b.1))))
         });
         !mergeable && (!any_too_wide || self.groups.len() >= MAX_GROUPS)
     }
@@ -212,9 +212,16 @@ impl Groups {
 }
 
 /// Whether a group's span (its thinnest and widest rates) is too wide to keep once its links
-/// have settled (one in its first seconds is held to [`JOIN_RATIO`]).
+/// have settled (one in its first seconds is held to [`close_enough`]).
 fn too_wide((low, high): (f64, f64)) -> bool {
     low < high * KEEP_RATIO
+}
+
+/// Whether links spanning these rates (thinnest, widest) are close enough to share an encoder:
+/// the rule a newcomer joins a group by, two groups merge by, and a link in its first seconds
+/// is kept by.
+fn close_enough((low, high): (f64, f64)) -> bool {
+    low >= high * JOIN_RATIO
 }
 
 /// The thinnest and the widest rate in a group.
@@ -237,7 +244,7 @@ fn ideal_partition(rates: &HashMap<LinkId, f64>) -> Vec<Vec<LinkId>> {
     for link in links {
         let full = partition.len() >= MAX_GROUPS;
         match partition.last_mut() {
-            Some(group) if full || rates[&link] >= rates[&group[0]] * JOIN_RATIO => {
+            Some(group) if full || close_enough((rates[&link], rates[&group[0]])) => {
                 group.push(link)
             }
             _ => partition.push(vec![link]),
